@@ -1,0 +1,48 @@
+"""SQLModel entities of the portal. Importing this package registers every table.
+
+Models hold structure and constraints only: no business rules and nothing of the web.
+"""
+
+from sqlmodel import SQLModel
+
+from models.appointments import (
+    ACTIVE_STATUSES,
+    Appointment,
+    AppointmentStatus,
+    BookingChannel,
+    Encounter,
+)
+from models.audit import AuditEvent
+from models.clinic import (
+    Department,
+    Doctor,
+    DoctorDepartment,
+    Gender,
+    Icd10Code,
+    Schedule,
+    ScheduleStatus,
+)
+from models.patients import MRN_FORMAT, Patient
+from models.pharmacy import (
+    BatchStatus,
+    Medicine,
+    MovementKind,
+    Prescription,
+    PrescriptionItem,
+    PrescriptionStatus,
+    StockBatch,
+    StockMovement,
+    Supplier,
+)
+from models.staff import Role, StaffUser
+from models.throttle import ThrottleBucket
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "ACTIVE_STATUSES", "MRN_FORMAT", "Appointment", "AppointmentStatus", "AuditEvent",
+    "BatchStatus", "BookingChannel", "Department", "Doctor", "DoctorDepartment", "Encounter",
+    "Gender", "Icd10Code", "Medicine", "MovementKind", "Patient", "Prescription",
+    "PrescriptionItem", "PrescriptionStatus", "Role", "Schedule", "ScheduleStatus",
+    "StaffUser", "StockBatch", "StockMovement", "Supplier", "ThrottleBucket", "metadata",
+]

@@ -1,0 +1,129 @@
+"""Appointments (a patient's place in a clinic session) and encounters (the visit record)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlmodel import Field, Relationship, SQLModel
+
+from models._types import UTCDateTime, enum_type, utcnow
+from models.clinic import Department, Doctor, Icd10Code, Schedule
+from models.patients import Patient
+
+
+class AppointmentStatus(str, enum.Enum):
+    """Where an appointment is in its lifecycle (see ``portal.services.appointments``)."""
+
+    pending = "pending"
+    confirmed = "confirmed"
+    checked_in = "checked_in"
+    completed = "completed"
+    cancelled = "cancelled"
+    no_show = "no_show"
+
+
+#: Statuses that hold a place in the session (count towards ``booked_count``).
+ACTIVE_STATUSES = (
+    AppointmentStatus.pending,
+    AppointmentStatus.confirmed,
+    AppointmentStatus.checked_in,
+    AppointmentStatus.completed,
+)
+
+
+class BookingChannel(str, enum.Enum):
+    """How the appointment was made."""
+
+    online = "online"
+    front_desk = "front_desk"
+    phone = "phone"
+
+
+class Appointment(SQLModel, table=True):
+    """A patient's booked place, with a queue number, in one clinic session.
+
+    ``doctor_id``, ``department_id`` and ``session_date`` are copied from the schedule
+    at booking time so the busiest lists filter on one indexed table.
+    ``active_marker`` is 1 while the appointment holds its place and NULL once
+    cancelled or a no-show; the unique key (schedule, patient, active_marker) lets the
+    database itself refuse a second active booking of one patient in one session.
+    ``submission_key`` is the one-time form token of an online booking, so a repeated
+    submission finds the first result instead of booking twice.
+    """
+
+    __tablename__ = "appointment"
+    __table_args__ = (
+        sa.UniqueConstraint("schedule_id", "queue_number", name="uq_appointment_queue"),
+        sa.UniqueConstraint(
+            "schedule_id", "patient_id", "active_marker", name="uq_appointment_active_patient"
+        ),
+        sa.CheckConstraint("queue_number >= 1", name="queue"),
+        sa.Index("ix_appointment_status_dept", "status", "department_id", "id"),
+        sa.Index("ix_appointment_dept_date", "department_id", "session_date"),
+        sa.Index("ix_appointment_doctor_date", "doctor_id", "session_date"),
+        sa.Index("ix_appointment_date_status", "session_date", "status"),
+        sa.Index("ix_appointment_status_booked", "status", "booked_at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    reference: str = Field(max_length=16, unique=True, description="e.g. K7MX9-3QD2A")
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    schedule_id: int = Field(foreign_key="schedule.id")
+    doctor_id: int = Field(foreign_key="doctor.id")
+    department_id: int = Field(foreign_key="department.id")
+    session_date: date
+    queue_number: int
+    status: AppointmentStatus = Field(
+        default=AppointmentStatus.pending, sa_type=enum_type(AppointmentStatus)
+    )
+    channel: BookingChannel = Field(
+        default=BookingChannel.online, sa_type=enum_type(BookingChannel)
+    )
+    reason: Optional[str] = Field(default=None, max_length=500)
+    cancel_reason: Optional[str] = Field(default=None, max_length=500)
+    is_overbooked: bool = Field(default=False)
+    active_marker: Optional[int] = Field(default=1)
+    submission_key: Optional[str] = Field(default=None, max_length=64, unique=True)
+    booked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    confirmed_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    checked_in_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    completed_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    cancelled_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    no_show_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+
+    patient: Optional[Patient] = Relationship()
+    schedule: Optional[Schedule] = Relationship(back_populates="appointments")
+    doctor: Optional[Doctor] = Relationship()
+    department: Optional[Department] = Relationship()
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class Encounter(SQLModel, table=True):
+    """The clinical record of one visit: complaint, ICD-10 diagnosis, notes."""
+
+    __tablename__ = "encounter"
+    __table_args__ = (sa.Index("ix_encounter_doctor_created", "doctor_id", "created_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    appointment_id: Optional[int] = Field(
+        default=None, foreign_key="appointment.id", unique=True
+    )
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    doctor_id: int = Field(foreign_key="doctor.id")
+    chief_complaint: str = Field(max_length=500)
+    diagnosis_code: Optional[str] = Field(default=None, foreign_key="icd10_code.code")
+    notes: Optional[str] = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    appointment: Optional[Appointment] = Relationship()
+    patient: Optional[Patient] = Relationship()
+    doctor: Optional[Doctor] = Relationship()
+    diagnosis: Optional[Icd10Code] = Relationship()
+
+    def __str__(self) -> str:
+        return f"Encounter #{self.id}"

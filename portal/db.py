@@ -1,0 +1,193 @@
+"""Database engine, sessions and transactions.
+
+One engine per process, built from ``DATABASE_URL``. SQLite gets WAL mode, a busy
+timeout and foreign keys; write transactions there start with ``BEGIN IMMEDIATE``
+so two writers queue instead of failing on lock upgrade. MySQL/MariaDB connections
+run in READ COMMITTED with UTC session time, pre-ping stale pooled connections and
+time out quickly when the server is gone.
+
+Service functions run inside :func:`transaction` (one unit of work the caller
+controls) or :func:`run_in_transaction` (which also retries MySQL deadlocks and
+lock-wait timeouts a bounded number of times, then raises ``Busy``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from portal.settings import get_settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: MySQL error codes worth retrying: deadlock, lock wait timeout.
+RETRYABLE_MYSQL_CODES = {1213, 1205}
+MAX_ATTEMPTS = 4
+
+_engine_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+
+
+def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """Create an engine for ``url`` with the portal's connection settings.
+
+    Args:
+        url (str): SQLAlchemy database URL.
+        pool_size (int | None): pooled connections per process (MySQL only).
+
+    Returns:
+        Engine: a configured engine; SQLite pragmas and MySQL session settings are
+        applied to every new connection.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):  # pragma: no cover - driver hook
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            if parsed.database and parsed.database != ":memory:":
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - driver hook
+            mode = conn.get_execution_options().get("sqlite_begin", "")
+            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+        return engine
+
+    size = pool_size or get_settings().db_pool_size
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_size=size,
+        max_overflow=size,
+        pool_timeout=10,
+        isolation_level="READ COMMITTED",
+        connect_args={
+            "connect_timeout": 3,
+            "read_timeout": 30,
+            "write_timeout": 30,
+            "init_command": "SET time_zone = '+00:00', innodb_lock_wait_timeout = 10",
+            "charset": "utf8mb4",
+        },
+    )
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """Return the process-wide engine for ``url`` (default: ``DATABASE_URL``)."""
+    url = url or get_settings().database_url
+    with _engine_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = build_engine(url)
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection of this process (after fork, in tests)."""
+    with _engine_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def session_factory(engine: Engine | None = None, **info: Any) -> sessionmaker[Session]:
+    """Return a sessionmaker bound to ``engine`` (default engine when omitted).
+
+    Args:
+        engine (Engine | None): the engine to bind.
+        **info: stored in ``Session.info`` of every session (e.g. ``audit_changes=True``).
+    """
+    return sessionmaker(
+        bind=engine or get_engine(), expire_on_commit=False, autoflush=False, info=info
+    )
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True when ``exc`` is a MySQL deadlock or lock-wait timeout, or SQLite busy."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        args = getattr(exc.orig, "args", ())
+        if args and isinstance(args[0], int) and args[0] in RETRYABLE_MYSQL_CODES:
+            return True
+        if isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
+            return True
+    return False
+
+
+@contextmanager
+def transaction(engine: Engine | None = None, *, write: bool = True) -> Iterator[Session]:
+    """Open a session in one transaction; commit on success, roll back on error.
+
+    Args:
+        engine (Engine | None): engine to use; the default engine when omitted.
+        write (bool): on SQLite, start with ``BEGIN IMMEDIATE`` (take the write lock
+            up front); ignored on MySQL.
+
+    Yields:
+        Session: the session; everything done through it commits together.
+    """
+    engine = engine or get_engine()
+    session = Session(bind=engine, expire_on_commit=False, autoflush=False)
+    if write and engine.dialect.name == "sqlite":
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def run_in_transaction(
+    fn: Callable[..., T], *args: Any, engine: Engine | None = None, **kwargs: Any
+) -> T:
+    """Call ``fn(session, *args, **kwargs)`` in a transaction, retrying lock conflicts.
+
+    A MySQL deadlock (1213) or lock-wait timeout (1205), or SQLite "database is
+    locked", rolls the whole attempt back and runs ``fn`` again, up to
+    ``MAX_ATTEMPTS`` times with a short random back-off.
+
+    Returns:
+        T: what ``fn`` returned, after the commit.
+
+    Raises:
+        portal.services.errors.Busy: the conflict persisted after every attempt.
+        DomainError: whatever ``fn`` raised (nothing is committed).
+    """
+    from portal.services.errors import Busy  # services import db, not the reverse at load
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with transaction(engine) as session:
+                return fn(session, *args, **kwargs)
+        except DBAPIError as exc:
+            if not is_retryable(exc):
+                raise
+            log.info("retrying after lock conflict (attempt %d): %s", attempt, exc.orig)
+            if attempt == MAX_ATTEMPTS:
+                raise Busy() from exc
+            time.sleep(random.uniform(0.005, 0.03) * attempt)  # back-off, not synchronisation
+    raise AssertionError("unreachable")

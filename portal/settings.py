@@ -1,0 +1,98 @@
+"""Portal settings, read once from the environment (and an optional ``.env`` file).
+
+Every setting has a default that gives a working demo on a fresh machine: an SQLite
+file in the working directory, a secret key generated on first start and kept in
+``.secret_key`` (with a warning, since production must set ``SECRET_KEY``), and the
+hospital's time zone ``Asia/Shanghai``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+SECRET_KEY_FILE = Path(".secret_key")
+
+
+class Settings(BaseSettings):
+    """Configuration of one portal process.
+
+    Attributes:
+        database_url (str): SQLAlchemy URL; ``sqlite:///./portal.db`` by default,
+            ``mysql+pymysql://user:pass@host/db`` for MySQL/MariaDB.
+        secret_key (str): key for signed cookies and tokens; generated and stored in
+            ``.secret_key`` when unset.
+        portal_timezone (str): IANA zone in which schedules are kept and datetimes shown.
+        portal_demo_password (str | None): password of the demo staff accounts; random
+            when unset.
+        hospital_name (str): shown in the admin title and on patient pages.
+        currency (str): ISO 4217 code; money is stored in its smallest unit.
+        session_idle_minutes (int): staff sessions end after this many idle minutes.
+        session_max_hours (int): staff sessions end after this many hours at most.
+        secure_cookies (bool): mark cookies ``Secure`` (set when served over HTTPS).
+        db_pool_size (int): connections kept per process for MySQL.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./portal.db"
+    secret_key: str = ""
+    portal_timezone: str = "Asia/Shanghai"
+    portal_demo_password: str | None = None
+    hospital_name: str = "City General Hospital"
+    currency: str = "CNY"
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_max_hours: int = Field(default=12, ge=1)
+    secure_cookies: bool = False
+    db_pool_size: int = Field(default=10, ge=1)
+
+    @field_validator("portal_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone: fail loudly at start-up
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The hospital's time zone as a ``ZoneInfo``."""
+        return ZoneInfo(self.portal_timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is an SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+
+def _load_or_create_secret_key() -> str:
+    if SECRET_KEY_FILE.exists():
+        return SECRET_KEY_FILE.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    SECRET_KEY_FILE.write_text(key)
+    SECRET_KEY_FILE.chmod(0o600)
+    log.warning(
+        "SECRET_KEY is not set: generated one and stored it in %s. "
+        "Set SECRET_KEY in production, the same for every process.",
+        SECRET_KEY_FILE.resolve(),
+    )
+    return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, reading the environment on first call.
+
+    Returns:
+        Settings: the one instance for this process.
+    """
+    settings = Settings()
+    if not settings.secret_key:
+        settings.secret_key = _load_or_create_secret_key()
+    return settings
