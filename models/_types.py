@@ -36,6 +36,10 @@ class UTCDateTime(TypeDecorator):
     impl = sa.DateTime
     cache_ok = True
 
+    @property
+    def python_type(self) -> type:
+        return datetime
+
     def load_dialect_impl(self, dialect):
         if dialect.name in ("mysql", "mariadb"):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))

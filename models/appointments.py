@@ -1,6 +1,5 @@
 """Appointments (a patient's place in a clinic session) and encounters (the visit record)."""
 
-from __future__ import annotations
 
 import enum
 from datetime import date, datetime

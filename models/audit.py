@@ -1,6 +1,5 @@
 """The audit trail: one append-only row per change, login or export."""
 
-from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Optional

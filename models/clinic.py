@@ -1,6 +1,5 @@
 """Clinic structure: departments, doctors, their clinic sessions (schedules), ICD-10 codes."""
 
-from __future__ import annotations
 
 import enum
 from datetime import date, datetime, time
@@ -155,7 +154,7 @@ class Icd10Code(SQLModel, table=True):
 
     __tablename__ = "icd10_code"
 
-    code: str = Field(primary_key=True, max_length=8)
+    code: str = Field(primary_key=True, max_length=8, sa_type=sa.String(8))
     title: str = Field(max_length=255, index=True)
 
     def __str__(self) -> str:

@@ -1,6 +1,5 @@
 """Patients: the people who book and attend appointments."""
 
-from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Optional

@@ -1,6 +1,5 @@
 """Pharmacy: medicines, suppliers, stock batches, the stock ledger, prescriptions."""
 
-from __future__ import annotations
 
 import enum
 from datetime import date, datetime
@@ -184,7 +183,8 @@ class PrescriptionItem(SQLModel, table=True):
     medicine: Optional[Medicine] = Relationship()
 
     def __str__(self) -> str:
-        return f"{self.quantity} x {self.medicine}" if self.medicine else f"Item #{self.id}"
+        medicine = self.__dict__.get("medicine")  # never lazy-load inside __str__
+        return f"{self.quantity} x {medicine or f'medicine #{self.medicine_id}'}"
 
 
 class StockMovement(SQLModel, table=True):

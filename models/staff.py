@@ -1,6 +1,5 @@
 """Staff accounts that log in to the admin."""
 
-from __future__ import annotations
 
 import enum
 from datetime import datetime

@@ -1,6 +1,5 @@
 """Shared counters for rate limits, so every process sees the same budget."""
 
-from __future__ import annotations
 
 from datetime import datetime
 

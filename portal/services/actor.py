@@ -26,3 +26,10 @@ class Actor:
 
 
 SYSTEM = Actor(username="system")
+
+
+from contextvars import ContextVar  # noqa: E402
+
+#: The actor of the current request, set by the admin's authentication backend so
+#: the change audit (``portal.services.change_audit``) knows who made an admin edit.
+current_actor: ContextVar[Actor | None] = ContextVar("current_actor", default=None)

@@ -1,0 +1,43 @@
+"""The ASGI application: the staff admin at /admin and (later) the patient pages at /."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse, RedirectResponse
+from sqlalchemy.engine import Engine
+
+from portal.db import get_engine
+from portal.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(engine: Engine | None = None) -> FastAPI:
+    """Build the portal application.
+
+    Args:
+        engine (Engine | None): database engine; the one for ``DATABASE_URL`` when omitted.
+
+    Returns:
+        FastAPI: the app, with the admin mounted at ``/admin``.
+    """
+    from views import create_admin  # views import services; keep app import light
+
+    engine = engine or get_engine()
+    settings = get_settings()
+    app = FastAPI(title=settings.hospital_name, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine = engine
+
+    @app.get("/_ping", include_in_schema=False)
+    def ping() -> PlainTextResponse:
+        """A constant answer: the throughput ceiling for benchmarks."""
+        return PlainTextResponse("ok")
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/admin/", status_code=302)
+
+    create_admin(app, engine)
+    return app

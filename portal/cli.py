@@ -1,0 +1,121 @@
+"""What each command of ``main.py`` does."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+
+from portal import schema
+from portal.db import get_engine, transaction
+from portal.settings import get_settings
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    """Upgrade the schema of ``DATABASE_URL`` to head."""
+    url = get_settings().database_url
+    schema.upgrade(url)
+    _say(f"Schema of {get_engine().url.render_as_string(hide_password=True)} is at revision {schema.head_revision(url)}.")
+    return 0
+
+
+def _print_report(report) -> None:
+    _say("")
+    _say(f"Seeded in {report.seconds:.1f} s:")
+    for table, count in report.counts.items():
+        _say(f"  {table:<20} {count:>10,}")
+    if report.passwords:
+        _say("Demo logins (shown once; set PORTAL_DEMO_PASSWORD to choose the password):")
+        for user, password in report.passwords.items():
+            _say(f"  {user:<12} {password}")
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Load reference data and the demo hospital (``--scale``, ``--seed``)."""
+    from portal.seed.demo import seed_demo
+
+    settings = get_settings()
+    schema.upgrade(settings.database_url)
+    try:
+        report = seed_demo(get_engine(), scale=args.scale, seed=args.seed, progress=_say)
+    except ValueError as exc:
+        _say(f"Not seeded: {exc}.")
+        return 2
+    _print_report(report)
+    return 0
+
+
+def cmd_create_staff(args: argparse.Namespace) -> int:
+    """Create a staff account, asking for its password twice."""
+    from models import Role, StaffUser
+    from portal.security.passwords import check_password_rules, hash_password
+    from portal.services import audit
+    from portal.services.actor import SYSTEM
+    from portal.services.errors import ValidationFailed
+
+    schema.upgrade(get_settings().database_url)
+    if args.role == "doctor" and not args.doctor_id:
+        _say("A doctor's account needs --doctor-id (the Doctor it belongs to).")
+        return 2
+    password = getpass.getpass("Password: ")
+    if password != getpass.getpass("Repeat password: "):
+        _say("The passwords differ; nothing was created.")
+        return 2
+    try:
+        check_password_rules(password, username=args.username)
+    except ValidationFailed as exc:
+        _say(exc.message)
+        return 2
+    with transaction() as session:
+        if session.query(StaffUser).filter(StaffUser.username == args.username).first():
+            _say(f"The username {args.username!r} is taken; nothing was created.")
+            return 2
+        user = StaffUser(
+            username=args.username, full_name=args.full_name or args.username, role=Role(args.role),
+            password_hash=hash_password(password), doctor_id=args.doctor_id,
+        )
+        session.add(user)
+        session.flush()
+        audit.record(session, actor=SYSTEM, action="create", entity="staff_user", entity_id=user.id,
+                     summary=f"Created staff account {user.username} ({user.role.value}) from the command line")
+    _say(f"Created {args.username} ({args.role}).")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Upgrade the schema, seed an empty database with the demo hospital, then serve."""
+    import uvicorn
+
+    from portal.seed.demo import database_is_empty, seed_demo
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    _say(f"Database: {get_engine().url.render_as_string(hide_password=True)}")
+    schema.upgrade(settings.database_url)
+    if not args.no_demo and database_is_empty(get_engine()):
+        _say("Empty database: loading reference data and the demo hospital...")
+        _print_report(seed_demo(get_engine(), progress=_say))
+    get_engine().dispose()  # workers open their own connections
+    _say("")
+    _say(f"Staff admin:    http://{args.host}:{args.port}/admin")
+    _say(f"Patient pages:  http://{args.host}:{args.port}/")
+    _say("")
+    uvicorn.run(
+        "portal.app:create_app", factory=True, host=args.host, port=args.port,
+        workers=args.workers, proxy_headers=False, log_level="warning",
+        loop="uvloop" if sys.platform != "win32" else "auto", http="httptools",
+    )
+    return 0
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "create-staff": cmd_create_staff,
+}

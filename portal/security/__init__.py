@@ -1,0 +1,1 @@
+"""Security primitives: password hashing, signed tokens, security headers."""

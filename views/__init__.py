@@ -1,0 +1,58 @@
+"""The staff admin (sqladmin): one view per entity, login, and (later) dashboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqladmin import Admin
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+
+from portal.db import session_factory
+from portal.services import change_audit
+from portal.settings import get_settings
+from views.appointments import AppointmentView, EncounterView
+from views.audit import AuditEventView
+from views.auth import AdminAuth
+from views.clinic import DepartmentView, DoctorView, Icd10CodeView, ScheduleView
+from views.patients import PatientView
+from views.pharmacy import (
+    MedicineView,
+    PrescriptionItemView,
+    PrescriptionView,
+    StockBatchView,
+    StockMovementView,
+    SupplierView,
+)
+from views.staff import StaffUserView
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+#: Every admin screen, in menu order.
+ALL_VIEWS = [
+    AppointmentView, PatientView, EncounterView,
+    ScheduleView, DoctorView, DepartmentView,
+    PrescriptionView, PrescriptionItemView, MedicineView, StockBatchView, StockMovementView, SupplierView,
+    Icd10CodeView,
+    StaffUserView, AuditEventView,
+]
+
+
+def create_admin(app: Starlette, engine: Engine) -> Admin:
+    """Mount the admin at ``/admin`` on ``app``, using ``engine``.
+
+    Admin sessions carry ``audit_changes=True`` so every create, edit and delete is
+    audited in its own transaction (``portal.services.change_audit``).
+    """
+    change_audit.install()
+    admin = Admin(
+        app,
+        session_maker=session_factory(engine, audit_changes=True),
+        title=f"{get_settings().hospital_name}",
+        base_url="/admin",
+        templates_dir=str(TEMPLATES_DIR),
+        authentication_backend=AdminAuth(engine),
+    )
+    for view in ALL_VIEWS:
+        admin.add_view(view)
+    return admin

@@ -1,0 +1,31 @@
+"""The audit log: read-only and append-only for everyone."""
+
+from __future__ import annotations
+
+from sqladmin.filters import AllUniqueStringValuesFilter, OperationColumnFilter
+
+from models import AuditEvent
+from views._base import LocalDateTimeFilter, PortalModelView
+
+
+class AuditEventView(PortalModelView, model=AuditEvent):
+    """Who did what, when, from where; nobody may edit or delete it."""
+
+    name = "Audit event"
+    name_plural = "Audit log"
+    icon = "fa-solid fa-clipboard-list"
+    category = "Administration"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    column_list = [AuditEvent.occurred_at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity, AuditEvent.entity_id, AuditEvent.summary, AuditEvent.ip]
+    column_searchable_list = [AuditEvent.summary, AuditEvent.actor, AuditEvent.entity_id]
+    column_sortable_list = [AuditEvent.occurred_at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity]
+    column_default_sort = [(AuditEvent.id, True)]
+    column_filters = [
+        OperationColumnFilter(AuditEvent.actor, title="Actor"),
+        AllUniqueStringValuesFilter(AuditEvent.action, title="Action"),
+        AllUniqueStringValuesFilter(AuditEvent.entity, title="Entity"),
+        OperationColumnFilter(AuditEvent.entity_id, title="Row id"),
+        LocalDateTimeFilter(AuditEvent.occurred_at, title="Date"),
+    ]

@@ -1,0 +1,125 @@
+"""Admin screens for departments, doctors, clinic sessions (schedules) and ICD-10 codes."""
+
+from __future__ import annotations
+
+from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+
+from models import Appointment, Department, Doctor, DoctorDepartment, Icd10Code, Schedule, ScheduleStatus
+from views._base import PortalModelView, money
+
+
+class DepartmentView(PortalModelView, model=Department):
+    """Departments: code and name are unique; a department with sessions cannot be deleted."""
+
+    name = "Department"
+    name_plural = "Departments"
+    icon = "fa-solid fa-hospital"
+    category = "Clinic"
+    column_list = [Department.code, Department.name, Department.location, Department.phone, Department.is_active]
+    column_searchable_list = [Department.code, Department.name, Department.location]
+    column_sortable_list = [Department.code, Department.name, Department.is_active]
+    column_default_sort = [(Department.name, False)]
+    column_filters = [BooleanFilter(Department.is_active, title="Active")]
+    form_columns = [Department.code, Department.name, Department.description, Department.location, Department.phone, Department.is_active]
+    constraint_messages = {
+        "code": "Another department already has this code.",
+        "name": "Another department already has this name.",
+    }
+    delete_blockers = [(Schedule.department_id, "clinic sessions")]
+
+
+class DoctorView(PortalModelView, model=Doctor):
+    """Doctors and the departments they work in; phone is unique."""
+
+    name = "Doctor"
+    name_plural = "Doctors"
+    icon = "fa-solid fa-user-doctor"
+    category = "Clinic"
+    column_list = [Doctor.full_name, Doctor.title, Doctor.specialty, Doctor.departments, Doctor.phone, Doctor.is_active]
+    column_searchable_list = [Doctor.full_name, Doctor.phone, Doctor.specialty]
+    column_sortable_list = [Doctor.full_name, Doctor.specialty, Doctor.is_active]
+    column_default_sort = [(Doctor.full_name, False)]
+    column_filters = [
+        BooleanFilter(Doctor.is_active, title="Active"),
+        OperationColumnFilter(Doctor.specialty),
+    ]
+    form_columns = [Doctor.full_name, Doctor.title, Doctor.gender, Doctor.specialty, Doctor.departments, Doctor.phone, Doctor.email, Doctor.bio, Doctor.is_active]
+    constraint_messages = {"phone": "Another doctor already has this phone number."}
+    delete_blockers = [(Schedule.doctor_id, "clinic sessions")]
+
+
+class ScheduleView(PortalModelView, model=Schedule):
+    """Clinic sessions. ``booked_count`` and ``status`` change only through the services."""
+
+    name = "Clinic session"
+    name_plural = "Clinic sessions"
+    icon = "fa-solid fa-calendar-days"
+    category = "Clinic"
+    column_list = [Schedule.session_date, Schedule.start_time, Schedule.end_time, Schedule.doctor, Schedule.department, Schedule.booked_count, Schedule.capacity, Schedule.fee, Schedule.status]
+    column_labels = {Schedule.session_date: "Date", Schedule.booked_count: "Booked", Schedule.start_time: "Start", Schedule.end_time: "End"}
+    column_sortable_list = [Schedule.session_date, Schedule.start_time, Schedule.booked_count, Schedule.capacity, Schedule.status]
+    column_default_sort = [(Schedule.session_date, True), (Schedule.start_time, False)]
+    column_searchable_list = [Schedule.note]
+    column_filters = [
+        StaticValuesFilter(Schedule.status, values=[(s.value, s.value.title()) for s in ScheduleStatus]),
+        ForeignKeyFilter(Schedule.department_id, Department.name, title="Department"),
+        ForeignKeyFilter(Schedule.doctor_id, Doctor.full_name, title="Doctor"),
+        OperationColumnFilter(Schedule.session_date, title="Date"),
+    ]
+    column_formatters = {Schedule.fee: lambda m, a: money(m.fee)}
+    column_formatters_detail = {Schedule.fee: lambda m, a: money(m.fee)}
+    form_columns = [Schedule.doctor, Schedule.department, Schedule.session_date, Schedule.start_time, Schedule.end_time, Schedule.slot_minutes, Schedule.capacity, Schedule.fee, Schedule.note]
+    form_args = {
+        "fee": {"description": "Smallest currency unit (fen): 1500 = 15.00"},
+        "slot_minutes": {"description": "Estimated minutes per patient"},
+    }
+    constraint_messages = {
+        "uq_schedule_doctor_start": "This doctor already has a session starting at that date and time.",
+        "schedule.doctor_id": "This doctor already has a session starting at that date and time.",
+        "ck_schedule_capacity": "Capacity must be at least 1.",
+        "ck_schedule_booked": "Capacity cannot be lower than the places already booked.",
+        "ck_schedule_times": "The session must end after it starts.",
+        "ck_schedule_slot": "Minutes per patient must be at least 1.",
+        "ck_schedule_fee": "The fee cannot be negative.",
+    }
+    delete_blockers = [(Appointment.schedule_id, "appointments")]
+
+    def validate_model(self, data, model, is_created):
+        start, end = data.get("start_time"), data.get("end_time")
+        if start and end and end <= start:
+            raise ValueError("The session must end after it starts.")
+        if data.get("capacity") is not None and data["capacity"] < 1:
+            raise ValueError("Capacity must be at least 1.")
+        if not is_created and data.get("capacity") is not None and data["capacity"] < model.booked_count:
+            raise ValueError(
+                f"Capacity cannot be lower than the {model.booked_count} places already booked."
+            )
+        if data.get("slot_minutes") is not None and data["slot_minutes"] < 1:
+            raise ValueError("Minutes per patient must be at least 1.")
+        if data.get("fee") is not None and data["fee"] < 0:
+            raise ValueError("The fee cannot be negative.")
+        if not is_created and model.booked_count and (
+            (data.get("doctor") and str(data["doctor"]) != str(model.doctor_id))
+            or (data.get("department") and str(data["department"]) != str(model.department_id))
+        ):
+            raise ValueError("A session with bookings cannot move to another doctor or department.")
+
+
+class Icd10CodeView(PortalModelView, model=Icd10Code):
+    """ICD-10-CM categories used for diagnoses (reference data)."""
+
+    name = "ICD-10 code"
+    name_plural = "ICD-10 codes"
+    icon = "fa-solid fa-book-medical"
+    category = "Reference"
+    column_list = [Icd10Code.code, Icd10Code.title]
+    column_searchable_list = [Icd10Code.code, Icd10Code.title]
+    column_sortable_list = [Icd10Code.code, Icd10Code.title]
+    column_default_sort = [(Icd10Code.code, False)]
+    form_columns = [Icd10Code.code, Icd10Code.title]
+    form_include_pk = True
+    constraint_messages = {"code": "This ICD-10 code already exists."}
+    can_delete = False
+
+
+__all__ = ["DepartmentView", "DoctorView", "ScheduleView", "Icd10CodeView", "DoctorDepartment"]

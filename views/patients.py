@@ -1,0 +1,48 @@
+"""Admin screen for patients."""
+
+from __future__ import annotations
+
+from sqladmin.filters import OperationColumnFilter, StaticValuesFilter
+
+from models import Appointment, Encounter, Gender, Patient, Prescription
+from views._base import LocalDateTimeFilter, PortalModelView
+
+
+class PatientView(PortalModelView, model=Patient):
+    """Patients. The MRN is generated; a patient with appointments, encounters or
+    prescriptions cannot be deleted."""
+
+    name = "Patient"
+    name_plural = "Patients"
+    icon = "fa-solid fa-hospital-user"
+    category = "Patients"
+    column_list = [Patient.medical_record_number, Patient.full_name, Patient.gender, Patient.birth_date, Patient.phone, Patient.national_id, Patient.created_at]
+    column_labels = {Patient.medical_record_number: "MRN", Patient.national_id: "National ID"}
+    column_searchable_list = [Patient.medical_record_number, Patient.full_name, Patient.phone, Patient.national_id]
+    column_sortable_list = [Patient.medical_record_number, Patient.full_name, Patient.birth_date, Patient.created_at]
+    column_default_sort = [(Patient.id, True)]
+    column_filters = [
+        StaticValuesFilter(Patient.gender, values=[(g.value, g.value.title()) for g in Gender]),
+        OperationColumnFilter(Patient.birth_date, title="Birth date"),
+        LocalDateTimeFilter(Patient.created_at, title="Registered"),
+    ]
+    form_columns = [Patient.full_name, Patient.gender, Patient.birth_date, Patient.phone, Patient.email, Patient.national_id, Patient.address, Patient.emergency_contact_name, Patient.emergency_contact_phone, Patient.allergies]
+    constraint_messages = {
+        "national_id": "Another patient already has this national ID.",
+        "medical_record_number": "This medical record number is already in use.",
+    }
+    delete_blockers = [
+        (Appointment.patient_id, "appointments"),
+        (Encounter.patient_id, "encounters"),
+        (Prescription.patient_id, "prescriptions"),
+    ]
+
+    def validate_model(self, data, model, is_created):
+        from portal.services.patients import check_birth_date, normalise_phone
+
+        if data.get("phone"):
+            data["phone"] = normalise_phone(data["phone"])
+        if data.get("birth_date"):
+            check_birth_date(data["birth_date"])
+        if data.get("national_id") is not None:
+            data["national_id"] = data["national_id"].strip().upper() or None

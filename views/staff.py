@@ -1,0 +1,69 @@
+"""Admin screen for staff accounts: create, deactivate, reset passwords."""
+
+from __future__ import annotations
+
+from sqladmin.filters import BooleanFilter, StaticValuesFilter
+from wtforms import PasswordField
+from wtforms.validators import Optional as OptionalValidator
+
+from models import Role, StaffUser
+from models._types import utcnow
+from portal.security.passwords import check_password_rules, hash_password
+from views._base import LocalDateTimeFilter, PortalModelView
+
+
+class StaffUserView(PortalModelView, model=StaffUser):
+    """Staff accounts. The password hash is never shown or exported; setting a new
+    password or deactivating the account ends the user's sessions."""
+
+    name = "Staff account"
+    name_plural = "Staff accounts"
+    icon = "fa-solid fa-id-badge"
+    category = "Administration"
+    column_list = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.doctor, StaffUser.is_active, StaffUser.last_login_at]
+    column_details_exclude_list = [StaffUser.password_hash, StaffUser.session_epoch]
+    column_export_exclude_list = [StaffUser.password_hash, StaffUser.session_epoch]
+    column_searchable_list = [StaffUser.username, StaffUser.full_name]
+    column_sortable_list = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.last_login_at]
+    column_default_sort = [(StaffUser.username, False)]
+    column_filters = [
+        StaticValuesFilter(StaffUser.role, values=[(r.value, r.value.title()) for r in Role]),
+        BooleanFilter(StaffUser.is_active, title="Active"),
+        LocalDateTimeFilter(StaffUser.last_login_at, title="Last login"),
+    ]
+    form_columns = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.doctor, StaffUser.is_active]
+    form_ajax_refs = {"doctor": {"fields": ("full_name", "phone"), "order_by": "full_name"}}
+    constraint_messages = {"username": "This username is taken."}
+
+    async def scaffold_form(self, rules=None):
+        base = await super().scaffold_form(rules)
+
+        class StaffForm(base):  # type: ignore[misc, valid-type]
+            new_password = PasswordField(
+                "New password",
+                validators=[OptionalValidator()],
+                description="At least 10 characters, not containing the username. "
+                "Leave empty to keep the current password.",
+                render_kw={"autocomplete": "new-password"},
+            )
+
+        return StaffForm
+
+    def validate_model(self, data, model, is_created):
+        password = data.pop("new_password", None) or ""
+        username = (data.get("username") or getattr(model, "username", "") or "").strip()
+        data["username"] = username
+        if is_created and not password:
+            raise ValueError("Set a password for the new account.")
+        if password:
+            check_password_rules(password, username=username)
+            data["password_hash"] = hash_password(password)
+            data["password_changed_at"] = utcnow()
+        role = data.get("role")
+        role_value = getattr(role, "value", role)
+        if role_value == Role.doctor.value and not data.get("doctor"):
+            raise ValueError("A doctor's account must be linked to a doctor.")
+        if not is_created and (password or (model.is_active and data.get("is_active") is False)):
+            data["session_epoch"] = (model.session_epoch or 0) + 1
+            data["failed_logins"] = 0
+            data["locked_until"] = None
