@@ -46,7 +46,7 @@ class Appointment(SQLModel, table=True):
 
     ``doctor_id``, ``department_id`` and ``session_date`` are copied from the schedule
     at booking time so the busiest lists filter on one indexed table.
-    ``active_marker`` is 1 while the appointment holds its place and NULL once
+    ``active_marker`` is 1 (set by the booking service) while the appointment holds its place and NULL once
     cancelled or a no-show; the unique key (schedule, patient, active_marker) lets the
     database itself refuse a second active booking of one patient in one session.
     ``submission_key`` is the one-time form token of an online booking, so a repeated
@@ -84,7 +84,7 @@ class Appointment(SQLModel, table=True):
     reason: Optional[str] = Field(default=None, max_length=500)
     cancel_reason: Optional[str] = Field(default=None, max_length=500)
     is_overbooked: bool = Field(default=False)
-    active_marker: Optional[int] = Field(default=1)
+    active_marker: Optional[int] = Field(default=None)
     submission_key: Optional[str] = Field(default=None, max_length=64, unique=True)
     booked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     confirmed_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)

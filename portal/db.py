@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.settings import get_settings
@@ -76,7 +76,7 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
         return engine
 
     size = pool_size or get_settings().db_pool_size
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_recycle=1800,
@@ -92,6 +92,17 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
             "charset": "utf8mb4",
         },
     )
+    event.listen(engine, "handle_error", _mariadb_check_is_integrity_error)
+    return engine
+
+
+def _mariadb_check_is_integrity_error(ctx):
+    """MariaDB reports a failed CHECK constraint as error 4025 (an OperationalError);
+    raise it as the IntegrityError it is, as SQLite and MySQL do."""
+    orig = ctx.original_exception
+    if getattr(orig, "args", None) and orig.args[0] == 4025:
+        return IntegrityError(ctx.statement, ctx.parameters, orig)
+    return None
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -1,0 +1,38 @@
+# Hospital admin portal: `make run` serves the demo, `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(VENV)/bin/pip
+PYTEST_ARGS ?=
+
+.PHONY: run test test-sqlite test-mysql bench bench-quick install install-test clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(PIP) install --quiet -r requirements-test.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+## Serve the portal on http://127.0.0.1:8000 (SQLite and demo data unless DATABASE_URL is set).
+run: $(VENV)/.installed
+	$(PY) main.py
+
+## Run the tests on SQLite, then on MySQL/MariaDB when TEST_DATABASE_URL is set.
+test: $(VENV)/.installed-test
+	env -u TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== MySQL/MariaDB pass: $$TEST_DATABASE_URL"; \
+		$(PY) -m pytest $(PYTEST_ARGS); \
+	else \
+		echo "TEST_DATABASE_URL is not set: the MySQL/MariaDB pass was not run."; \
+	fi
+
+clean:
+	rm -rf $(VENV) portal.db portal.db-wal portal.db-shm tests/artifacts
