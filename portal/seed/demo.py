@@ -323,7 +323,6 @@ def seed_demo(
                 row["completed_at"] = seen_at + timedelta(minutes=rng.randrange(5, 20))
             if status == "no_show":
                 row["no_show_at"] = _utc(day, s["end_time"]) + timedelta(minutes=30)
-                row["active_marker"] = None
             if status == "cancelled":
                 row["cancelled_at"] = booked + timedelta(hours=rng.randrange(1, 5))
                 row["cancel_reason"] = rng.choice(["Patient request", "Feeling better", "Clash with work", "Booked by mistake"])
