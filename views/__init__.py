@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqladmin import Admin
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
 from portal.db import session_factory
 from portal.services import change_audit
 from portal.settings import get_settings
+from views._admin import PortalAdmin
+from views.account import ChangePasswordView
 from views.appointments import AppointmentView, EncounterView
 from views.audit import AuditEventView
 from views.auth import AdminAuth
+from views.authorization import PortalAuthorization, check_configuration
 from views.clinic import DepartmentView, DoctorView, Icd10CodeView, ScheduleView
 from views.patients import PatientView
 from views.pharmacy import (
@@ -35,24 +37,29 @@ ALL_VIEWS = [
     PrescriptionView, PrescriptionItemView, MedicineView, StockBatchView, StockMovementView, SupplierView,
     Icd10CodeView,
     StaffUserView, AuditEventView,
+    ChangePasswordView,
 ]
 
 
-def create_admin(app: Starlette, engine: Engine) -> Admin:
+def create_admin(app: Starlette, engine: Engine) -> PortalAdmin:
     """Mount the admin at ``/admin`` on ``app``, using ``engine``.
 
     Admin sessions carry ``audit_changes=True`` so every create, edit and delete is
-    audited in its own transaction (``portal.services.change_audit``).
+    audited in its own transaction (``portal.services.change_audit``). Every route asks
+    ``PortalAuthorization`` (the table in ``views.permissions``); the table is checked
+    against the views at start-up.
     """
     change_audit.install()
-    admin = Admin(
+    admin = PortalAdmin(
         app,
         session_maker=session_factory(engine, audit_changes=True),
         title=f"{get_settings().hospital_name}",
         base_url="/admin",
         templates_dir=str(TEMPLATES_DIR),
         authentication_backend=AdminAuth(engine),
+        authorization_backend=PortalAuthorization(),
     )
     for view in ALL_VIEWS:
         admin.add_view(view)
+    check_configuration(admin)
     return admin

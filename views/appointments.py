@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqladmin.filters import ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
 
 from models import Appointment, AppointmentStatus, BookingChannel, Department, Doctor, Encounter
+from views._access import by_role, local_today
 from views._base import LocalDateTimeFilter, PortalModelView
 
 
@@ -36,6 +37,14 @@ class AppointmentView(PortalModelView, model=Appointment):
     column_details_exclude_list = [Appointment.active_marker, Appointment.submission_key]
     column_export_exclude_list = [Appointment.active_marker, Appointment.submission_key]
 
+    def scope(self, request, stmt):
+        """Doctors see their own appointments; nurses see today's."""
+        return by_role(
+            request, stmt,
+            doctor=lambda me: Appointment.doctor_id == me.doctor_id,
+            nurse=lambda me: Appointment.session_date == local_today(),
+        )
+
 
 class EncounterView(PortalModelView, model=Encounter):
     """Visit records: chief complaint, ICD-10 diagnosis and notes."""
@@ -60,6 +69,11 @@ class EncounterView(PortalModelView, model=Encounter):
         "doctor": {"fields": ("full_name",), "order_by": "full_name"},
     }
     constraint_messages = {"appointment_id": "This appointment already has an encounter."}
+    owner_field = "doctor"
+
+    def scope(self, request, stmt):
+        """Doctors see (and write) only their own encounters."""
+        return by_role(request, stmt, doctor=lambda me: Encounter.doctor_id == me.doctor_id)
 
     def validate_model(self, data, model, is_created):
         if not (data.get("chief_complaint") or "").strip():

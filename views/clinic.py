@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
 
 from models import Appointment, Department, Doctor, DoctorDepartment, Icd10Code, Schedule, ScheduleStatus
+from views._access import by_role, local_today
 from views._base import PortalModelView, money
 
 
@@ -83,6 +84,14 @@ class ScheduleView(PortalModelView, model=Schedule):
         "ck_schedule_fee": "The fee cannot be negative.",
     }
     delete_blockers = [(Appointment.schedule_id, "appointments")]
+
+    def scope(self, request, stmt):
+        """Doctors see their own clinic sessions; nurses see today's."""
+        return by_role(
+            request, stmt,
+            doctor=lambda me: Schedule.doctor_id == me.doctor_id,
+            nurse=lambda me: Schedule.session_date == local_today(),
+        )
 
     def validate_model(self, data, model, is_created):
         start, end = data.get("start_time"), data.get("end_time")

@@ -15,8 +15,10 @@ from models import (
     StockMovement,
     Supplier,
 )
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from views._access import by_role
 from views._base import LocalDateTimeFilter, PortalModelView, money
 
 
@@ -139,6 +141,11 @@ class PrescriptionView(PortalModelView, model=Prescription):
         "doctor": {"fields": ("full_name",), "order_by": "full_name"},
     }
     constraint_messages = {"number": "Another prescription already has this number."}
+    owner_field = "doctor"
+
+    def scope(self, request, stmt):
+        """Doctors see (and write) only their own prescriptions."""
+        return by_role(request, stmt, doctor=lambda me: Prescription.doctor_id == me.doctor_id)
 
     def details_query(self, request):
         return super().details_query(request).options(
@@ -164,6 +171,15 @@ class PrescriptionItemView(PortalModelView, model=PrescriptionItem):
         "medicine": {"fields": ("name", "strength", "form"), "order_by": "name"},
     }
     constraint_messages = {"ck_prescription_item_quantity": "The quantity must be at least 1."}
+
+    def scope(self, request, stmt):
+        """Doctors see (and write) only the lines of their own prescriptions."""
+        return by_role(
+            request, stmt,
+            doctor=lambda me: PrescriptionItem.prescription_id.in_(
+                select(Prescription.id).where(Prescription.doctor_id == me.doctor_id)
+            ),
+        )
 
     def validate_model(self, data, model, is_created):
         if data.get("quantity") is not None and data["quantity"] < 1:

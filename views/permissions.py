@@ -1,0 +1,99 @@
+"""Who may do what in the admin: the ONE permission table.
+
+Read by ``views/authorization.py`` (the sqladmin ``AuthorizationBackend`` every admin
+route asks) and by the table-driven test that walks every role through every screen.
+
+Rights on an entity (a sqladmin view identity), one letter each:
+
+    v  view the list and the detail pages (and see the menu entry)
+    c  create      e  edit      d  delete      x  export (CSV/JSON, with the list's filters)
+
+A view whose class switches a right off (``can_edit = False`` ...) never offers it;
+the start-up check (``views.authorization.check_configuration``) refuses a table that
+grants such a right, a right without ``v``, or an action or page it does not know.
+
+Rows: ``v`` opens an entity, each view's ``scope()`` decides which of its rows a role
+sees. Doctors see only their own clinic sessions, appointments, encounters,
+prescriptions (and their lines) and the patients who have an appointment with them;
+nurses see only today's clinic sessions, appointments and patients. Everyone else sees
+every row of the entities they may view.
+"""
+
+from __future__ import annotations
+
+from models import Role
+
+A, R, D, N, P = Role.admin, Role.receptionist, Role.doctor, Role.nurse, Role.pharmacist
+
+#: Column order of ``ENTITY_RIGHTS``.
+ROLES: tuple[Role, ...] = (A, R, D, N, P)
+ALL_ROLES = frozenset(ROLES)
+
+#: Every letter a right may have, and the sqladmin action each stands for.
+RIGHT_LETTERS = {"v": "view", "c": "create", "e": "edit", "d": "delete", "x": "export"}
+
+# fmt: off
+#: entity -> rights of (admin, receptionist, doctor, nurse, pharmacist).
+ENTITY_RIGHTS: dict[str, tuple[str, str, str, str, str]] = {
+    #                     admin     receptionist  doctor   nurse  pharmacist
+    "appointment":       ("vx",     "vx",         "vx",    "v",   ""),
+    "patient":           ("vcedx",  "vcex",       "vx",    "v",   ""),
+    "encounter":         ("vcedx",  "",           "vcex",  "",    ""),
+    "schedule":          ("vcedx",  "vcedx",      "vx",    "v",   ""),
+    "doctor":            ("vcedx",  "v",          "v",     "v",   ""),
+    "department":        ("vcedx",  "v",          "v",     "v",   ""),
+    "prescription":      ("vcedx",  "",           "vcex",  "",    "vx"),
+    "prescription-item": ("vcedx",  "",           "vced",  "",    "vx"),
+    "medicine":          ("vcedx",  "",           "v",     "",    "vcedx"),
+    "stock-batch":       ("vx",     "",           "",      "",    "vx"),
+    "stock-movement":    ("vx",     "",           "",      "",    "vx"),
+    "supplier":          ("vcedx",  "",           "",      "",    "vcedx"),
+    "icd10-code":        ("vcex",   "",           "v",     "",    "v"),
+    "staff-user":        ("vcex",   "",           "",      "",    ""),   # deactivate, never delete
+    "audit-event":       ("vx",     "",           "",      "",    ""),   # append-only, even for admins
+}
+
+#: Workflow actions (``@action`` and confirm pages): entity -> action slug -> roles.
+#: An action also needs ``v`` on its entity.
+ACTIONS: dict[str, dict[str, frozenset[Role]]] = {
+}
+
+#: Custom pages (``@expose`` on a BaseView, and the admin's index): identity -> roles.
+PAGES: dict[str, frozenset[Role]] = {
+    "index":           ALL_ROLES,
+    "change-password": ALL_ROLES,
+}
+# fmt: on
+
+
+def _role(role: Role | str) -> Role | None:
+    try:
+        return Role(getattr(role, "value", role))
+    except ValueError:
+        return None
+
+
+def rights(role: Role | str, entity: str) -> str:
+    """The right letters ``role`` has on ``entity`` (``""`` for an unknown role or entity)."""
+    found = _role(role)
+    row = ENTITY_RIGHTS.get(entity)
+    if found is None or row is None:
+        return ""
+    return row[ROLES.index(found)]
+
+
+def may(role: Role | str, entity: str, right: str) -> bool:
+    """True when ``role`` has ``right`` (one letter of ``RIGHT_LETTERS``) on ``entity``."""
+    return len(right) == 1 and right in rights(role, entity)
+
+
+def may_act(role: Role | str, entity: str, slug: str) -> bool:
+    """True when ``role`` may use the workflow action ``slug`` on ``entity``."""
+    found = _role(role)
+    return found is not None and found in ACTIONS.get(entity, {}).get(slug, frozenset())
+
+
+def may_open(role: Role | str, page: str) -> bool:
+    """True when ``role`` may open the custom page ``page``."""
+    found = _role(role)
+    return found is not None and found in PAGES.get(page, frozenset())
