@@ -6,24 +6,41 @@ from __future__ import annotations
 import html
 import re
 import time as _time
-from datetime import time
+from datetime import time, timedelta
 
 import itsdangerous
-import pytest
 from sqlalchemy import func, select, update
 
 from models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
+    BatchStatus,
+    MovementKind,
+    Prescription,
+    PrescriptionStatus,
     Role,
     Schedule,
     ScheduleStatus,
+    StockBatch,
+    StockMovement,
 )
 from portal.db import transaction
 from portal.services import appointments as svc
 from portal.services.actor import Actor
-from tests.factories import PASSWORD, local_today, login, make_patient, make_schedule, make_staff
+from tests.factories import (
+    PASSWORD,
+    assert_ledger_consistent,
+    local_today,
+    login,
+    make_batch,
+    make_medicine,
+    make_patient,
+    make_prescription,
+    make_schedule,
+    make_staff,
+    make_supplier,
+)
 
 S = AppointmentStatus
 CLERK = Actor(username="setup")
@@ -433,3 +450,262 @@ def test_booking_pickers_search_sessions_and_patients(client, engine):
     sessions = client.get("/admin/appointment/book/lookup", params={"name": "schedule_id", "term": "tomorrow"}).json()
     assert [r["id"] for r in sessions["results"]] == [str(s.id)]
     assert "10 of 10 places left" in sessions["results"][0]["text"]
+
+
+# -- prescriptions: dispense and cancel ---------------------------------------------------------------
+
+def load(engine, model, pk):
+    with transaction(engine, write=False) as session:
+        return session.get(model, pk)
+
+
+def movements(engine, kind=None):
+    with transaction(engine, write=False) as session:
+        stmt = select(StockMovement).order_by(StockMovement.id)
+        if kind:
+            stmt = stmt.where(StockMovement.kind == kind)
+        return session.scalars(stmt).all()
+
+
+def test_dispense_takes_stock_and_audits_the_pharmacist(client, engine):
+    user = staff_login(client, engine, role=Role.pharmacist)
+    med_a, med_b = make_medicine(engine, name="Amoxicillin"), make_medicine(engine, name="Paracetamol")
+    batch_a, batch_b = make_batch(engine, medicine=med_a, quantity=50), make_batch(engine, medicine=med_b, quantity=50)
+    rx = make_prescription(engine, items=[(med_a, 20), (med_b, 10)])
+    page, _ = open_action(client, "prescription", "dispense", [rx.id])
+    assert "Dispense 1 prescription" in page.text and "20 tablet owed, 50 usable" in page.text
+    assert 'name="witness_id"' not in page.text  # nothing controlled
+    messages = flashes(client, do_action(client, "prescription", "dispense", [rx.id]))
+    assert messages == [("success", f"1 prescription dispensed: {rx.number} (30 units, complete).")]
+    assert load(engine, Prescription, rx.id).status is PrescriptionStatus.dispensed
+    assert (load(engine, StockBatch, batch_a.id).quantity_on_hand, load(engine, StockBatch, batch_b.id).quantity_on_hand) == (30, 40)
+    event = audit_rows(engine, "dispense")[-1]
+    assert (event.actor, event.actor_id, event.entity_id) == (user.username, user.id, str(rx.id))
+    assert {m.staff_user_id for m in movements(engine, MovementKind.dispense)} == {user.id}
+    assert_ledger_consistent(engine)
+
+
+def test_dispense_with_insufficient_stock_names_the_shortage_and_takes_nothing(client, engine):
+    staff_login(client, engine, role=Role.pharmacist)
+    short, plenty = make_medicine(engine, name="Insulin"), make_medicine(engine, name="Aspirin")
+    batch = make_batch(engine, medicine=short, quantity=4)
+    make_batch(engine, medicine=plenty, quantity=100)
+    rx = make_prescription(engine, items=[(short, 10), (plenty, 5)])
+    page, _ = open_action(client, "prescription", "dispense", [rx.id])
+    assert "10 tablet owed, 4 usable, short by 6" in page.text
+    messages = flashes(client, do_action(client, "prescription", "dispense", [rx.id]))
+    assert len(messages) == 1 and messages[0][0] == "warning"
+    assert "Insulin" in messages[0][1] and "6 short" in messages[0][1] and rx.number in messages[0][1]
+    assert "Aspirin" not in messages[0][1]
+    assert load(engine, StockBatch, batch.id).quantity_on_hand == 4
+    assert load(engine, Prescription, rx.id).status is PrescriptionStatus.issued
+    assert movements(engine, MovementKind.dispense) == []
+
+
+def test_dispense_available_leaves_the_rest_owed(client, engine):
+    staff_login(client, engine, role=Role.pharmacist)
+    med = make_medicine(engine, name="Metformin")
+    make_batch(engine, medicine=med, quantity=4)
+    rx = make_prescription(engine, items=[(med, 10)])
+    messages = flashes(client, do_action(client, "prescription", "dispense-partial", [rx.id]))
+    assert messages[0][0] == "success" and "still owed: 6 tablet" in messages[0][1]
+    assert load(engine, Prescription, rx.id).status is PrescriptionStatus.partially_dispensed
+    assert_ledger_consistent(engine)
+
+
+def test_controlled_medicine_needs_a_witness(client, engine):
+    user = staff_login(client, engine, role=Role.pharmacist)
+    witness = make_staff(engine, role=Role.nurse, full_name="Nina Witness")
+    morphine = make_medicine(engine, name="Morphine", is_controlled=True)
+    batch = make_batch(engine, medicine=morphine, quantity=20)
+    rx = make_prescription(engine, items=[(morphine, 2)])
+    page, _ = open_action(client, "prescription", "dispense", [rx.id])
+    assert 'name="witness_id"' in page.text and "Nina Witness" in page.text
+    assert f'value="{user.id}"' not in page.text.split('name="witness_id"')[1].split("</select>")[0]
+    response = do_action(client, "prescription", "dispense", [rx.id])
+    assert response.status_code == 400 and "Choose the witness: Morphine" in response.text
+    assert load(engine, StockBatch, batch.id).quantity_on_hand == 20
+    assert load(engine, Prescription, rx.id).status is PrescriptionStatus.issued
+    messages = flashes(client, do_action(client, "prescription", "dispense", [rx.id], witness_id=str(witness.id)))
+    assert messages[0][0] == "success"
+    assert [m.witness_user_id for m in movements(engine, MovementKind.dispense)] == [witness.id]
+
+
+def test_cancel_prescription_needs_a_reason(client, engine):
+    staff_login(client, engine, role=Role.pharmacist)
+    med = make_medicine(engine)
+    rx = make_prescription(engine, items=[(med, 1)])
+    assert do_action(client, "prescription", "cancel", [rx.id]).status_code == 400
+    assert load(engine, Prescription, rx.id).status is PrescriptionStatus.issued
+    messages = flashes(client, do_action(client, "prescription", "cancel", [rx.id], reason="Duplicate"))
+    assert messages == [("success", f"1 prescription cancelled: {rx.number}.")]
+    assert load(engine, Prescription, rx.id).status is PrescriptionStatus.cancelled
+
+
+# -- stock batches -----------------------------------------------------------------------------------------
+
+def test_mark_expired_writes_the_batch_off(client, engine):
+    user = staff_login(client, engine, role=Role.pharmacist)
+    med = make_medicine(engine, name="Ceftriaxone")
+    batch = make_batch(engine, medicine=med, quantity=12, unit_cost=250, expiry=local_today() - timedelta(days=3))
+    page, _ = open_action(client, "stock-batch", "expire", [batch.id])
+    assert "Write off 1 stock batch as expired" in page.text and "12 tablet will be written off" in page.text
+    assert "expired on" in page.text
+    messages = flashes(client, do_action(client, "stock-batch", "expire", [batch.id]))
+    assert messages == [("success", f"1 stock batch written off as expired: lot {batch.lot_number} of {med}.")]
+    row = load(engine, StockBatch, batch.id)
+    assert (row.status, row.quantity_on_hand) == (BatchStatus.expired, 0)
+    [write_off] = movements(engine, MovementKind.expiry_write_off)
+    assert (write_off.quantity, write_off.staff_user_id) == (-12, user.id)
+    messages = flashes(client, do_action(client, "stock-batch", "expire", [batch.id]))
+    assert messages[0][0] == "warning" and "already expired" in messages[0][1]
+    assert messages[0][1].count(batch.lot_number) == 1  # the service's sentence, not prefixed twice
+    assert_ledger_consistent(engine)
+
+
+def test_quarantine_and_release(client, engine):
+    staff_login(client, engine, role=Role.pharmacist)
+    batch = make_batch(engine, medicine=make_medicine(engine))
+    assert do_action(client, "stock-batch", "quarantine", [batch.id]).status_code == 400
+    assert flashes(client, do_action(client, "stock-batch", "quarantine", [batch.id], reason="Broken seal"))[0][0] == "success"
+    assert load(engine, StockBatch, batch.id).status is BatchStatus.quarantined
+    assert flashes(client, do_action(client, "stock-batch", "release", [batch.id], reason="Seal checked"))[0][0] == "success"
+    assert load(engine, StockBatch, batch.id).status is BatchStatus.active
+    assert [e.action for e in audit_rows(engine) if e.entity == "stock_batch"][-2:] == ["quarantine", "release"]
+
+
+def count_batches(engine):
+    with transaction(engine, write=False) as session:
+        return session.scalar(select(func.count()).select_from(StockBatch))
+
+
+def test_receive_stock_form(client, engine):
+    user = staff_login(client, engine, role=Role.pharmacist)
+    med = make_medicine(engine, name="Salbutamol", unit="inhaler")
+    supplier = make_supplier(engine, name="Sinopharm")
+    page = client.get("/admin/stock-batch/receive")
+    assert page.status_code == 200 and "Sinopharm" in page.text
+    token = token_from(page.text)
+    expiry = (local_today() + timedelta(days=400)).isoformat()
+    response = client.post("/admin/stock-batch/receive", data={
+        "csrf_token": token, "medicine_id": med.id, "lot_number": "SAL-77", "expiry_date": expiry,
+        "quantity": "40", "unit_cost": "12.50", "supplier_id": str(supplier.id), "note": "DN 1234",
+    })
+    assert response.status_code == 303
+    messages = flashes(client, response)
+    assert messages[0] == ("success", f"Received 40 inhaler of {med}, lot SAL-77 (expires {expiry}). "
+                                      "The batch now holds 40.")
+    with transaction(engine, write=False) as session:
+        batch = session.scalars(select(StockBatch)).one()
+    assert (batch.quantity_on_hand, batch.unit_cost, batch.supplier_id) == (40, 1250, supplier.id)
+    assert response.headers["location"].endswith(f"/admin/stock-batch/details/{batch.id}")
+    [receipt] = movements(engine, MovementKind.receipt)
+    assert (receipt.quantity, receipt.staff_user_id, receipt.note) == (40, user.id, "DN 1234")
+
+
+def test_receive_stock_form_errors_keep_the_input_and_write_nothing(client, engine):
+    staff_login(client, engine, role=Role.pharmacist)
+    med = make_medicine(engine, name="Salbutamol")
+    token = token_from(client.get("/admin/stock-batch/receive").text)
+    base = {"csrf_token": token, "medicine_id": med.id, "lot_number": "LOT-TYPED", "expiry_date": "2099-01-31",
+            "quantity": "10", "unit_cost": "1.00"}
+    # form errors, each next to its field
+    response = client.post("/admin/stock-batch/receive", data={
+        **base, "lot_number": "", "quantity": "0", "unit_cost": "abc", "expiry_date": "31/01/2099"})
+    assert response.status_code == 400
+    assert "Enter the lot number printed on the pack." in response.text
+    assert "Receive at least 1 unit." in response.text
+    assert "Enter the date as YYYY-MM-DD" in response.text
+    assert 'value="31/01/2099"' in response.text and "Salbutamol" in response.text
+    # the service's refusal: already expired stock, shown at the expiry date
+    past = (local_today() - timedelta(days=1)).isoformat()
+    response = client.post("/admin/stock-batch/receive", data={**base, "expiry_date": past})
+    assert response.status_code == 400 and "only stock that expires after" in response.text
+    assert 'value="LOT-TYPED"' in response.text
+    m = re.search(r'id="field-expiry_date".*?</div>\s*</div>', response.text, re.S)
+    assert m and "only stock that expires after" in m.group(0)
+    # without the CSRF token
+    assert client.post("/admin/stock-batch/receive", data={**base, "csrf_token": ""}).status_code == 403
+    assert count_batches(engine) == 0 and movements(engine) == []
+
+
+def test_stock_count_form(client, engine):
+    user = staff_login(client, engine, role=Role.pharmacist)
+    batch = make_batch(engine, medicine=make_medicine(engine, name="Heparin", unit="ampoule"), quantity=30)
+    detail = client.get(f"/admin/stock-batch/details/{batch.id}").text
+    assert f"/admin/stock-batch/action/count?pks={batch.id}" in detail
+    opened = client.get(action_url("stock-batch", "count"), params={"pks": batch.id})
+    assert opened.status_code == 303 and opened.headers["location"].endswith(f"/admin/stock-batch/count/{batch.id}")
+    page = client.get(f"/admin/stock-batch/count/{batch.id}")
+    assert page.status_code == 200 and "30 ampoule" in page.text
+    url, token = f"/admin/stock-batch/count/{batch.id}", token_from(page.text)
+    response = client.post(url, data={"csrf_token": token, "counted_quantity": "-1", "reason": ""})
+    assert response.status_code == 400
+    assert "The count cannot be negative." in response.text and "Say what was counted" in response.text
+    assert 'value="-1"' in response.text
+    assert client.post(url, data={"counted_quantity": "28", "reason": "x"}).status_code == 403
+    assert load(engine, StockBatch, batch.id).quantity_on_hand == 30 and movements(engine, MovementKind.adjustment) == []
+    response = client.post(url, data={"csrf_token": token, "counted_quantity": "28", "reason": "2 broken"})
+    messages = flashes(client, response)
+    assert messages[0][0] == "success" and "from 30 to 28 (-2)" in messages[0][1]
+    assert load(engine, StockBatch, batch.id).quantity_on_hand == 28
+    [adjustment] = movements(engine, MovementKind.adjustment)
+    assert (adjustment.quantity, adjustment.note, adjustment.staff_user_id) == (-2, "2 broken", user.id)
+    assert_ledger_consistent(engine)
+
+
+def test_stock_pages_need_their_permission(client, engine, monkeypatch):
+    from sqladmin.authorization import AuthorizationBackend
+
+    from views.pharmacy import StockBatchView
+
+    staff_login(client, engine, role=Role.pharmacist)
+    batch = make_batch(engine, medicine=make_medicine(engine))
+
+    class NoStockPages(AuthorizationBackend):
+        def has_permission(self, request, identity, action, obj=None):
+            return action not in ("action:receive", "action:count")
+
+    monkeypatch.setattr(StockBatchView._admin_ref, "authorization_backend", NoStockPages())
+    assert client.get("/admin/stock-batch/receive").status_code == 403
+    assert client.get(f"/admin/stock-batch/count/{batch.id}").status_code == 403
+    assert client.get("/admin/stock-batch/receive/lookup", params={"name": "medicine_id", "term": "m"}).status_code == 403
+    assert "Receive stock" not in client.get("/admin/stock-batch/list").text
+
+
+# -- the medicine list ---------------------------------------------------------------------------------------
+
+def test_medicine_list_stock_columns_in_one_query_and_filters(client, engine):
+    from sqlalchemy import event
+
+    staff_login(client, engine, role=Role.pharmacist)
+    low = make_medicine(engine, name="Aaa low", reorder_level=100)
+    soon = make_medicine(engine, name="Bbb soon", reorder_level=10)
+    fine = make_medicine(engine, name="Ccc fine", reorder_level=10)
+    make_batch(engine, medicine=low, quantity=30)
+    make_batch(engine, medicine=soon, quantity=50, expiry=local_today() + timedelta(days=10))
+    make_batch(engine, medicine=fine, quantity=500)
+    for _ in range(3):
+        make_medicine(engine)
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        if "stock_batch" in statement:
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        page = client.get("/admin/medicine/list").text
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 1
+    assert "Usable stock" in page and "Next expiry" in page
+    assert "30 tablet" in page and "below reorder level" in page and "in 10 days" in page
+
+    def names(params):
+        text = client.get("/admin/medicine/list", params=params).text
+        return [n for n in ("Aaa low", "Bbb soon", "Ccc fine") if n in text]
+
+    assert names({"stock": "below_reorder"}) == ["Aaa low"]
+    assert names({"expiring": "30d"}) == ["Bbb soon"]
+    assert names({}) == ["Aaa low", "Bbb soon", "Ccc fine"]

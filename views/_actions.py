@@ -167,6 +167,31 @@ def row_action(
     return wrap
 
 
+def page_action(slug: str, label: str, *, endpoint: str, in_list: bool = True, in_detail: bool = True):
+    """A button (list Actions menu and/or detail page) that opens a custom page for ONE row.
+
+    The GET ``/admin/<identity>/action/<slug>?pks=<id>`` only redirects to the page
+    ``endpoint`` (an ``@expose`` method whose path takes ``{pk}``); with no row or
+    several rows selected it goes back with a message. Permission: ``action:<slug>``,
+    which the page itself must check too (:meth:`ActionsMixin.require_permission`).
+    """
+
+    async def endpoint_fn(self: ActionsMixin, request: Request) -> Response:
+        self.require_permission(request, slug)
+        pks = self.parse_pks(request.query_params.get("pks"))
+        if len(pks) != 1:
+            Flash.warning(request, f"Select exactly one {self.name.lower()} for \u201c{label}\u201d.")  # type: ignore[attr-defined]
+            return RedirectResponse(self.safe_next(request, request.headers.get("referer")), status_code=303)
+        url = request.url_for(f"admin:view-{self.identity}-{endpoint}", pk=str(pks[0]))  # type: ignore[attr-defined]
+        return RedirectResponse(url, status_code=303)
+
+    endpoint_fn.__name__ = f"open_{endpoint}"
+    endpoint_fn.__doc__ = f"Open the {label!r} page for the selected row."
+    endpoint_fn._page_slug = slug  # type: ignore[attr-defined]
+    endpoint_fn._order = next(_declaration_order)  # type: ignore[attr-defined]
+    return sqladmin_action(slug, label, add_in_list=in_list, add_in_detail=in_detail, include_in_schema=False)(endpoint_fn)
+
+
 @dataclass(frozen=True)
 class PageLink:
     """A button on the list page's header that opens a custom page of the view.
@@ -219,6 +244,8 @@ class ActionsMixin:
     def permission_names(cls) -> list[str]:
         """Every ``action:<slug>`` this view asks the authorization backend about."""
         slugs = [*cls.row_actions(), *(link.slug for link in cls.page_links)]
+        for klass in reversed(cls.__mro__):
+            slugs += [v._page_slug for v in vars(klass).values() if hasattr(v, "_page_slug")]
         return [custom_action(slug) for slug in dict.fromkeys(slugs)]
 
     def _authorization_actions(self) -> Sequence[str]:
@@ -228,8 +255,12 @@ class ActionsMixin:
     def _visible_custom_actions(self, request: Request, in_detail: bool = False) -> dict[str, str]:
         # sqladmin registers actions in reverse source order; show them as declared.
         visible = super()._visible_custom_actions(request, in_detail)  # type: ignore[misc]
-        specs = self.row_actions()
-        return dict(sorted(visible.items(), key=lambda item: specs[item[0]].order if item[0] in specs else 1 << 30))
+        order = {slug: spec.order for slug, spec in self.row_actions().items()}
+        for klass in type(self).__mro__:
+            for value in vars(klass).values():
+                if hasattr(value, "_page_slug"):
+                    order.setdefault(value._page_slug, value._order)
+        return dict(sorted(visible.items(), key=lambda item: order.get(item[0], 1 << 30)))
 
     def header_links(self, request: Request) -> list[dict[str, str]]:
         """The list page's header buttons this user may use (label and URL)."""
@@ -306,6 +337,11 @@ class ActionsMixin:
         """How a row is named in messages (its ``str``: reference, number, lot)."""
         return str(row)
 
+    def names_row(self, row: Any, message: str) -> bool:
+        """True when a service's ``message`` already names ``row`` (so it needs no prefix)."""
+        pk = getattr(row, self.pk_columns[0].key)  # type: ignore[attr-defined]
+        return self.row_label(row) in message or f"#{pk}" in message
+
     # -- the action itself --------------------------------------------------------------
     async def handle_row_action(self, request: Request, spec: RowAction) -> Response:
         """GET: the confirmation page. POST: check, run per row, flash, redirect."""
@@ -373,15 +409,17 @@ class ActionsMixin:
 
     async def _run_rows(self, spec: RowAction, pks: list[int], rows: list[Any], actor: Actor, data: dict) -> _Outcome:
         pk_key = self.pk_columns[0].key  # type: ignore[attr-defined]
-        labels = {getattr(row, pk_key): self.row_label(row) for row in rows}
+        by_pk = {getattr(row, pk_key): row for row in rows}
         run = functools.partial(spec.run, self)
         outcome = _Outcome()
         for pk in pks:
-            label = labels.get(pk, f"#{pk}")
+            row = by_pk.get(pk)
+            label = self.row_label(row) if row is not None else f"#{pk}"
             try:
                 detail = await run_in_threadpool(run_in_transaction, run, pk, engine=self.engine, actor=actor, data=data)
             except DomainError as exc:
-                outcome.skipped.append(exc.message if label in exc.message else f"{label}: {exc.message}")
+                named = self.names_row(row, exc.message) if row is not None else f"#{pk}" in exc.message
+                outcome.skipped.append(exc.message if named else f"{label}: {exc.message}")
             except Exception:
                 log.exception("action %s on %s %s failed", spec.slug, self.identity, pk)  # type: ignore[attr-defined]
                 outcome.failed.append(label)

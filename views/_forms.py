@@ -54,12 +54,24 @@ class LookupField(IntegerField):
             raise ValueError("Choose an entry from the list.") from None
 
 
-class ReasonForm(Form):
-    """A required reason (at most 500 characters), recorded with the change."""
+def reason_form(*, max_length: int = 500, label: str = "Reason", description: str = "Recorded in the audit log.") -> type[Form]:
+    """A form class with one required reason of at most ``max_length`` characters."""
 
-    reason = TextAreaField(
-        "Reason",
-        validators=[DataRequired("Give a reason."), Length(max=500, message="Keep the reason under 500 characters.")],
-        description="Recorded in the audit log and shown on the record.",
-        render_kw={"rows": 2},
-    )
+    class ReasonForm(Form):
+        """A required reason, recorded with the change."""
+
+        reason = TextAreaField(
+            label,
+            validators=[
+                DataRequired("Give a reason."),
+                Length(max=max_length, message=f"Keep the reason under {max_length} characters."),
+            ],
+            description=description,
+            render_kw={"rows": 2},
+        )
+
+    return ReasonForm
+
+
+#: The reason asked when cancelling appointments or clinic sessions.
+ReasonForm = reason_form(description="Recorded in the audit log and on each cancelled appointment.")
