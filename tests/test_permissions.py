@@ -8,7 +8,6 @@ allowed deletes delete. Then every workflow action and every custom page.
 
 from __future__ import annotations
 
-import inspect
 import re
 
 import pytest
@@ -31,23 +30,41 @@ def _ok(status: int) -> bool:
     return 200 <= status < 400
 
 
-def _actions_of(view_class) -> list[str]:
-    return sorted({
-        member._slug for _, member in inspect.getmembers(view_class) if getattr(member, "_action", False)
-    } | set(permissions.ACTIONS.get(view_class.identity, {})))
+def _admin_routes(app) -> list:
+    mount = next(r for r in app.routes if isinstance(r, Mount) and r.path == "/admin")
+    return list(mount.app.routes)
+
+
+def _actions(app, identity: str) -> list[tuple[str, str]]:
+    """(slug, path) of every ``@action`` route of ``identity``'s view."""
+    prefix = f"action-{identity}-"
+    return [(r.name[len(prefix):], "/admin" + r.path) for r in _admin_routes(app)
+            if (getattr(r, "name", "") or "").startswith(prefix)]
+
+
+def _entity_pages(app, identity: str) -> list[tuple[str, str]]:
+    """(method name, path) of every page a model view exposes (not its action POSTs)."""
+    prefix = f"view-{identity}-"
+    found = []
+    for route in _admin_routes(app):
+        name = getattr(route, "name", "") or ""
+        if name.startswith(prefix) and not getattr(route.endpoint, "_action", False):
+            found.append((name[len(prefix):], "/admin" + route.path))
+    return found
+
+
+def _has_post(app, path: str) -> bool:
+    return any(getattr(r, "methods", None) and "POST" in r.methods and "/admin" + r.path == path
+               for r in _admin_routes(app))
 
 
 def _pages(app) -> dict[str, str]:
     """Custom page identity -> path, from the admin's routes (plus the index)."""
-    mount = next(r for r in app.routes if isinstance(r, Mount) and r.path == "/admin")
     pages = {"index": "/admin/"}
-    for route in mount.app.routes:
+    for route in _admin_routes(app):
         name = getattr(route, "name", "") or ""
-        if name.startswith("view-") and "{" not in route.path:
-            endpoint = route.endpoint
-            identity = getattr(endpoint, "_identity", name[5:])
-            if not any(name.startswith(f"view-{v.identity}-") for v in MODEL_VIEWS):
-                pages[identity] = "/admin" + route.path
+        if name.startswith("view-") and not any(name.startswith(f"view-{v.identity}-") for v in MODEL_VIEWS):
+            pages[getattr(route.endpoint, "_identity", name[5:])] = "/admin" + route.path
     return pages
 
 
@@ -107,12 +124,28 @@ def test_role_walks_every_view_action_and_page(role, app, client, engine):
             assert response.status_code == 200 and "error=" not in response.text, (where, response.text)
             assert not row_exists(engine, view.model, spare), where
 
-        for slug in _actions_of(view):
-            url = f"/admin/{identity}/action/{slug}"
+        # Workflow actions: GET is the confirmation page (changes nothing); a forbidden
+        # POST is refused before anything happens.
+        actions = _actions(app, identity)
+        assert {slug for slug, _ in actions} <= set(permissions.ACTIONS.get(identity, {})), identity
+        for slug, url in actions:
             if permissions.may_act(role, identity, slug):
-                assert _ok(client.get(url, params={"pks": sample}).status_code), (where, slug)
+                response = client.get(url, params={"pks": sample})
+                assert _ok(response.status_code), (where, slug, response.status_code)
             else:
                 _denied_and_unchanged(engine, lambda: client.get(url, params={"pks": sample}))
+                if _has_post(app, url):
+                    _denied_and_unchanged(engine, lambda: client.post(url, data={"pks": sample}))
+        # Pages of the view (booking, receiving stock, stock count): as their action.
+        for method, path in _entity_pages(app, identity):
+            slug = permissions.ENTITY_PAGES[f"{identity}:{method}"]
+            url = path.replace("{pk}", sample)
+            if permissions.may_act(role, identity, slug):
+                assert _ok(client.get(url).status_code), (where, method)
+            else:
+                _denied_and_unchanged(engine, lambda: client.get(url))
+                if _has_post(app, path):
+                    _denied_and_unchanged(engine, lambda: client.post(url, data={}))
 
     for page, path in _pages(app).items():
         response = client.get(path)

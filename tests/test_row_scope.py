@@ -217,3 +217,27 @@ def test_guessed_ids_of_rows_that_do_not_exist_are_404(world, client):
     assert client.get("/admin/encounter/details/999999").status_code == 404
     assert client.get("/admin/encounter/edit/999999").status_code == 404
     assert row_exists(client.app.state.engine, Encounter, world.foreign["encounter"])
+
+
+def test_doctor_workflow_actions_touch_only_their_own_rows(world, client, engine):
+    from sqlalchemy import update
+
+    from models import Appointment, AppointmentStatus
+
+    with transaction(engine) as session:
+        session.execute(update(Appointment).values(status=AppointmentStatus.checked_in))
+    _as(client, "doctor")
+    mine, theirs = world.sample["appointment"], world.foreign["appointment"]
+    page = client.get("/admin/appointment/action/complete", params={"pks": theirs})
+    assert page.status_code == 200 and "no longer exist" in page.text and world.names["other-appointment"] not in page.text
+    page = client.get("/admin/appointment/action/complete", params={"pks": f"{mine},{theirs}"})
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    response = client.post("/admin/appointment/action/complete", data={
+        "csrf_token": token, "pks": f"{mine},{theirs}", "next": "/admin/appointment/list",
+    })
+    assert response.status_code == 303
+    with transaction(engine, write=False) as session:
+        statuses = {str(a.id): a.status for a in session.scalars(select(Appointment))}
+        completed = session.scalars(select(AuditEvent).where(AuditEvent.action == "complete")).all()
+    assert statuses == {mine: AppointmentStatus.completed, theirs: AppointmentStatus.checked_in}
+    assert [e.entity_id for e in completed] == [mine]

@@ -359,21 +359,28 @@ class ActionsMixin:
 
         form = spec.form(formdata=data) if spec.form else None
         user: StaffUser = request.state.staff
-        rows, notes = await run_in_threadpool(self._gather, pks, spec, form, user)
+        rows, notes = await run_in_threadpool(self._gather, request, pks, spec, form, user)
         if not posted or not rows or (form is not None and not form.validate()):
             return await self._confirm_page(request, spec, pks, rows, notes, form, next_url,
                                             status_code=400 if posted else 200)
 
+        # Only rows the user may see are acted on: a row outside the view's scope (a
+        # doctor's colleague's) was not gathered and is left out like a deleted one.
+        pk_key = self.pk_columns[0].key  # type: ignore[attr-defined]
+        in_scope = {getattr(row, pk_key) for row in rows}
+        pks = [pk for pk in pks if pk in in_scope]
         outcome = await self._run_rows(spec, pks, rows, self.actor(request), form.data if form else {})
         self._flash(request, spec, outcome)
         return RedirectResponse(next_url, status_code=status.HTTP_303_SEE_OTHER)
 
-    def _gather(self, pks: list[int], spec: RowAction, form: Form | None, user: StaffUser) -> tuple[list[Any], dict]:
-        """Load the selected rows (list relations included) and the action's preview notes."""
+    def _gather(self, request: Request, pks: list[int], spec: RowAction, form: Form | None,
+                user: StaffUser) -> tuple[list[Any], dict]:
+        """Load the selected rows the user may see (the view's row scope; list relations
+        included) and the action's preview notes."""
         if not pks:
             return [], {}
         pk_column = self.pk_columns[0]  # type: ignore[attr-defined]
-        stmt = select(self.model).where(pk_column.in_(pks))  # type: ignore[attr-defined]
+        stmt = self._scoped(request, select(self.model).where(pk_column.in_(pks)))  # type: ignore[attr-defined]
         for relation in self._list_relations:  # type: ignore[attr-defined]
             stmt = stmt.options(selectinload(relation))
         with transaction(self.engine, write=False) as session:

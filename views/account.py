@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-import secrets
-
 from sqladmin import BaseView, expose
 from sqladmin.flash import Flash
 from starlette import status
@@ -19,23 +16,8 @@ from portal.services import accounts
 from portal.services.actor import current_actor
 from portal.services.errors import DomainError
 from views._access import staff_of
-
-_CSRF_KEY = "csrf"
-
-
-def csrf_token(request: Request) -> str:
-    """The session's anti-forgery token for this page's form (made on first use)."""
-    token = request.session.get(_CSRF_KEY)
-    if not token:
-        token = request.session[_CSRF_KEY] = secrets.token_urlsafe(32)
-    return token
-
-
-def csrf_ok(request: Request, submitted: str | None) -> bool:
-    """True when ``submitted`` is the session's token."""
-    expected = request.session.get(_CSRF_KEY)
-    return bool(expected and submitted) and hmac.compare_digest(str(expected), str(submitted))
-
+from views._csrf import FIELD as CSRF_FIELD
+from views._csrf import csrf_token, csrf_valid
 
 class ChangePasswordView(BaseView):
     """Current password, new password twice; ends the user's other sessions.
@@ -58,7 +40,7 @@ class ChangePasswordView(BaseView):
         context = {"title": "Change password", "min_length": MIN_PASSWORD_LENGTH, "error": None}
         if request.method == "POST":
             form = await request.form()
-            if not csrf_ok(request, form.get("csrf_token")):
+            if not csrf_valid(request, form.get(CSRF_FIELD)):
                 raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="The form expired; please try again.")
             engine = self._admin_ref.session_maker.kw["bind"]
             actor = current_actor.get()

@@ -54,7 +54,8 @@ def route_permission(endpoint: Any) -> tuple[str, str] | None:
     if getattr(endpoint, "_exposed", False):
         explicit = getattr(endpoint, "_permission", None)
         if isinstance(owner, ModelView):
-            return owner.identity, explicit or f"page:{name}"
+            action = table.ENTITY_PAGES.get(f"{owner.identity}:{name}")
+            return owner.identity, explicit or (f"action:{action}" if action else f"page:{name}")
         return getattr(endpoint, "_identity", None) or name, explicit or "list"
     if name == "index" and not isinstance(owner, (ModelView, BaseView)):
         return "index", "list"
@@ -116,6 +117,8 @@ def check_configuration(admin: Any) -> None:
     entity_pages: set[str] = set()
     for view in admin.views:
         for _, member in inspect.getmembers(view, predicate=inspect.ismethod):
+            if getattr(member, "_action", False):
+                continue  # an action's POST route: checked as the action
             if getattr(member, "_exposed", False) and not getattr(member, "_permission", None):
                 if isinstance(view, ModelView):
                     entity_pages.add(f"{view.identity}:{member.__name__}")
@@ -136,17 +139,26 @@ def check_configuration(admin: Any) -> None:
                 flag = LETTER_FLAGS.get(letter)
                 if flag and not getattr(view, flag):
                     problems.append(f"{identity}/{role.value}: grants {letter!r} but the view has {flag} = False")
-        slugs = set(view._custom_actions_in_list) | set(view._custom_actions_in_detail)
+        asked = {a[len("action:"):] for a in view._authorization_actions() if str(a).startswith("action:")}
         granted = set(table.ACTIONS.get(identity, {}))
-        for slug in sorted(slugs - granted):
+        for slug in sorted(asked - granted):
             problems.append(f"action {identity}:{slug} has no entry in ACTIONS")
+        for slug in sorted(granted - asked):
+            problems.append(f"ACTIONS names {identity}:{slug}, which the view does not offer")
         for slug, roles in table.ACTIONS.get(identity, {}).items():
             for role in roles:
                 if not table.may(role, identity, "v"):
                     problems.append(f"action {identity}:{slug} granted to {role.value} who may not view {identity}")
     for identity in set(table.ENTITY_RIGHTS) - set(entities):
         problems.append(f"ENTITY_RIGHTS names {identity!r}, which is not an admin view")
-    for page in sorted((pages | entity_pages) - set(table.PAGES)):
+    for page in sorted(entity_pages - set(table.ENTITY_PAGES)):
+        problems.append(f"page {page!r} has no entry in ENTITY_PAGES")
+    for page, slug in table.ENTITY_PAGES.items():
+        if page not in entity_pages:
+            problems.append(f"ENTITY_PAGES names {page!r}, which is not a page of an admin view")
+        if slug not in table.ACTIONS.get(page.split(":")[0], {}):
+            problems.append(f"ENTITY_PAGES {page!r} needs action {slug!r}, which ACTIONS does not list")
+    for page in sorted(pages - set(table.PAGES)):
         problems.append(f"page {page!r} has no entry in PAGES")
     if problems:
         raise ImproperlyConfigured("Permission table problems:\n  " + "\n  ".join(problems))

@@ -53,14 +53,50 @@ ENTITY_RIGHTS: dict[str, tuple[str, str, str, str, str]] = {
     "audit-event":       ("vx",     "",           "",      "",    ""),   # append-only, even for admins
 }
 
-#: Workflow actions (``@action`` and confirm pages): entity -> action slug -> roles.
-#: An action also needs ``v`` on its entity.
+#: Workflow actions (``views._actions``: a confirm page, then a CSRF-checked POST):
+#: entity -> action slug -> roles. An action also needs ``v`` on its entity, and acts
+#: only on rows within the role's scope (a doctor completes only their own visits).
 ACTIONS: dict[str, dict[str, frozenset[Role]]] = {
+    "appointment": {
+        "book":           frozenset({A, R}),        # front desk booking page
+        "confirm":        frozenset({A, R}),
+        "check-in":       frozenset({A, R, N}),
+        "complete":       frozenset({A, D}),
+        "cancel":         frozenset({A, R}),
+        "no-show":        frozenset({A, R, N}),
+    },
+    "schedule": {
+        "close":          frozenset({A, R}),
+        "reopen":         frozenset({A, R}),
+        "cancel-session": frozenset({A, R}),
+    },
+    "prescription": {
+        "dispense":         frozenset({A, P}),
+        "dispense-partial": frozenset({A, P}),
+        "cancel":           frozenset({A, D, P}),
+    },
+    "stock-batch": {
+        "receive":        frozenset({A, P}),        # receive-stock page
+        "count":          frozenset({A, P}),        # stock-count page
+        "expire":         frozenset({A, P}),
+        "quarantine":     frozenset({A, P}),
+        "release":        frozenset({A, P}),
+    },
+}
+
+#: Pages of an entity's view (``@expose`` on a ModelView, ``<identity>:<method>``) ->
+#: the action whose roles may open them.
+ENTITY_PAGES: dict[str, str] = {
+    "appointment:page_book":          "book",
+    "appointment:page_book_lookup":   "book",
+    "stock-batch:page_receive":        "receive",
+    "stock-batch:page_receive_lookup": "receive",
+    "stock-batch:page_count":          "count",
 }
 
 #: Custom pages (``@expose`` on a BaseView, and the admin's index): identity -> roles.
 PAGES: dict[str, frozenset[Role]] = {
-    "index":           ALL_ROLES,
+    "index":           ALL_ROLES,               # the dashboard; its figures follow the role
     "change-password": ALL_ROLES,
 }
 # fmt: on
