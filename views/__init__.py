@@ -1,10 +1,9 @@
-"""The staff admin (sqladmin): one view per entity, login, and (later) dashboard."""
+"""The staff admin (sqladmin): one view per entity, login, the dashboard and the reports."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqladmin import Admin
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
@@ -15,6 +14,7 @@ from views.appointments import AppointmentView, EncounterView
 from views.audit import AuditEventView
 from views.auth import AdminAuth
 from views.clinic import DepartmentView, DoctorView, Icd10CodeView, ScheduleView
+from views.dashboard import PortalAdmin
 from views.patients import PatientView
 from views.pharmacy import (
     MedicineView,
@@ -24,6 +24,7 @@ from views.pharmacy import (
     StockMovementView,
     SupplierView,
 )
+from views.reports import REPORT_VIEWS
 from views.staff import StaffUserView
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -33,20 +34,23 @@ ALL_VIEWS = [
     AppointmentView, PatientView, EncounterView,
     ScheduleView, DoctorView, DepartmentView,
     PrescriptionView, PrescriptionItemView, MedicineView, StockBatchView, StockMovementView, SupplierView,
+    *REPORT_VIEWS,
     Icd10CodeView,
     StaffUserView, AuditEventView,
 ]
 
 
-def create_admin(app: Starlette, engine: Engine) -> Admin:
-    """Mount the admin at ``/admin`` on ``app``, using ``engine``.
+def create_admin(app: Starlette, engine: Engine) -> PortalAdmin:
+    """Mount the admin at ``/admin`` on ``app``, using ``engine``; its home page is the
+    dashboard (``views.dashboard``) and its "Reports" menu holds ``views.reports``.
 
     Admin sessions carry ``audit_changes=True`` so every create, edit and delete is
     audited in its own transaction (``portal.services.change_audit``).
     """
     change_audit.install()
-    admin = Admin(
+    admin = PortalAdmin(
         app,
+        engine=engine,  # read by the dashboard and the reports
         session_maker=session_factory(engine, audit_changes=True),
         title=f"{get_settings().hospital_name}",
         base_url="/admin",

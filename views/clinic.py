@@ -5,7 +5,14 @@ from __future__ import annotations
 from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
 
 from models import Appointment, Department, Doctor, DoctorDepartment, Icd10Code, Schedule, ScheduleStatus
+from portal.services import reports
 from views._base import PortalModelView, money
+from views._filters import PresetFilter
+
+
+def _running_now():
+    now = reports.local_now()
+    return reports.sessions_running_condition(now.date(), now.time())
 
 
 class DepartmentView(PortalModelView, model=Department):
@@ -65,6 +72,10 @@ class ScheduleView(PortalModelView, model=Schedule):
         ForeignKeyFilter(Schedule.department_id, Department.name, title="Department"),
         ForeignKeyFilter(Schedule.doctor_id, Doctor.full_name, title="Doctor"),
         OperationColumnFilter(Schedule.session_date, title="Date"),
+        PresetFilter("held", "Taking place", {
+            "yes": ("Not cancelled", lambda: Schedule.status != ScheduleStatus.cancelled),
+            "now": ("Running now", _running_now),
+        }),
     ]
     column_formatters = {Schedule.fee: lambda m, a: money(m.fee)}
     column_formatters_detail = {Schedule.fee: lambda m, a: money(m.fee)}

@@ -17,7 +17,9 @@ from models import (
 )
 from sqlalchemy.orm import selectinload
 
+from portal.services import reports
 from views._base import LocalDateTimeFilter, PortalModelView, money
+from views._filters import PresetFilter
 
 
 class MedicineView(PortalModelView, model=Medicine):
@@ -36,6 +38,9 @@ class MedicineView(PortalModelView, model=Medicine):
         BooleanFilter(Medicine.is_controlled, title="Controlled"),
         OperationColumnFilter(Medicine.category, title="Category"),
         OperationColumnFilter(Medicine.form, title="Form"),
+        PresetFilter("stock", "Stock", {
+            "below_reorder": ("Below reorder level", lambda: reports.below_reorder_condition(reports.local_now().date())),
+        }),
     ]
     column_formatters = {Medicine.unit_price: lambda m, a: money(m.unit_price)}
     form_columns = [Medicine.name, Medicine.form, Medicine.strength, Medicine.unit, Medicine.category, Medicine.is_controlled, Medicine.reorder_level, Medicine.unit_price, Medicine.is_active]
@@ -90,6 +95,11 @@ class StockBatchView(PortalModelView, model=StockBatch):
         StaticValuesFilter(StockBatch.status, values=[(s.value, s.value.title()) for s in BatchStatus]),
         OperationColumnFilter(StockBatch.expiry_date, title="Expiry date"),
         ForeignKeyFilter(StockBatch.supplier_id, Supplier.name, title="Supplier"),
+        PresetFilter("expiry", "Needs attention", {
+            "soon": (f"Active, expires within {reports.EXPIRY_ALERT_DAYS} days",
+                     lambda: reports.expiring_condition(reports.local_now().date())),
+            "past": ("Active, already past expiry", lambda: reports.expired_active_condition(reports.local_now().date())),
+        }),
     ]
     column_formatters = {StockBatch.unit_cost: lambda m, a: money(m.unit_cost)}
 
@@ -129,6 +139,9 @@ class PrescriptionView(PortalModelView, model=Prescription):
     column_filters = [
         StaticValuesFilter(Prescription.status, values=[(s.value, s.value.replace("_", " ").title()) for s in PrescriptionStatus]),
         LocalDateTimeFilter(Prescription.created_at, title="Date"),
+        PresetFilter("dispensing", "Dispensing", {
+            "waiting": ("Waiting (issued or partly dispensed)", reports.prescriptions_waiting_condition),
+        }),
     ]
     column_details_list = [Prescription.number, Prescription.status, Prescription.patient, Prescription.doctor, Prescription.appointment, Prescription.diagnosis, Prescription.items, Prescription.notes, Prescription.created_at, Prescription.dispensed_at]
     form_columns = [Prescription.number, Prescription.patient, Prescription.doctor, Prescription.appointment, Prescription.diagnosis, Prescription.notes]
