@@ -77,7 +77,7 @@ def nice_ticks(top: float, count: int = 5) -> list[float]:
 def _svg(width: int, height: int, title: str, body: list[str]) -> Markup:
     return Markup(
         f'<svg class="report-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="100%" role="img" aria-label="{escape(title)}" style="max-width:{width}px;{_FONT}">'
+        f'width="100%" role="img" aria-label="{escape(title)}" style="{_FONT}">'
         f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
     )
 
@@ -121,6 +121,8 @@ def bar_chart(
     axis_format: Callable[[float], str] = compact,
     width: int = 880,
     height: int = 280,
+    highlight: int | None = None,
+    highlight_label: str = "today",
 ) -> Markup:
     """Vertical bars, one per label; several series are stacked in the given order.
 
@@ -132,7 +134,9 @@ def bar_chart(
             thinned out when they would overlap.
         value_format (Callable[[float], str]): formats a value for hover titles.
         axis_format (Callable[[float], str]): formats the y-axis ticks.
-        width (int), height (int): size in px (the SVG scales down to its container).
+        width (int), height (int): size in px (the SVG scales to its container).
+        highlight (int | None): index of a category to mark with a shaded band.
+        highlight_label (str): text written above the marked category.
 
     Returns:
         Markup: the ``<svg>`` element.
@@ -145,6 +149,11 @@ def bar_chart(
     slot = (right - left) / n
     bar = max(min(slot * 0.72, 48), 1.0)
     body = _y_axis(ticks, left, right, top, bottom, axis_format)
+    if highlight is not None and 0 <= highlight < len(labels):
+        hx = left + slot * highlight
+        body.append(f'<rect x="{hx:.1f}" y="{top - 4:.1f}" width="{slot:.1f}" height="{bottom - top + 4:.1f}" fill="#fff3bf"/>')
+        body.append(f'<text x="{hx + slot / 2:.1f}" y="{top - 6:.1f}" font-size="11" text-anchor="middle" '
+                    f'font-weight="600" fill="#5c3c00">{escape(highlight_label)}</text>')
     if len(series) > 1:
         body += _legend(series, left, 14)
     for i, label in enumerate(labels):

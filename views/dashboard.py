@@ -9,7 +9,7 @@ admin         today, trend, bookings to chase, pharmacy (with stock alerts), cou
 receptionist  today, trend, bookings to chase, pharmacy (prescriptions only, no stock), counts
 doctor        their own day, their sessions' next patients, their bookings to chase, counts
 nurse         today, the day's sessions with next patients, trend, bookings to chase, counts
-pharmacist    pharmacy (with stock alerts) first, then today and counts
+pharmacist    pharmacy (with stock alerts) first, dispensing of the last two weeks, today, counts
 ============  ===========================================================================
 
 Full permissions come later; this only decides what the page shows. Every figure links
@@ -44,7 +44,7 @@ LAYOUTS: dict[Role, tuple[str, ...]] = {
     Role.receptionist: ("today", "trend", "bookings", "pharmacy", "totals"),
     Role.doctor: ("today", "queues", "bookings", "totals"),
     Role.nurse: ("today", "queues", "trend", "bookings", "totals"),
-    Role.pharmacist: ("pharmacy", "today", "totals"),
+    Role.pharmacist: ("pharmacy", "dispensing", "today", "totals"),
 }
 #: Roles that see stock figures (reorder level, expiry).
 STOCK_ROLES = frozenset({Role.admin, Role.pharmacist})
@@ -102,6 +102,17 @@ def _status_strip(by_status: dict[str, int]) -> Any:
     return charts.strip_chart(series, title=f"{total:,} appointments by status")
 
 
+def _dispensing_chart(days: list[reports.PeriodAmount] | None) -> Any:
+    if not days or not any(d.quantity for d in days):
+        return None
+    labels = [d.label for d in days]
+    return charts.line_chart(
+        labels, [charts.Series("Value (yuan)", [d.value / 100 for d in days], charts.PRIMARY)],
+        title="Dispensed value per day, last two weeks (yuan)", short_labels=[x[5:] for x in labels],
+        value_format=lambda v: f"{v:,.2f}", height=220,
+    )
+
+
 def _gather(engine, *, role: Role, doctor_id: int | None, day: date, now: datetime,
             department_raw: str | None) -> dict[str, Any]:
     """Run every query of the page in one read transaction; returns template data."""
@@ -128,6 +139,9 @@ def _gather(engine, *, role: Role, doctor_id: int | None, day: date, now: dateti
         if "trend" in layout:
             f = ReportFilters(today - timedelta(days=TREND_BACK), today + timedelta(days=TREND_AHEAD), grain=Grain.day)
             out["trend"] = reports.outpatient_volume(session, f)
+        if "dispensing" in layout:
+            f = ReportFilters(today - timedelta(days=TREND_BACK), today)
+            out["dispensing"] = reports.dispensed_per_day(session, f)
         out["alerts"] = reports.alerts(session, now=now, today=today, doctor_id=own, stock=role in STOCK_ROLES)
         out["totals"] = reports.totals(session)
     return out
@@ -229,8 +243,10 @@ async def dashboard(admin: Admin, request: Request) -> Response:
              for key, label in (("completed", "Completed"), ("no_show", "No-show"), ("checked_in", "Checked in"),
                                 ("confirmed", "Confirmed"), ("pending", "Pending"), ("cancelled", "Cancelled"))],
             title="Appointments per day, last two weeks and next week",
-            short_labels=[r.label[5:] for r in trend.by_period], height=220,
+            short_labels=[r.label[5:] for r in trend.by_period], height=220, highlight=TREND_BACK,
         ) if trend is not None and not trend.is_empty else None,
+        "dispensing_chart": _dispensing_chart(data.get("dispensing")),
+        "pharmacy_report_url": str(request.url_for("admin:view-pharmacy-report")),
         "trend_url": str(request.url_for("admin:view-outpatient-volume")),
         "schedule_day_url": _list_url(request, "schedule", held="yes", session_date=day.isoformat(),
                                       session_date_op="equals"),

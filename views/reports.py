@@ -148,7 +148,8 @@ def _short_day(label: str) -> str:
 class ReportView(BaseView):
     """Base of the report pages: filters, rendering, CSV export.
 
-    Subclasses set ``name``, ``icon``, ``slug``, ``summary`` and ``uses_grain``, expose
+    Subclasses set ``name``, ``icon``, ``slug``, ``summary``, ``uses_grain`` (offer day or
+    month grouping) and ``offers_future`` (offer a range ahead of today), expose
     one GET route that calls :meth:`show`, and implement :meth:`build`.
     """
 
@@ -158,6 +159,7 @@ class ReportView(BaseView):
     slug: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     uses_grain: ClassVar[bool] = False
+    offers_future: ClassVar[bool] = False
 
     def build(self, session, filters: ReportFilters, today: date) -> Built:  # pragma: no cover - abstract
         """Compute the report for ``filters`` (in ``session``) and arrange it."""
@@ -197,6 +199,8 @@ class ReportView(BaseView):
             ("Last month", last_month_end.replace(day=1), last_month_end),
             ("Last 12 months", (first - timedelta(days=335)).replace(day=1), today),
         ]
+        if self.offers_future:
+            ranges.append(("Next 14 days", today, today + timedelta(days=13)))
         base = request.url.remove_query_params(["date_from", "date_to", "export", "grain"])
         return [(label, str(base.include_query_params(date_from=a.isoformat(), date_to=b.isoformat())))
                 for label, a, b in ranges]
@@ -256,6 +260,7 @@ class OutpatientVolumeReport(ReportView):
     slug = "outpatient-volume"
     summary = "Appointments by session date, per status and department"
     uses_grain = True
+    offers_future = True
 
     @expose("/reports/outpatient-volume", identity="outpatient-volume")
     async def page(self, request: Request) -> Response:
@@ -320,6 +325,7 @@ class DoctorWorkloadReport(ReportView):
     icon = "fa-solid fa-user-doctor"
     slug = "doctor-workload"
     summary = "Clinic sessions, places booked and visits completed, per doctor"
+    offers_future = True
     #: Doctors listed on the page (the CSV lists all).
     page_rows: ClassVar[int] = 100
     chart_rows: ClassVar[int] = 20

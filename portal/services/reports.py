@@ -73,7 +73,7 @@ __all__ = [
     "DoctorLoad", "DoctorWorkload", "Grain", "InvalidFilters", "MedicineDispensed",
     "OutpatientVolume", "PeriodAmount", "PharmacyReport", "QueuedPatient", "Queues",
     "ReportFilters", "SessionQueue", "StatusCounts", "StockValue", "Totals", "alerts",
-    "below_reorder_condition", "day_summary", "department_choices", "doctor_workload",
+    "below_reorder_condition", "day_summary", "department_choices", "dispensed_per_day", "doctor_workload",
     "expired_active_condition", "expiring_condition", "local_now", "outpatient_volume", "parse_filters",
     "pending_cutoff", "pharmacy_report", "prescriptions_waiting_condition", "session_queues",
     "sessions_running_condition", "sessions_today_condition", "totals",
@@ -883,6 +883,34 @@ def _dispensed(stmt, filters: ReportFilters, utc_from: datetime, utc_to: datetim
     return stmt
 
 
+def dispensed_per_day(session: Session, filters: ReportFilters) -> list[PeriodAmount]:
+    """Units dispensed and their value per hospital-local day.
+
+    Args:
+        session (Session): database session.
+        filters (ReportFilters): range and department (as in :func:`pharmacy_report`).
+
+    Returns:
+        list[PeriodAmount]: every day of the range in order, zeros included; value in fen
+        (quantity x the medicine's current unit price).
+    """
+    tz = get_settings().tz
+    dialect = _dialect(session)
+    qty = (-func.sum(StockMovement.quantity)).label("quantity")
+    value = (-func.sum(StockMovement.quantity * Medicine.unit_price)).label("value")
+    per_day = {p: PeriodAmount(p) for p in period_labels(filters.start, filters.end, Grain.day)}
+    for seg in segments(filters.start, filters.end, tz):
+        day = instant_label(dialect, StockMovement.created_at, Grain.day, seg).label("period")
+        stmt = (select(day, qty, value).select_from(StockMovement)
+                .join(Medicine, Medicine.id == StockMovement.medicine_id))
+        for period, q, v in session.execute(
+            _dispensed(stmt, filters, seg.utc_start, seg.utc_end).group_by(literal_column("period"))
+        ):
+            per_day[period].quantity += _int(q)
+            per_day[period].value += _int(v)
+    return list(per_day.values())
+
+
 def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) -> PharmacyReport:
     """Dispensed quantity and value (top medicines, per day), expiry write-offs per month
     and stock value on hand.
@@ -905,10 +933,9 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
     utc_from, utc_to = utc_bounds(filters.start, filters.end, tz)
     qty = (-func.sum(StockMovement.quantity)).label("quantity")
     value = (-func.sum(StockMovement.quantity * Medicine.unit_price)).label("value")
-    base = select().select_from(StockMovement).join(Medicine, Medicine.id == StockMovement.medicine_id)
-
     per_med = (
-        _dispensed(base.add_columns(StockMovement.medicine_id.label("medicine_id"), qty, value),
+        _dispensed(select(StockMovement.medicine_id.label("medicine_id"), qty, value)
+                   .select_from(StockMovement).join(Medicine, Medicine.id == StockMovement.medicine_id),
                    filters, utc_from, utc_to)
         .group_by(StockMovement.medicine_id)
         .subquery()
@@ -924,18 +951,10 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
         )
     ]
 
-    per_day = {p: PeriodAmount(p) for p in period_labels(filters.start, filters.end, Grain.day)}
     write_offs = {p: PeriodAmount(p) for p in period_labels(filters.start, filters.end, Grain.month)}
     wo_qty = (-func.sum(StockMovement.quantity)).label("quantity")
     wo_value = (-func.sum(StockMovement.quantity * StockMovement.unit_cost)).label("value")
     for seg in segments(filters.start, filters.end, tz):
-        day = instant_label(dialect, StockMovement.created_at, Grain.day, seg).label("period")
-        for period, q, v in session.execute(
-            _dispensed(base.add_columns(day, qty, value), filters, seg.utc_start, seg.utc_end)
-            .group_by(literal_column("period"))
-        ):
-            per_day[period].quantity += _int(q)
-            per_day[period].value += _int(v)
         month = instant_label(dialect, StockMovement.created_at, Grain.month, seg).label("period")
         for period, q, v in session.execute(
             select(month, wo_qty, wo_value)
@@ -958,5 +977,5 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
     return PharmacyReport(
         filters, medicines[:TOP_MEDICINES], len(medicines),
         sum(m.quantity for m in medicines), sum(m.value for m in medicines),
-        list(per_day.values()), list(write_offs.values()), stock,
+        dispensed_per_day(session, filters), list(write_offs.values()), stock,
     )
