@@ -111,7 +111,8 @@ class Section:
         chart (Markup | None): an SVG chart.
         table (Table | None): the figures behind it.
         note (str): one line on how the figures are counted.
-        empty (str | None): shown instead of chart and table when there is nothing to show.
+        empty (str | None): shown instead of chart and table when there is nothing to show
+            (the table, if any, still exports).
     """
 
     title: str
@@ -128,7 +129,9 @@ class Built:
     Attributes:
         figures (list[Figure]): headline numbers.
         sections (list[Section]): the sections in order.
-        empty (str | None): a message replacing everything when the range holds nothing.
+        empty (str | None): a message shown instead of the figures and sections when the
+            range holds nothing (the tables are still built, so a CSV export of an empty
+            range gives its header and zero rows rather than an error).
     """
 
     figures: list[Figure] = field(default_factory=list)
@@ -171,7 +174,8 @@ class ReportView(BaseView):
             try:
                 filters = reports.parse_filters(
                     session, date_from=params.get("date_from"), date_to=params.get("date_to"),
-                    department=params.get("department"), grain=params.get("grain"), today=today,
+                    department=params.get("department"), grain=params.get("grain") if self.uses_grain else None,
+                    today=today,
                 )
             except reports.InvalidFilters as exc:
                 return {"departments": departments, "errors": exc.errors, "filters": None, "built": None}
@@ -279,13 +283,11 @@ class OutpatientVolumeReport(ReportView):
     def build(self, session, filters: ReportFilters, today: date) -> Built:
         """Count appointments (see ``portal.services.reports.outpatient_volume``) and arrange them."""
         v = reports.outpatient_volume(session, filters)
-        if v.is_empty:
-            return Built(empty=f"No appointments {_range_text(filters)}.")
         per = "day" if filters.grain is Grain.day else "month"
         labels = [r.label for r in v.by_period]
         series = [charts.Series(STATUS_LABELS[s.value], [r.counts[s.value] for r in v.by_period],
                                 charts.STATUS_COLOURS[s.value]) for s in AppointmentStatus]
-        busiest = max(v.by_period, key=lambda r: r.total)
+        busiest = max(v.by_period, key=lambda r: r.total, default=reports.StatusCounts("–"))
         figures = [
             Figure("Appointments", number(v.total.total), f"{number(v.total.counts['cancelled'])} cancelled"),
             Figure("Completed visits", number(v.total.counts["completed"])),
@@ -314,7 +316,7 @@ class OutpatientVolumeReport(ReportView):
                             [self._row(r) for r in v.by_department], total=self._row(v.total)),
             ),
         ]
-        return Built(figures, sections)
+        return Built(figures, sections, empty=f"No appointments {_range_text(filters)}." if v.is_empty else None)
 
 
 # -- doctor workload -------------------------------------------------------------------------
@@ -338,8 +340,6 @@ class DoctorWorkloadReport(ReportView):
     def build(self, session, filters: ReportFilters, today: date) -> Built:
         """Compute the workload (see ``portal.services.reports.doctor_workload``) and arrange it."""
         w = reports.doctor_workload(session, filters)
-        if w.is_empty:
-            return Built(empty=f"No clinic sessions {_range_text(filters)}.")
 
         def row(d: reports.DoctorLoad) -> list[Any]:
             return [d.doctor_name, d.sessions, d.capacity, d.booked, d.capacity_used, d.completed]
@@ -371,7 +371,7 @@ class DoctorWorkloadReport(ReportView):
                 note=table_note,
             ),
         ]
-        return Built(figures, sections)
+        return Built(figures, sections, empty=f"No clinic sessions {_range_text(filters)}." if w.is_empty else None)
 
 
 # -- pharmacy --------------------------------------------------------------------------------
@@ -401,14 +401,13 @@ class PharmacyReportView(ReportView):
         ]
         dept_note = (f" Dispensing counts prescriptions written in {filters.department_name} appointments; "
                      "write-offs and stock are hospital-wide." if filters.department_name else "")
-        sections: list[Section] = []
-        if p.is_empty:
-            sections.append(Section("Dispensing", empty=f"Nothing was dispensed {_range_text(filters)}."))
-        else:
-            share = [m.value / p.dispensed_value if p.dispensed_value else None for m in p.top_medicines]
-            top_title = (f"Top {len(p.top_medicines)} medicines by dispensed value"
-                         if p.medicines_dispensed > len(p.top_medicines) else "Medicines by dispensed value")
-            sections.append(Section(
+        share = [m.value / p.dispensed_value if p.dispensed_value else None for m in p.top_medicines]
+        top_title = (f"Top {len(p.top_medicines)} medicines by dispensed value"
+                     if p.medicines_dispensed > len(p.top_medicines) else "Medicines by dispensed value")
+        nothing = f"Nothing was dispensed {_range_text(filters)}." if p.is_empty else None
+        labels = [d.label for d in p.per_day]
+        sections = [
+            Section(
                 top_title,
                 chart=charts.hbar_chart([m.name for m in p.top_medicines], [m.value / 100 for m in p.top_medicines],
                                         title=top_title, value_format=lambda v: f"{v:,.2f}"),
@@ -417,9 +416,9 @@ class PharmacyReportView(ReportView):
                              Column("Value (yuan)", "money"), Column("Share of value", "percent")],
                             [[m.name, m.unit, m.quantity, m.value, sh] for m, sh in zip(p.top_medicines, share)]),
                 note="Value = quantity dispensed \u00d7 the medicine's current unit price." + dept_note,
-            ))
-            labels = [d.label for d in p.per_day]
-            sections.append(Section(
+                empty=nothing,
+            ),
+            Section(
                 "Dispensed per day",
                 chart=charts.line_chart(labels, [charts.Series("Value (yuan)", [d.value / 100 for d in p.per_day],
                                                                charts.PRIMARY)],
@@ -428,12 +427,9 @@ class PharmacyReportView(ReportView):
                 table=Table("per-day", [Column("Day", "day"), Column("Quantity", "int"), Column("Value (yuan)", "money")],
                             [[d.label, d.quantity, d.value] for d in p.per_day],
                             total=["Total", p.dispensed_quantity, p.dispensed_value]),
-            ))
-        if p.write_off_quantity == 0:
-            sections.append(Section("Expiry write-offs per month",
-                                    empty=f"No stock was written off for expiry between {filters.start} and {filters.end}."))
-        else:
-            sections.append(Section(
+                empty=nothing,
+            ),
+            Section(
                 "Expiry write-offs per month",
                 chart=charts.bar_chart([w.label for w in p.write_offs],
                                        [charts.Series("Value (yuan)", [w.value / 100 for w in p.write_offs], charts.SECONDARY)],
@@ -442,7 +438,10 @@ class PharmacyReportView(ReportView):
                             [[w.label, w.quantity, w.value] for w in p.write_offs],
                             total=["Total", p.write_off_quantity, p.write_off_value]),
                 note="Value = quantity written off \u00d7 the batch's unit cost recorded on the movement.",
-            ))
+                empty=(f"No stock was written off for expiry between {filters.start} and {filters.end}."
+                       if p.write_off_quantity == 0 else None),
+            ),
+        ]
         sections.append(Section(
             "Stock on hand now",
             table=Table("stock", [Column("Stock"), Column("Batches", "int"), Column("Units", "int"), Column("Value (yuan)", "money")],

@@ -654,7 +654,7 @@ def outpatient_volume(session: Session, filters: ReportFilters) -> OutpatientVol
         key = AppointmentStatus(status).value
         periods[period].counts[key] += int(n)
         total.counts[key] += int(n)
-    names = dict(session.execute(select(Department.id, Department.name)).tuples().all())
+    names = {r.id: r.name for r in session.execute(select(Department.id, Department.name))}
     departments: dict[int, StatusCounts] = {}
     for dep_id, status, n in session.execute(
         select(Appointment.department_id, Appointment.status, func.count())
