@@ -7,18 +7,23 @@ matters to it (``make_schedule(engine, capacity=1)``).
 from __future__ import annotations
 
 import itertools
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from models import (
+    ACTIVE_STATUSES,
+    Appointment,
+    AppointmentStatus,
+    BatchStatus,
     Department,
     Doctor,
     Gender,
     Icd10Code,
     BatchStatus,
     Medicine,
+    MovementKind,
     Patient,
     Prescription,
     PrescriptionItem,
@@ -28,6 +33,7 @@ from models import (
     ScheduleStatus,
     StaffUser,
     StockBatch,
+    StockMovement,
     Supplier,
 )
 from portal.db import transaction
@@ -137,6 +143,44 @@ def actor_for(staff: StaffUser) -> Actor:
     return Actor(username=staff.username, user_id=staff.id, role=staff.role.value)
 
 
+def local_datetime(day: date, at: time) -> datetime:
+    """The aware UTC instant of local wall-clock ``at`` on ``day`` in the hospital's zone."""
+    return datetime.combine(day, at, tzinfo=get_settings().tz).astimezone(UTC)
+
+
+def make_appointment(
+    engine: Engine,
+    *,
+    schedule: Schedule,
+    patient: Patient | None = None,
+    status: AppointmentStatus = AppointmentStatus.pending,
+    booked_at: datetime | None = None,
+    **kw,
+) -> Appointment:
+    """Insert an appointment in ``schedule`` with the next queue number.
+
+    The schedule's ``last_queue_number`` moves on and, for an active status, its
+    ``booked_count`` grows by one, as the booking services would leave them.
+    """
+    patient = patient or make_patient(engine)
+    active = status in ACTIVE_STATUSES
+    with transaction(engine) as session:
+        sched = session.get(Schedule, schedule.id)
+        sched.last_queue_number += 1
+        if active:
+            sched.booked_count += 1
+        queue = sched.last_queue_number
+        session.flush()
+    n = next(_seq)
+    return _save(engine, Appointment(
+        reference=kw.pop("reference", f"T{n:09d}"), patient_id=patient.id, schedule_id=schedule.id,
+        doctor_id=schedule.doctor_id, department_id=schedule.department_id,
+        session_date=schedule.session_date, queue_number=queue, status=status,
+        active_marker=1 if active else None,
+        booked_at=booked_at or datetime.now(UTC) - timedelta(hours=2), **kw,
+    ))
+
+
 def make_batch(
     engine: Engine,
     *,
@@ -212,6 +256,75 @@ def assert_ledger_consistent(engine: Engine) -> None:
     with transaction(engine, write=False) as session:
         problems = check_stock_ledger(session)
     assert problems == [], [str(p) for p in problems]
+
+
+def make_received_batch(
+    engine: Engine,
+    *,
+    medicine: Medicine,
+    quantity: int = 100,
+    expiry: date | None = None,
+    unit_cost: int = 30,
+    status: BatchStatus = BatchStatus.active,
+    received_at: datetime | None = None,
+    **kw,
+) -> StockBatch:
+    """Insert a batch of ``medicine`` received at ``received_at`` and its receipt movement
+    (the ledger stays exact), without the stock service: for report figures by date."""
+    n = next(_seq)
+    received_at = received_at or datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
+    batch = _save(engine, StockBatch(
+        medicine_id=medicine.id, lot_number=kw.pop("lot_number", f"LOT{n}"),
+        expiry_date=expiry or local_today() + timedelta(days=365), received_at=received_at,
+        quantity_received=quantity, quantity_on_hand=quantity, unit_cost=unit_cost, status=status, **kw,
+    ))
+    _save(engine, StockMovement(
+        batch_id=batch.id, medicine_id=medicine.id, kind=MovementKind.receipt, quantity=quantity,
+        balance_after=quantity, unit_cost=unit_cost, note="receipt", created_at=received_at,
+    ))
+    return batch
+
+
+def make_movement(
+    engine: Engine,
+    *,
+    batch: StockBatch,
+    kind: MovementKind,
+    quantity: int,
+    created_at: datetime,
+    prescription_item: PrescriptionItem | None = None,
+) -> StockMovement:
+    """Record a signed stock movement of ``batch`` and apply it to the batch's quantity."""
+    with transaction(engine) as session:
+        session.execute(update(StockBatch).where(StockBatch.id == batch.id)
+                        .values(quantity_on_hand=StockBatch.quantity_on_hand + quantity))
+        balance = session.get(StockBatch, batch.id).quantity_on_hand
+    return _save(engine, StockMovement(
+        batch_id=batch.id, medicine_id=batch.medicine_id, kind=kind, quantity=quantity, balance_after=balance,
+        unit_cost=batch.unit_cost, created_at=created_at,
+        prescription_item_id=prescription_item.id if prescription_item else None,
+    ))
+
+
+def make_prescription_lines(
+    engine: Engine,
+    *,
+    doctor: Doctor,
+    patient: Patient | None = None,
+    appointment: Appointment | None = None,
+    status: PrescriptionStatus = PrescriptionStatus.issued,
+    lines: list[tuple[Medicine, int]] = (),
+) -> tuple[Prescription, list[PrescriptionItem]]:
+    """Insert a prescription with one item per ``(medicine, quantity)`` line."""
+    n = next(_seq)
+    rx = _save(engine, Prescription(
+        number=f"RX-T-{n:08d}", patient_id=(patient or make_patient(engine)).id if appointment is None
+        else appointment.patient_id, doctor_id=doctor.id,
+        appointment_id=appointment.id if appointment else None, status=status,
+    ))
+    items = [_save(engine, PrescriptionItem(prescription_id=rx.id, medicine_id=m.id, quantity=q, dosage="as directed"))
+             for m, q in lines]
+    return rx, items
 
 
 def login(client, username: str, password: str = PASSWORD):

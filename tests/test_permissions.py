@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqladmin import BaseView, ModelView
 from sqladmin.exceptions import ImproperlyConfigured
 from starlette.routing import Mount
 
@@ -42,15 +43,17 @@ def _actions(app, identity: str) -> list[tuple[str, str]]:
             if (getattr(r, "name", "") or "").startswith(prefix)]
 
 
+def _owner(route):
+    return getattr(getattr(route, "endpoint", None), "__self__", None)
+
+
 def _entity_pages(app, identity: str) -> list[tuple[str, str]]:
     """(method name, path) of every page a model view exposes (not its action POSTs)."""
-    prefix = f"view-{identity}-"
-    found = []
-    for route in _admin_routes(app):
-        name = getattr(route, "name", "") or ""
-        if name.startswith(prefix) and not getattr(route.endpoint, "_action", False):
-            found.append((name[len(prefix):], "/admin" + route.path))
-    return found
+    return [
+        (route.endpoint.__name__, "/admin" + route.path) for route in _admin_routes(app)
+        if isinstance(_owner(route), ModelView) and _owner(route).identity == identity
+        and getattr(route.endpoint, "_exposed", False) and not getattr(route.endpoint, "_action", False)
+    ]
 
 
 def _has_post(app, path: str) -> bool:
@@ -62,9 +65,9 @@ def _pages(app) -> dict[str, str]:
     """Custom page identity -> path, from the admin's routes (plus the index)."""
     pages = {"index": "/admin/"}
     for route in _admin_routes(app):
-        name = getattr(route, "name", "") or ""
-        if name.startswith("view-") and not any(name.startswith(f"view-{v.identity}-") for v in MODEL_VIEWS):
-            pages[getattr(route.endpoint, "_identity", name[5:])] = "/admin" + route.path
+        owner = _owner(route)
+        if isinstance(owner, BaseView) and not isinstance(owner, ModelView) and getattr(route.endpoint, "_exposed", False):
+            pages[route.endpoint._identity] = "/admin" + route.path
     return pages
 
 
@@ -209,3 +212,21 @@ def test_anonymous_requests_are_sent_to_login(client, engine):
         response = client.get(f"/admin/{identity}/list")
         assert response.status_code == 302 and response.headers["location"].endswith("/admin/login")
     assert client.get("/admin/password").status_code == 302
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_row_scopes_are_the_ones_the_table_names(role, engine):
+    """A view narrows its rows for exactly the roles ``ROW_SCOPED`` names."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import select
+
+    from models import StaffUser
+
+    request = SimpleNamespace(state=SimpleNamespace(staff=StaffUser(id=1, username="x", full_name="x",
+                                                                     role=Role(role), doctor_id=1, password_hash="")))
+    for view_class in MODEL_VIEWS:
+        view = view_class.__new__(view_class)  # scope() needs no admin
+        stmt = select(view_class.model)
+        narrowed = view.scope(request, stmt) is not stmt
+        assert narrowed == (not permissions.sees_all_rows(role, view_class.identity)), (role, view_class.identity)

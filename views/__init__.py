@@ -1,4 +1,4 @@
-"""The staff admin (sqladmin): one view per entity, login, and (later) dashboard."""
+"""The staff admin (sqladmin): one view per entity, login, the dashboard and the reports."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from starlette.applications import Starlette
 from portal.db import session_factory
 from portal.services import change_audit
 from portal.settings import get_settings
-from views._admin import PortalAdmin
 from views.account import ChangePasswordView
 from views.appointments import AppointmentView, EncounterView
 from views.audit import AuditEventView
 from views.auth import AdminAuth
 from views.authorization import PortalAuthorization, check_configuration
 from views.clinic import DepartmentView, DoctorView, Icd10CodeView, ScheduleView
+from views.dashboard import PortalAdmin
 from views.patients import PatientView
 from views.pharmacy import (
     MedicineView,
@@ -26,6 +26,7 @@ from views.pharmacy import (
     StockMovementView,
     SupplierView,
 )
+from views.reports import REPORT_VIEWS
 from views.staff import StaffUserView
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -35,6 +36,7 @@ ALL_VIEWS = [
     AppointmentView, PatientView, EncounterView,
     ScheduleView, DoctorView, DepartmentView,
     PrescriptionView, PrescriptionItemView, MedicineView, StockBatchView, StockMovementView, SupplierView,
+    *REPORT_VIEWS,
     Icd10CodeView,
     StaffUserView, AuditEventView,
     ChangePasswordView,
@@ -42,7 +44,8 @@ ALL_VIEWS = [
 
 
 def create_admin(app: Starlette, engine: Engine) -> PortalAdmin:
-    """Mount the admin at ``/admin`` on ``app``, using ``engine``.
+    """Mount the admin at ``/admin`` on ``app``, using ``engine``; its home page is the
+    dashboard (``views.dashboard``) and its "Reports" menu holds ``views.reports``.
 
     Admin sessions carry ``audit_changes=True`` so every create, edit and delete is
     audited in its own transaction (``portal.services.change_audit``). Every route asks
@@ -52,6 +55,7 @@ def create_admin(app: Starlette, engine: Engine) -> PortalAdmin:
     change_audit.install()
     admin = PortalAdmin(
         app,
+        engine=engine,  # read by the dashboard and the reports
         session_maker=session_factory(engine, audit_changes=True),
         title=f"{get_settings().hospital_name}",
         base_url="/admin",

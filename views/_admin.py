@@ -1,4 +1,4 @@
-"""The portal's ``Admin``: sqladmin's, with a menu that hides empty categories and a
+"""The base of the portal's ``Admin`` (``views.dashboard.PortalAdmin``): sqladmin's, with a menu that hides empty categories and a
 login page that can say "too many failed attempts"."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class _CategoryMenu(CategoryMenu):
         return any(c.is_visible(request) and c.is_accessible(request) for c in self.children)
 
 
-class PortalAdmin(Admin):
+class SecureAdmin(Admin):
     """sqladmin's Admin with role-aware menu categories and a throttling-aware login."""
 
     def _build_menu(self, view: ModelView | BaseView) -> None:

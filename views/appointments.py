@@ -13,7 +13,7 @@ from models import Appointment, AppointmentStatus, BookingChannel, Department, D
 from portal.db import run_in_transaction
 from portal.services import appointments
 from portal.services.errors import DomainError
-from views._access import by_role, local_today
+from views._access import by_role
 from views._actions import ActionsMixin, PageLink, row_action
 from views._base import LocalDateTimeFilter, PortalModelView
 from views._booking import BookForm, book_from_form, lookup_results, selection_texts
@@ -50,12 +50,8 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
     page_links = [PageLink("book", "Book appointment", "page_book")]
 
     def scope(self, request, stmt):
-        """Doctors see their own appointments; nurses see today's."""
-        return by_role(
-            request, stmt,
-            doctor=lambda me: Appointment.doctor_id == me.doctor_id,
-            nurse=lambda me: Appointment.session_date == local_today(),
-        )
+        """Doctors see their own appointments."""
+        return by_role(request, stmt, doctor=lambda me: Appointment.doctor_id == me.doctor_id)
 
     # -- workflow actions (each calls one service function per selected row) ----------
     @row_action("confirm", "Confirm", done="confirmed",

@@ -6,11 +6,17 @@ from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFil
 from sqlalchemy import func, select
 
 from models import Appointment, AppointmentStatus, Department, Doctor, DoctorDepartment, Icd10Code, Schedule, ScheduleStatus
-from portal.services import appointments
-from views._access import by_role, local_today
+from portal.services import appointments, reports
+from views._access import by_role
 from views._actions import ActionsMixin, row_action
 from views._base import PortalModelView, money
+from views._filters import PresetFilter
 from views._forms import ReasonForm
+
+
+def _running_now():
+    now = reports.local_now()
+    return reports.sessions_running_condition(now.date(), now.time())
 
 
 class DepartmentView(PortalModelView, model=Department):
@@ -92,6 +98,10 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
         ForeignKeyFilter(Schedule.department_id, Department.name, title="Department"),
         ForeignKeyFilter(Schedule.doctor_id, Doctor.full_name, title="Doctor"),
         OperationColumnFilter(Schedule.session_date, title="Date"),
+        PresetFilter("held", "Taking place", {
+            "yes": ("Not cancelled", lambda: Schedule.status != ScheduleStatus.cancelled),
+            "now": ("Running now", _running_now),
+        }),
     ]
     column_formatters = {Schedule.fee: lambda m, a: money(m.fee)}
     column_formatters_detail = {Schedule.fee: lambda m, a: money(m.fee)}
@@ -112,12 +122,8 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
     delete_blockers = [(Appointment.schedule_id, "appointments")]
 
     def scope(self, request, stmt):
-        """Doctors see their own clinic sessions; nurses see today's."""
-        return by_role(
-            request, stmt,
-            doctor=lambda me: Schedule.doctor_id == me.doctor_id,
-            nurse=lambda me: Schedule.session_date == local_today(),
-        )
+        """Doctors see their own clinic sessions."""
+        return by_role(request, stmt, doctor=lambda me: Schedule.doctor_id == me.doctor_id)
 
     def validate_model(self, data, model, is_created):
         start, end = data.get("start_time"), data.get("end_time")

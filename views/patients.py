@@ -7,7 +7,7 @@ from sqladmin.filters import OperationColumnFilter, StaticValuesFilter
 from models import Appointment, Encounter, Gender, Patient, Prescription
 from sqlalchemy import select
 
-from views._access import by_role, local_today
+from views._access import by_role
 from views._base import LocalDateTimeFilter, PortalModelView
 
 
@@ -41,14 +41,11 @@ class PatientView(PortalModelView, model=Patient):
     ]
 
     def scope(self, request, stmt):
-        """Doctors see the patients who have an appointment with them; nurses, today's patients."""
+        """Doctors see the patients who have an appointment with them."""
         return by_role(
             request, stmt,
             doctor=lambda me: Patient.id.in_(
                 select(Appointment.patient_id).where(Appointment.doctor_id == me.doctor_id)
-            ),
-            nurse=lambda me: Patient.id.in_(
-                select(Appointment.patient_id).where(Appointment.session_date == local_today())
             ),
         )
 

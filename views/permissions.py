@@ -12,11 +12,11 @@ A view whose class switches a right off (``can_edit = False`` ...) never offers 
 the start-up check (``views.authorization.check_configuration``) refuses a table that
 grants such a right, a right without ``v``, or an action or page it does not know.
 
-Rows: ``v`` opens an entity, each view's ``scope()`` decides which of its rows a role
-sees. Doctors see only their own clinic sessions, appointments, encounters,
-prescriptions (and their lines) and the patients who have an appointment with them;
-nurses see only today's clinic sessions, appointments and patients. Everyone else sees
-every row of the entities they may view.
+Rows: ``v`` opens an entity; ``ROW_SCOPED`` names the entities whose rows a role sees
+only in part, and each view's ``scope()`` says which part. Doctors see only their own
+clinic sessions, appointments, encounters, prescriptions (and their lines) and the
+patients who have an appointment with them. Everyone else sees every row of the
+entities they may view (nurses find the day's lists on the dashboard and by filter).
 """
 
 from __future__ import annotations
@@ -96,8 +96,17 @@ ENTITY_PAGES: dict[str, str] = {
 
 #: Custom pages (``@expose`` on a BaseView, and the admin's index): identity -> roles.
 PAGES: dict[str, frozenset[Role]] = {
-    "index":           ALL_ROLES,               # the dashboard; its figures follow the role
-    "change-password": ALL_ROLES,
+    "index":             ALL_ROLES,             # the dashboard; its figures follow the role
+    "change-password":   ALL_ROLES,
+    "outpatient-volume": frozenset({A, R, N}),  # reports: hospital-wide figures
+    "doctor-workload":   frozenset({A}),
+    "pharmacy-report":   frozenset({A, P}),
+}
+
+#: Entities a role sees only in part (its own rows): role -> entities. The rule itself
+#: is the view's ``scope()``; hospital-wide figures of these entities are not shown to it.
+ROW_SCOPED: dict[Role, frozenset[str]] = {
+    D: frozenset({"schedule", "appointment", "patient", "encounter", "prescription", "prescription-item"}),
 }
 # fmt: on
 
@@ -127,6 +136,12 @@ def may_act(role: Role | str, entity: str, slug: str) -> bool:
     """True when ``role`` may use the workflow action ``slug`` on ``entity``."""
     found = _role(role)
     return found is not None and found in ACTIONS.get(entity, {}).get(slug, frozenset())
+
+
+def sees_all_rows(role: Role | str, entity: str) -> bool:
+    """True when ``role`` sees every row of ``entity`` it may view (no row scope)."""
+    found = _role(role)
+    return found is not None and entity not in ROW_SCOPED.get(found, frozenset())
 
 
 def may_open(role: Role | str, page: str) -> bool:

@@ -26,12 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from portal.db import run_in_transaction, transaction
-from portal.services import dispensing, stock
+from portal.services import dispensing, reports, stock
 from portal.services.errors import DomainError
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import LocalDateTimeFilter, PortalModelView, money
 from views._dispensing import DispenseForm, dispense_preview, dispensed_detail
+from views._filters import PresetFilter
 from views._forms import reason_form
 from views._stock import (
     BelowReorderLevelFilter,
@@ -149,6 +150,11 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
         StaticValuesFilter(StockBatch.status, values=[(s.value, s.value.title()) for s in BatchStatus]),
         OperationColumnFilter(StockBatch.expiry_date, title="Expiry date"),
         ForeignKeyFilter(StockBatch.supplier_id, Supplier.name, title="Supplier"),
+        PresetFilter("expiry", "Needs attention", {
+            "soon": (f"Active, expires within {reports.EXPIRY_ALERT_DAYS} days",
+                     lambda: reports.expiring_condition(reports.local_now().date())),
+            "past": ("Active, already past expiry", lambda: reports.expired_active_condition(reports.local_now().date())),
+        }),
     ]
     column_formatters = {StockBatch.unit_cost: lambda m, a: money(m.unit_cost)}
     page_links = [PageLink("receive", "Receive stock", "page_receive")]
@@ -319,6 +325,9 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
     column_filters = [
         StaticValuesFilter(Prescription.status, values=[(s.value, s.value.replace("_", " ").title()) for s in PrescriptionStatus]),
         LocalDateTimeFilter(Prescription.created_at, title="Date"),
+        PresetFilter("dispensing", "Dispensing", {
+            "waiting": ("Waiting (issued or partly dispensed)", reports.prescriptions_waiting_condition),
+        }),
     ]
     column_details_list = [Prescription.number, Prescription.status, Prescription.patient, Prescription.doctor, Prescription.appointment, Prescription.diagnosis, Prescription.items, Prescription.notes, Prescription.created_at, Prescription.dispensed_at]
     form_columns = [Prescription.number, Prescription.patient, Prescription.doctor, Prescription.appointment, Prescription.diagnosis, Prescription.notes]
