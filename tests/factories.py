@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from datetime import date, datetime, time, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from models import (
@@ -16,16 +17,22 @@ from models import (
     Doctor,
     Gender,
     Icd10Code,
+    BatchStatus,
     Medicine,
     Patient,
+    Prescription,
+    PrescriptionItem,
+    PrescriptionStatus,
     Role,
     Schedule,
     ScheduleStatus,
     StaffUser,
+    StockBatch,
     Supplier,
 )
 from portal.db import transaction
 from portal.security.passwords import hash_password
+from portal.services.actor import Actor
 from portal.settings import get_settings
 
 PASSWORD = "correct-horse-battery"
@@ -123,6 +130,88 @@ def make_supplier(engine: Engine, **kw) -> Supplier:
 
 def make_icd10(engine: Engine, code: str = "I10", title: str = "Essential (primary) hypertension") -> Icd10Code:
     return _save(engine, Icd10Code(code=code, title=title))
+
+
+def actor_for(staff: StaffUser) -> Actor:
+    """The service-layer Actor of a staff user."""
+    return Actor(username=staff.username, user_id=staff.id, role=staff.role.value)
+
+
+def make_batch(
+    engine: Engine,
+    *,
+    medicine: Medicine,
+    quantity: int = 100,
+    expiry: date | None = None,
+    lot_number: str | None = None,
+    unit_cost: int = 30,
+    status: BatchStatus = BatchStatus.active,
+) -> StockBatch:
+    """A batch received through ``stock.receive_stock`` (so the ledger holds its receipt).
+
+    ``expiry`` defaults to a year ahead; a past expiry is received "in the past" (with
+    ``today`` the day before it). ``status`` other than active is then set directly.
+    """
+    from sqlalchemy import update
+
+    from portal.services.stock import receive_stock
+
+    n = next(_seq)
+    expiry = expiry or local_today() + timedelta(days=365)
+    with transaction(engine) as session:
+        batch = receive_stock(
+            session, medicine_id=medicine.id, lot_number=lot_number or f"LOT{n:05d}", expiry_date=expiry,
+            quantity=quantity, unit_cost=unit_cost, actor=Actor(username="factory"),
+            today=min(local_today(), expiry - timedelta(days=1)),
+        )
+        if status != BatchStatus.active:
+            session.execute(update(StockBatch).where(StockBatch.id == batch.id).values(status=status))
+            batch = session.get(StockBatch, batch.id, populate_existing=True)
+        session.expunge(batch)
+    return batch
+
+
+def make_prescription(
+    engine: Engine,
+    *,
+    patient: Patient | None = None,
+    doctor: Doctor | None = None,
+    items: list[tuple[Medicine, int]],
+    status: PrescriptionStatus = PrescriptionStatus.issued,
+    **kw,
+) -> Prescription:
+    """A prescription with one line per ``(medicine, quantity)``; ``items`` loaded, ordered by id."""
+    from sqlalchemy.orm import selectinload
+
+    n = next(_seq)
+    patient = patient or make_patient(engine)
+    doctor = doctor or make_doctor(engine)
+    kw.setdefault("number", f"RX-TEST-{n:06d}")
+    with transaction(engine) as session:
+        rx = Prescription(patient_id=patient.id, doctor_id=doctor.id, status=status, **kw)
+        session.add(rx)
+        session.flush()
+        for medicine, quantity in items:
+            session.add(PrescriptionItem(
+                prescription_id=rx.id, medicine_id=medicine.id, quantity=quantity, dosage="1 tablet twice daily",
+            ))
+        session.flush()
+        rx = session.scalars(
+            select(Prescription).where(Prescription.id == rx.id)
+            .options(selectinload(Prescription.items)).execution_options(populate_existing=True)
+        ).one()
+        rx.items.sort(key=lambda item: item.id)
+        session.expunge_all()
+    return rx
+
+
+def assert_ledger_consistent(engine: Engine) -> None:
+    """Fail unless ``stock.check_stock_ledger`` finds every batch equal to its movements."""
+    from portal.services.stock import check_stock_ledger
+
+    with transaction(engine, write=False) as session:
+        problems = check_stock_ledger(session)
+    assert problems == [], [str(p) for p in problems]
 
 
 def login(client, username: str, password: str = PASSWORD):
