@@ -78,7 +78,10 @@ def test_different_seed_different_patients(fresh_db_url, tmp_path):
     try:
         seed_demo(engine, scale=1, seed=1, today=TODAY, demo_password="x" * 12)
         seed_demo(other, scale=1, seed=2, today=TODAY, demo_password="x" * 12)
-        names = lambda e: e.connect().execute(select(Patient.full_name).order_by(Patient.id).limit(20)).all()  # noqa: E731
+        def names(e):
+            with e.connect() as conn:
+                return conn.execute(select(Patient.full_name).order_by(Patient.id).limit(20)).all()
+
         assert names(engine) != names(other)
     finally:
         engine.dispose()
