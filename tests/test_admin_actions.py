@@ -83,7 +83,7 @@ def flashes(client, response) -> list[tuple[str, str]]:
     """Follow a redirect and return the (category, text) flash messages it shows."""
     assert response.status_code == 303, response.text
     page = client.get(response.headers["location"])
-    found = re.findall(r'text-bg-(\w+)".*?<div class="toast-body">(.*?)</div>', page.text, re.S)
+    found = re.findall(r'text-bg-(\w+)".*?<div class="toast-body"[^>]*>(.*?)</div>', page.text, re.S)
     return [(category, html.unescape(" ".join(text.split()))) for category, text in found]
 
 
@@ -220,6 +220,22 @@ def test_bulk_with_mixed_outcomes(client, engine):
         ("warning", f"1 skipped: Appointment {b.reference} is cancelled; it cannot be confirmed."),
     ]
     assert [status_of(engine, x.id) for x in (a, b, c)] == [S.confirmed, S.cancelled, S.confirmed]
+
+
+def test_bulk_refusals_are_grouped_by_reason(client, engine):
+    staff_login(client, engine)
+    s = make_schedule(engine)
+    rows = [book(engine, s) for _ in range(5)]
+    for x in rows[:3]:
+        move(engine, svc.cancel, x.id, reason="test")
+    move(engine, svc.confirm, rows[3].id)
+    messages = flashes(client, do_action(client, "appointment", "confirm", [x.id for x in rows]))
+    cancelled = ", ".join(x.reference for x in rows[:3])
+    assert messages == [
+        ("success", f"1 appointment confirmed: {rows[4].reference}."),
+        ("warning", f"4 skipped: \u2022 Appointment \u2026 is cancelled; it cannot be confirmed. (3: {cancelled}) "
+                    f"\u2022 Appointment {rows[3].reference} is confirmed; it cannot be confirmed."),
+    ]
 
 
 def test_unexpected_error_is_a_failed_row_not_a_500(client, engine, monkeypatch):
@@ -450,6 +466,10 @@ def test_booking_pickers_search_sessions_and_patients(client, engine):
     sessions = client.get("/admin/appointment/book/lookup", params={"name": "schedule_id", "term": "tomorrow"}).json()
     assert [r["id"] for r in sessions["results"]] == [str(s.id)]
     assert "10 of 10 places left" in sessions["results"][0]["text"]
+    make_schedule(engine, day=local_today(), start=time(0, 0), end=time(0, 1))  # already ended
+    running = todays_schedule(engine)
+    today = client.get("/admin/appointment/book/lookup", params={"name": "schedule_id", "term": "today"}).json()
+    assert [r["id"] for r in today["results"]] == [str(running.id)]  # not the ended one
 
 
 # -- prescriptions: dispense and cancel ---------------------------------------------------------------

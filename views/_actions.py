@@ -210,7 +210,8 @@ class PageLink:
 @dataclass
 class _Outcome:
     done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    #: (row label, the service's message, the part of the message naming the row or None)
+    skipped: list[tuple[str, str, str | None]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
 
@@ -293,8 +294,15 @@ class ActionsMixin:
         return actor_for(request.state.staff, request)
 
     async def render(self, request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> Response:
-        """Render one of our templates with the view, a CSRF token and ``context``."""
-        context = {"model_view": self, "csrf_field": CSRF_FIELD, "csrf_token": csrf_token(request), **context}
+        """Render one of our templates with the view, a CSRF token and ``context``.
+
+        ``title`` (the page header) defaults to the view's plural name; templates put
+        the page's own ``heading`` on its card.
+        """
+        context = {
+            "model_view": self, "csrf_field": CSRF_FIELD, "csrf_token": csrf_token(request),
+            "title": self.name_plural, **context,  # type: ignore[attr-defined]
+        }
         return await self.templates.TemplateResponse(request, template, context, status_code=status_code)  # type: ignore[attr-defined]
 
     def safe_next(self, request: Request, candidate: object) -> str:
@@ -337,10 +345,17 @@ class ActionsMixin:
         """How a row is named in messages (its ``str``: reference, number, lot)."""
         return str(row)
 
-    def names_row(self, row: Any, message: str) -> bool:
-        """True when a service's ``message`` already names ``row`` (so it needs no prefix)."""
+    def row_mention(self, row: Any, message: str) -> str | None:
+        """The part of a service's ``message`` that names ``row`` (its label or ``#id``), if any.
+
+        A message that names its row is shown as it is; similar messages of several
+        rows are grouped by replacing this part.
+        """
         pk = getattr(row, self.pk_columns[0].key)  # type: ignore[attr-defined]
-        return self.row_label(row) in message or f"#{pk}" in message
+        for mention in (self.row_label(row), f"#{pk}"):
+            if mention in message:
+                return mention
+        return None
 
     # -- the action itself --------------------------------------------------------------
     async def handle_row_action(self, request: Request, spec: RowAction) -> Response:
@@ -403,7 +418,7 @@ class ActionsMixin:
             table.append({"cells": cells, "note": notes.get(getattr(row, pk_key), "")})
         found = {getattr(row, pk_key) for row in rows}
         return await self.render(request, "portal/action_confirm.html", {
-            "title": spec.heading(self, len(rows)) if rows else spec.label,
+            "heading": spec.heading(self, len(rows)) if rows else spec.label,
             "spec": spec,
             "headers": headers,
             "table": table,
@@ -425,8 +440,8 @@ class ActionsMixin:
             try:
                 detail = await run_in_threadpool(run_in_transaction, run, pk, engine=self.engine, actor=actor, data=data)
             except DomainError as exc:
-                named = self.names_row(row, exc.message) if row is not None else f"#{pk}" in exc.message
-                outcome.skipped.append(exc.message if named else f"{label}: {exc.message}")
+                mention = self.row_mention(row, exc.message) if row is not None else None
+                outcome.skipped.append((label, exc.message, mention))
             except Exception:
                 log.exception("action %s on %s %s failed", spec.slug, self.identity, pk)  # type: ignore[attr-defined]
                 outcome.failed.append(label)
@@ -437,15 +452,17 @@ class ActionsMixin:
     def _flash(self, request: Request, spec: RowAction, outcome: _Outcome) -> None:
         if outcome.done:
             n = len(outcome.done)
-            named = ", ".join(outcome.done[:MAX_NAMED])
-            if n > MAX_NAMED:
-                named += f" and {n - MAX_NAMED} more"
+            named = _named(outcome.done)
             noun = (self.name if n == 1 else self.name_plural).lower()  # type: ignore[attr-defined]
             Flash.success(request, f"{n} {noun} {spec.done}: {named}.")
         if outcome.skipped:
             n = len(outcome.skipped)
             lead = f"{n} skipped" if outcome.done or outcome.failed else f"Nothing {spec.done}; {n} skipped"
-            Flash.warning(request, f"{lead}: " + " ".join(_sentence(m) for m in outcome.skipped))
+            reasons = _group_refusals(outcome.skipped)
+            if len(reasons) == 1:
+                Flash.warning(request, f"{lead}: {reasons[0]}")
+            else:
+                Flash.warning(request, f"{lead}:" + "".join(f"\n\u2022 {r}" for r in reasons))
         if outcome.failed:
             Flash.error(
                 request,
@@ -457,6 +474,31 @@ class ActionsMixin:
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _named(labels: list[str]) -> str:
+    shown = ", ".join(labels[:MAX_NAMED])
+    return shown + (f" and {len(labels) - MAX_NAMED} more" if len(labels) > MAX_NAMED else "")
+
+
+def _group_refusals(skipped: list[tuple[str, str, str | None]]) -> list[str]:
+    """One sentence per distinct refusal, naming the rows it applies to.
+
+    ``Appointment A is cancelled; it cannot be confirmed.`` for one row;
+    ``Appointment … is cancelled; it cannot be confirmed. (3: A, B, C)`` for several.
+    """
+    groups: dict[str, list[tuple[str, str, str | None]]] = {}
+    for label, message, mention in skipped:
+        key = message.replace(mention, "\u2026") if mention else message
+        groups.setdefault(key, []).append((label, message, mention))
+    out = []
+    for key, rows in groups.items():
+        if len(rows) == 1:
+            label, message, mention = rows[0]
+            out.append(_sentence(message if mention else f"{label}: {message}"))
+        else:
+            out.append(f"{_sentence(key)} ({len(rows)}: {_named([label for label, _, _ in rows])})")
+    return out
 
 
 def active_staff_choices(session: Session, *, exclude_id: int | None) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from wtforms import BooleanField, Form, SelectField, TextAreaField, ValidationError
@@ -33,7 +33,7 @@ class BookForm(Form):
     schedule_id = LookupField(
         "Clinic session", [InputRequired("Choose a clinic session.")],
         placeholder="Type a department, a doctor, a date (2026-11-20), today or tomorrow",
-        description="Open sessions from today on, with the places left.",
+        description="Sessions still taking bookings, with the places left.",
     )
     patient_id = LookupField(
         "Patient", [InputRequired("Choose a patient.")],
@@ -93,10 +93,6 @@ def book_from_form(session: Session, *, actor: Actor, data: dict[str, Any]) -> t
     return appointment.id, message
 
 
-def _today() -> date:
-    return datetime.now(get_settings().tz).date()
-
-
 def schedule_text(schedule: Schedule, doctor: str, department: str) -> str:
     """How a clinic session reads in the picker: when, where, who, places left."""
     left = schedule.capacity - schedule.booked_count
@@ -128,8 +124,11 @@ def _schedule_rows(session: Session, term: str, schedule_id: int | None = None) 
     if schedule_id is not None:
         stmt = stmt.where(Schedule.id == schedule_id)
     else:
-        today = _today()
-        stmt = stmt.where(Schedule.status == ScheduleStatus.open, Schedule.session_date >= today)
+        now = datetime.now(get_settings().tz)
+        today = now.date()
+        not_ended = or_(Schedule.session_date > today,
+                        and_(Schedule.session_date == today, Schedule.end_time > now.time().replace(microsecond=0)))
+        stmt = stmt.where(Schedule.status == ScheduleStatus.open, not_ended)
         words = {"today": today, "tomorrow": today + timedelta(days=1)}
         day = words.get(term.lower())
         if day is None:

@@ -74,7 +74,8 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         """Close a visit."""
         appointments.complete(session, pk, actor=actor)
 
-    @row_action("cancel", "Cancel", done="cancelled", form=ReasonForm, danger=True,
+    @row_action("cancel", "Cancel appointment", done="cancelled", form=ReasonForm, danger=True,
+                title="Cancel {count} {noun}",
                 explain="Each selected pending or confirmed appointment is cancelled with the reason "
                 "below, and its place in the clinic session becomes free again.")
     def action_cancel(self, session, pk, *, actor, data):
@@ -118,7 +119,7 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
             request.url_for(f"admin:view-{self.identity}-page_book_lookup")
         )
         await run_in_threadpool(selection_texts, self.engine, form)
-        return await self.render(request, "portal/book.html", {"title": "Book appointment", "form": form},
+        return await self.render(request, "portal/book.html", {"heading": "Book appointment", "form": form},
                                  status_code=status_code)
 
     @expose("/book/lookup", methods=["GET"])

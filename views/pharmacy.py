@@ -52,14 +52,15 @@ from views._stock import (
 PharmacyReasonForm = reason_form(max_length=255)
 
 
-class MedicineView(PortalModelView, model=Medicine):
-    """Stock items (one per medicine, form and strength)."""
+class MedicineView(ActionsMixin, PortalModelView, model=Medicine):
+    """Stock items (one per medicine, form and strength), with their usable stock and
+    next expiry (one query per list page) and the reorder / near-expiry filters."""
 
     name = "Medicine"
     name_plural = "Medicines"
     icon = "fa-solid fa-pills"
     category = "Pharmacy"
-    column_list = [Medicine.name, Medicine.strength, Medicine.form, Medicine.unit, "usable_stock", "next_expiry", Medicine.reorder_level, Medicine.unit_price, Medicine.is_controlled, Medicine.is_active]
+    column_list = [Medicine.name, Medicine.strength, "usable_stock", "next_expiry", Medicine.reorder_level, Medicine.form, Medicine.unit, Medicine.unit_price, Medicine.is_controlled, Medicine.is_active]
     column_labels = {"usable_stock": "Usable stock", "next_expiry": "Next expiry", Medicine.reorder_level: "Reorder level"}
     column_export_list = [Medicine.name, Medicine.strength, Medicine.form, Medicine.unit, Medicine.category, Medicine.reorder_level, Medicine.unit_price, Medicine.is_controlled, Medicine.is_active]
     column_searchable_list = [Medicine.name, Medicine.category]
@@ -92,7 +93,7 @@ class MedicineView(PortalModelView, model=Medicine):
         """The list page, with usable stock and next expiry of its rows fetched in one query."""
         pagination = await super().list(request)
         ids = [m.id for m in pagination.rows]
-        request.state.medicine_stock = await run_in_threadpool(stock_by_medicine, self.session_maker.kw["bind"], ids)
+        request.state.medicine_stock = await run_in_threadpool(stock_by_medicine, self.engine, ids)
         return pagination
 
     def validate_model(self, data, model, is_created):
@@ -141,7 +142,7 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
     can_create = False
     can_edit = False
     can_delete = False
-    column_list = [StockBatch.medicine, StockBatch.lot_number, StockBatch.expiry_date, StockBatch.quantity_on_hand, StockBatch.quantity_received, StockBatch.unit_cost, StockBatch.status, StockBatch.supplier]
+    column_list = [StockBatch.medicine, StockBatch.lot_number, StockBatch.expiry_date, StockBatch.status, StockBatch.quantity_on_hand, StockBatch.quantity_received, StockBatch.unit_cost, StockBatch.supplier]
     column_labels = {StockBatch.quantity_on_hand: "On hand", StockBatch.quantity_received: "Received"}
     column_searchable_list = [StockBatch.lot_number]
     column_sortable_list = [StockBatch.expiry_date, StockBatch.quantity_on_hand, StockBatch.lot_number]
@@ -164,9 +165,13 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
         medicine = row.__dict__.get("medicine")
         return f"lot {row.lot_number}" + (f" of {medicine}" if medicine else "")
 
-    def names_row(self, row: StockBatch, message: str) -> bool:
-        """Stock messages name a batch by its lot number."""
-        return row.lot_number in message
+    def row_mention(self, row: StockBatch, message: str) -> str | None:
+        """Stock messages name a batch as ``batch <lot> of <medicine>``."""
+        medicine = row.__dict__.get("medicine")
+        for mention in (f"batch {row.lot_number} of {medicine}", row.lot_number):
+            if mention in message:
+                return mention
+        return None
 
     # -- workflow actions ---------------------------------------------------------------
     @row_action("expire", "Mark expired", done="written off as expired", danger=True,
@@ -224,7 +229,7 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
             await run_in_threadpool(fill_receive_choices, self.engine, form)
         form.medicine_id.lookup_url = str(request.url_for(f"admin:view-{self.identity}-page_receive_lookup"))
         return await self.render(request, "portal/form_page.html", {
-            "title": "Receive stock", "form": form, "submit": "Receive stock",
+            "heading": "Receive stock", "form": form, "submit": "Receive stock",
             "intro": "One lot of one medicine per delivery line. If the lot is already in stock, "
                      "the quantity is added to it.",
             "action_url": request.url_for(f"admin:view-{self.identity}-page_receive"),
@@ -271,7 +276,7 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
             status_code = 400
         unit = batch.medicine.unit
         return await self.render(request, "portal/form_page.html", {
-            "title": f"Stock count: lot {batch.lot_number} of {batch.medicine}", "form": form,
+            "heading": f"Stock count: lot {batch.lot_number} of {batch.medicine}", "form": form,
             "submit": "Record the count",
             "facts": [("Medicine", str(batch.medicine)), ("Lot", batch.lot_number),
                       ("Expiry date", batch.expiry_date.isoformat()), ("Status", batch.status.value),
@@ -348,6 +353,7 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
     action_columns = [Prescription.number, Prescription.created_at, Prescription.patient, Prescription.doctor, Prescription.status]
 
     def details_query(self, request):
+        """The detail page loads the lines and their medicines in one go."""
         return super().details_query(request).options(
             selectinload(Prescription.items).selectinload(PrescriptionItem.medicine)
         )
@@ -372,7 +378,8 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
             session, prescription_id=pk, actor=actor, partial=True, witness_id=data.get("witness_id"))
         return dispensed_detail(result)
 
-    @row_action("cancel", "Cancel", done="cancelled", form=PharmacyReasonForm, danger=True,
+    @row_action("cancel", "Cancel prescription", done="cancelled", form=PharmacyReasonForm, danger=True,
+                title="Cancel {count} {noun}",
                 explain="Cancels each selected prescription from which nothing has been dispensed yet.")
     def action_cancel(self, session, pk, *, actor, data):
         """Cancel a prescription from which nothing was dispensed."""

@@ -215,11 +215,12 @@ def seed_demo(
             "is_active": True,
         })
         doctor_dept[i], doctor_fee[i] = dept + 1, fee
-        links.append({"doctor_id": i, "department_id": dept + 1})
+        joined = _utc(today - timedelta(days=365), time(9, 0))
+        links.append({"doctor_id": i, "department_id": dept + 1, "created_at": joined})
         if rng.random() < 0.1:
             extra = rng.randrange(len(DEPARTMENTS)) + 1
             if extra != dept + 1:
-                links.append({"doctor_id": i, "department_id": extra})
+                links.append({"doctor_id": i, "department_id": extra, "created_at": joined})
     w.write(Doctor, doctors)
     w.write(DoctorDepartment, links)
 
