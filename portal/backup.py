@@ -153,7 +153,14 @@ def backend_of(url: str | URL) -> str:
 
 
 def find_tool(*names: str) -> str | None:
-    """Return the full path of the first of ``names`` found on ``PATH`` (None if none)."""
+    """Find a client program.
+
+    Args:
+        *names (str): program names in order of preference (``"mariadb-dump", "mysqldump"``).
+
+    Returns:
+        str | None: the full path of the first one found on ``PATH``; None if none is.
+    """
     for name in names:
         found = shutil.which(name)
         if found:
@@ -162,17 +169,30 @@ def find_tool(*names: str) -> str | None:
 
 
 def default_backup_path(now: datetime | None = None) -> Path:
-    """``backups/portal-<UTC timestamp>`` in the working directory.
+    """The default place of a backup: ``backups/portal-<UTC timestamp>``.
 
     Args:
         now (datetime | None): the moment to name it after (default: now).
+
+    Returns:
+        Path: relative to the working directory, e.g. ``backups/portal-20261121T021500Z``.
     """
     now = now or datetime.now(UTC)
     return Path("backups") / f"portal-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
 def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's contents (read in 1 MiB blocks)."""
+    """Checksum a file.
+
+    Args:
+        path (Path): the file (read in 1 MiB blocks).
+
+    Returns:
+        str: the hex SHA-256 of its contents.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):
@@ -193,7 +213,12 @@ def _size(num: int) -> str:
 
 
 def portal_commit() -> str | None:
-    """The git commit of the running code (``<sha>`` or ``<sha>-dirty``), None if unknown."""
+    """The git commit of the running code.
+
+    Returns:
+        str | None: ``<sha>``, or ``<sha>-dirty`` when tracked files were changed; None
+        when the code is not a git checkout or git is missing.
+    """
     try:
         sha = subprocess.run(
             ["git", "-C", str(schema.ROOT), "rev-parse", "HEAD"],
@@ -305,6 +330,8 @@ def _backup_target(path: Path | None, created: datetime) -> Path:
     if path is None:
         path = default_backup_path(created)
     elif path.is_dir():
+        if (path / MANIFEST).exists():
+            raise BackupError(f"{path} is a backup itself; name a new path or the directory that holds backups.")
         path = path / default_backup_path(created).name
     if path.exists():
         raise BackupError(f"{path} already exists; choose a new name (a backup never overwrites one).")
@@ -393,7 +420,7 @@ def _sqlite_counts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None
 
 
 _CREATE = re.compile(rb"^CREATE TABLE `((?:[^`]|``)+)` \(")
-_INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)` VALUES ?")
+_INSERT = re.compile(rb"^(?:INSERT(?: IGNORE)?|REPLACE) INTO `((?:[^`]|``)+)`(?: \([^)]*\))? VALUES ?")
 _STRING = re.compile(rb"'(?:[^'\\]|\\.)*'", re.S)
 _DONE = re.compile(rb"^-- Dump completed")
 
@@ -419,7 +446,11 @@ class DumpScanner:
         self._table: str | None = None
 
     def feed(self, line: bytes) -> None:
-        """Account for one line of the dump (bytes, newline included or not)."""
+        """Account for one line of the dump.
+
+        Args:
+            line (bytes): the next line, with or without its newline.
+        """
         if self._table is None:
             insert = _INSERT.match(line)
             if insert is None:
@@ -523,7 +554,7 @@ def _backup_mysql(url: str, staging: Path, progress: Progress) -> dict[str, Any]
         proc = subprocess.Popen(
             [tool, f"--defaults-extra-file={cnf}", "--single-transaction", "--routines",
              "--triggers", "--no-tablespaces", "--hex-blob", "--default-character-set=utf8mb4",
-             "--skip-dump-date", database],
+             "--comments", "--skip-dump-date", database],
             stdout=subprocess.PIPE, stderr=err,
         )
         assert proc.stdout is not None
@@ -647,6 +678,11 @@ def check_revision(manifest: dict[str, Any], url: str) -> str:
 def verify_files(folder: Path, manifest: dict[str, Any], progress: Progress = _quiet) -> None:
     """Check the size and SHA-256 of every data file listed in the manifest.
 
+    Args:
+        folder (Path): the backup directory.
+        manifest (dict): its manifest.
+        progress (Callable[[str], None]): receives a line per file.
+
     Raises:
         BackupError: a file is missing, has another size, or another checksum.
     """
@@ -697,6 +733,9 @@ def restore(url: str, path: Path | str, *, progress: Progress = _quiet) -> Resto
                 f"it into a {manifest['backend']} database (cross-backend restore is not supported)."
             )
         head = check_revision(manifest, url)
+        expected = SQLITE_FILE if backend == "sqlite" else MYSQL_FILE
+        if expected not in manifest["files"]:
+            raise BackupError(f"The manifest does not list {expected}, the data file of a {backend} backup.")
         progress(f"Restoring {path} (revision {manifest['schema_revision']}, made "
                  f"{manifest.get('created_at')}) into {_display_url(url)}")
         if backend == "sqlite":
@@ -748,6 +787,12 @@ def _not_empty_message(url: str, tables: list[str]) -> str:
 
 def _refuse_non_empty_sqlite(url: str) -> None:
     target = _sqlite_file(url)
+    wal = target.with_name(target.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0 and (not target.exists() or target.stat().st_size == 0):
+        raise BackupError(
+            f"{wal} is left over from an earlier database and SQLite would replay it into the "
+            f"restored one: move it away (with {target.name}-shm), then restore. Nothing was changed."
+        )
     if not target.exists() or target.stat().st_size == 0:
         return
     try:

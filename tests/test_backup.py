@@ -68,6 +68,7 @@ def wipe(url: str) -> None:
 
 
 def table_names(url: str) -> list[str]:
+    """The tables of the database at ``url`` (empty list: an empty database)."""
     engine = build_engine(url, pool_size=1)
     try:
         return inspect(engine).get_table_names()
@@ -90,6 +91,7 @@ def small_db(fresh_db_url):
 
 
 def data_file(folder: Path, manifest: dict) -> Path:
+    """The backup's data file (``portal.sqlite3`` or ``dump.sql``)."""
     return folder / next(iter(manifest["files"]))
 
 
@@ -147,6 +149,8 @@ def test_backup_into_an_existing_directory_makes_a_timestamped_one(small_db, tmp
     assert report.path.name.startswith("portal-") and report.path.name.endswith("Z")
     with pytest.raises(BackupError, match="already exists"):
         backups.backup(small_db, report.path / "manifest.json")
+    with pytest.raises(BackupError, match="is a backup itself"):
+        backups.backup(small_db, report.path)
 
 
 def test_backup_is_consistent_while_the_portal_writes(small_db, tmp_path):
@@ -304,7 +308,7 @@ INSERT INTO `alembic_version` VALUES
 """
 
 MYSQL_DUMP = rb"""INSERT INTO `t` VALUES (1,'a'),(2,'(b)'),(3,'c;');
-INSERT INTO `t` VALUES (4,'d');
+INSERT INTO `t` (`id`, `name`) VALUES (4,'d');
 -- Dump completed on 2026-11-21
 """
 

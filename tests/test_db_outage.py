@@ -116,6 +116,7 @@ class PrivateMariaDB:
         return f"mysql+pymysql://root@127.0.0.1:{self.port}/{name}"
 
     def error_log(self) -> str:
+        """The end of the server's error log (for failure messages)."""
         path = self.base / "error.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else "(no error log)"
 
@@ -140,6 +141,7 @@ def private_mariadb(tmp_path_factory):
 
 
 def assert_503_quickly(client: TestClient, path: str, *, within: float = 5.0) -> None:
+    """GET ``path`` and check it answers the 503 page within ``within`` seconds."""
     started = time.monotonic()
     response = client.get(path)
     elapsed = time.monotonic() - started

@@ -41,6 +41,7 @@ def dead_engine():
 
 
 def assert_unavailable(response, *, within: float | None = None, started: float = 0.0) -> None:
+    """Check ``response`` is the 503 page (and came within ``within`` s of ``started``)."""
     assert response.status_code == 503, response.text[:300]
     assert UNAVAILABLE_MESSAGE in response.text
     assert response.headers["retry-after"] == "60"
