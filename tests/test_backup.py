@@ -256,7 +256,7 @@ def test_restore_loads_through_pymysql_when_no_client_is_installed(small_db, tmp
     report = backups.backup(small_db, tmp_path / "b")
     wipe(small_db)
     real = backups.find_tool
-    monkeypatch.setattr(backups, "find_tool", lambda *names: None if names == backups.CLIENT_TOOLS else real(*names))
+    monkeypatch.setattr(backups._mysql, "find_tool", lambda *names: None if names == backups.CLIENT_TOOLS else real(*names))
     lines: list[str] = []
     backups.restore(small_db, report.path, progress=lines.append)
     assert any("PyMySQL" in line for line in lines)
