@@ -186,6 +186,20 @@ def test_backup_is_consistent_while_the_portal_writes(small_db, tmp_path):
     assert restored.counts["audit_event"] == saved
 
 
+def test_restore_of_an_older_revision_upgrades_to_head(small_db, tmp_path, monkeypatch):
+    # Only one migration exists yet: pretend the code's head moved on since the backup.
+    from portal.backup import _api
+
+    report = backups.backup(small_db, tmp_path / "b")
+    wipe(small_db)
+    upgraded = []
+    monkeypatch.setattr(_api, "check_revision", lambda manifest, url: "0002_newer")
+    monkeypatch.setattr(_api.schema, "upgrade", lambda url: upgraded.append(url))
+    restored = backups.restore(small_db, report.path)
+    assert upgraded == [small_db]
+    assert restored.upgraded_to == "0002_newer"
+
+
 # --------------------------------------------------------------------------- refusals
 
 
