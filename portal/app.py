@@ -1,4 +1,10 @@
-"""The ASGI application: the staff admin at /admin and (later) the patient pages at /."""
+"""The ASGI application: the staff admin at /admin and (later) the patient pages at /.
+
+Around it: :class:`portal.faults.FaultBarrier` (outermost; a fault is a 503 or plain
+500 page, never a hang or a traceback) and :class:`portal.limits.BodySizeLimit`
+(request bodies above 1 MiB get 413). The fault handlers are installed on the app and
+on the admin's own sub-app.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from fastapi.responses import PlainTextResponse, RedirectResponse
 from sqlalchemy.engine import Engine
 
 from portal.db import get_engine
+from portal.faults import FaultBarrier, install_error_handlers
+from portal.limits import BodySizeLimit
 from portal.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -21,7 +29,8 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         engine (Engine | None): database engine; the one for ``DATABASE_URL`` when omitted.
 
     Returns:
-        FastAPI: the app, with the admin mounted at ``/admin``.
+        FastAPI: the app, with the admin mounted at ``/admin``, fault pages and the
+        request body limit.
     """
     from views import create_admin  # views import services; keep app import light
 
@@ -39,5 +48,9 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     def home() -> RedirectResponse:
         return RedirectResponse("/admin/", status_code=302)
 
-    create_admin(app, engine)
+    admin = create_admin(app, engine)
+    install_error_handlers(app)
+    install_error_handlers(admin.admin)  # sqladmin's sub-app handles its own errors
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(FaultBarrier)  # added last: the outermost of the portal's middleware
     return app
