@@ -184,6 +184,7 @@ def test_audit_log_filters_and_history_link(admin_client, engine):
     assert "entity=department" in link and f"entity_id={pk}" in link
     history = client.get(link)
     assert history.status_code == 200 and "Seeded" in history.text and ">login<" not in history.text
+    assert f"History of department #{pk}" in history.text
 
     for params, present, absent in (
         ({"actor": "boss", "actor_op": "equals"}, ">login<", ">seed<"),

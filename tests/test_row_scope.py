@@ -158,6 +158,14 @@ def test_pharmacist_reads_every_prescription_but_changes_none(world, client, eng
         assert client.get(f"/admin/prescription/details/{pk}").status_code == 200
         assert client.get(f"/admin/prescription/edit/{pk}").status_code == 403
     assert client.get(f"/admin/patient/details/{world.sample['patient']}").status_code == 403
+    # Pages never link to what the user may not open: the patient is named, not linked.
+    for page in (client.get("/admin/prescription/list").text,
+                 client.get(f"/admin/prescription/details/{world.sample['prescription']}").text):
+        assert "Patient Own" in page and "/admin/patient/details/" not in page
+        assert "/admin/doctor/details/" not in page
+    client.get("/admin/logout")
+    _as(client, "admin")
+    assert f"/admin/patient/details/{world.sample['patient']}" in client.get("/admin/prescription/list").text
 
 
 def test_other_roles_see_every_row_doctors_only_their_own_on_any_day(world, client, engine):

@@ -171,6 +171,28 @@ class RowScopedView:
             raise HTTPException(status_code=status.HTTP_404_NOT_FOUND)
         return await super().update_model(request, pk, data)
 
+    # -- links to related rows ------------------------------------------------------------
+    @property
+    def _non_link_related_fields(self) -> builtins.list[str]:
+        """Relations shown as plain text rather than links: the view's own choice, plus
+        those whose target the current user may not open (no link that answers 403).
+
+        sqladmin's list and detail templates read this attribute; the user is the
+        request's (``current_actor``, set when the request is authenticated).
+        """
+        actor = current_actor.get()
+        role = actor.role if actor is not None else None
+        closed = [
+            name for name in self._relation_names
+            if (view := self._view_for(self._mapper.relationships[name].mapper.class_)) is None
+            or not allowed(role, view.identity, "details")
+        ]
+        return [*self.__dict__.get("_own_non_link_related_fields", []), *closed]
+
+    @_non_link_related_fields.setter
+    def _non_link_related_fields(self, value: builtins.list[str]) -> None:
+        self.__dict__["_own_non_link_related_fields"] = list(value)
+
     # -- related rows -----------------------------------------------------------------
     def _view_for(self, model: type) -> Any:
         for view in getattr(self._admin_ref, "views", []):
