@@ -245,3 +245,35 @@ def test_admin_account_rules(client, engine):
     assert "must be linked to a doctor" in create("drnolink", "long-enough-pw-1", role="doctor").text
     assert create("fine1", "long-enough-pw-1").status_code == 302
     assert login(client, "fine1", "long-enough-pw-1").status_code == 302
+
+
+def test_concurrent_failures_are_all_counted_and_lock_exactly_once(engine):
+    """Many processes failing at once: the conditional UPDATEs lose no failure, the
+    account locks after exactly five, and the address bucket counts every one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from portal.db import run_in_transaction
+
+    user = make_staff(engine, username="target")
+
+    def fail(i):
+        return run_in_transaction(
+            lambda session: throttle.record_failure(session, username="target", user=user, ip="192.0.2.9", now=NOW),
+            engine=engine,
+        )
+
+    def fail_unknown(i):
+        return run_in_transaction(
+            lambda session: throttle.record_failure(session, username="phantom", user=None, ip="192.0.2.9", now=NOW),
+            engine=engine,
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(fail, range(12)))
+        list(pool.map(fail_unknown, range(12)))
+    locked = _user(engine, user.id)
+    assert locked.failed_logins == throttle.USER_FAILURES
+    assert locked.locked_until == NOW + throttle.USER_LOCK
+    with transaction(engine, write=False) as session:
+        assert session.get(ThrottleBucket, throttle.user_key("phantom")).hits == throttle.USER_FAILURES
+        assert session.get(ThrottleBucket, throttle.ip_key("192.0.2.9")).hits == 24
