@@ -10,7 +10,7 @@ from starlette import status
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-INVALID_LOGIN = "Invalid username or password."
+INVALID_LOGIN = "Invalid credentials."  # sqladmin's own words
 
 
 class _CategoryMenu(CategoryMenu):
@@ -33,7 +33,7 @@ class SecureAdmin(Admin):
     async def login(self, request: Request) -> Response:
         """GET shows the form; POST logs in, or says why not.
 
-        A refused login shows either "Invalid username or password." (400) or, while
+        A refused login shows either "Invalid credentials." (400) or, while
         the username or address is throttled, "Too many failed attempts; try again in
         N minutes." (429); the same words whether or not the account exists.
         """
