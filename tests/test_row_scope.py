@@ -246,3 +246,31 @@ def test_doctor_workflow_actions_touch_only_their_own_rows(world, client, engine
         completed = session.scalars(select(AuditEvent).where(AuditEvent.action == "complete")).all()
     assert statuses == {mine: AppointmentStatus.completed, theirs: AppointmentStatus.checked_in}
     assert [e.entity_id for e in completed] == [mine]
+
+
+def test_relation_fields_of_allowed_forms_still_save(client, engine):
+    """The related-row check lets through what a role may pick: many-to-many and plain selects."""
+    from models import Doctor, Role, Schedule
+    from tests.factories import make_department, make_staff
+
+    d1, d2 = make_department(engine), make_department(engine)
+    make_staff(engine, username="boss")
+    _as(client, "boss")
+    response = client.post("/admin/doctor/create", data={
+        "full_name": "New Doc", "title": "", "gender": "female", "specialty": "", "departments": [str(d1.id), str(d2.id)],
+        "phone": "+8613912345678", "email": "", "bio": "", "is_active": "y", "save": "Save",
+    })
+    assert response.status_code == 302
+    with transaction(engine, write=False) as session:
+        doctor = session.scalars(select(Doctor).where(Doctor.full_name == "New Doc")).one()
+        assert sorted(d.id for d in doctor.departments) == sorted([d1.id, d2.id])
+    client.get("/admin/logout")
+    make_staff(engine, username="desk", role=Role.receptionist)
+    _as(client, "desk")
+    response = client.post("/admin/schedule/create", data={
+        "doctor": str(doctor.id), "department": str(d1.id), "session_date": str(today()), "start_time": "08:00",
+        "end_time": "12:00", "slot_minutes": "10", "capacity": "20", "fee": "100", "note": "", "save": "Save",
+    })
+    assert response.status_code == 302
+    with transaction(engine, write=False) as session:
+        assert session.scalars(select(Schedule).where(Schedule.doctor_id == doctor.id)).one()

@@ -17,6 +17,7 @@ class _CategoryMenu(CategoryMenu):
     """A menu category shown only when at least one of its screens is open to the user."""
 
     def is_accessible(self, request: Request) -> bool:
+        """True when any screen of the category is visible and open to the user."""
         return any(c.is_visible(request) and c.is_accessible(request) for c in self.children)
 
 

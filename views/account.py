@@ -46,6 +46,7 @@ class ChangePasswordView(BaseView):
             actor = current_actor.get()
 
             def change() -> int:
+                """Change the password in one transaction; returns the new session epoch."""
                 with transaction(engine) as session:
                     return accounts.change_password(
                         session, staff.id,

@@ -57,6 +57,10 @@ class AdminAuth(AuthenticationBackend):
         self.engine = engine
 
     async def login(self, request: Request) -> bool:
+        """Check the form's credentials (throttled); on success start a fresh session.
+
+        A refusal while throttled leaves its sentence in ``request.state.login_refusal``.
+        """
         form = await request.form()
         username = str(form.get("username", ""))[:60].strip()
         password = str(form.get("password", ""))[:1024]
@@ -100,6 +104,7 @@ class AdminAuth(AuthenticationBackend):
         return True
 
     async def logout(self, request: Request) -> bool:
+        """Audit the logout and clear the session."""
         await run_in_threadpool(self._logout_sync, request)
         request.session.clear()
         return True
@@ -116,10 +121,12 @@ class AdminAuth(AuthenticationBackend):
                     )
 
     async def authenticate(self, request: Request) -> bool:
+        """True when the request carries a still valid staff session (see ``load_staff``)."""
         user = await load_staff(request, self.engine)
         return user is not None
 
     async def get_user_id(self, request: Request):
+        """The staff user id of the session (for sqladmin)."""
         return request.session.get("uid")
 
 
