@@ -1,11 +1,11 @@
-"""The ASGI application: the staff admin at /admin and (later) the patient pages at /."""
+"""The ASGI application: the staff admin at /admin and the patient pages at /."""
 
 from __future__ import annotations
 
 import logging
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse, RedirectResponse
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.engine import Engine
 
 from portal.db import get_engine
@@ -21,8 +21,11 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         engine (Engine | None): database engine; the one for ``DATABASE_URL`` when omitted.
 
     Returns:
-        FastAPI: the app, with the admin mounted at ``/admin``.
+        FastAPI: the app, with the admin mounted at ``/admin`` and the patient pages at ``/``
+        (strict security headers on every path outside ``/admin``).
     """
+    from portal import booking
+    from portal.security.headers import SecurityHeadersMiddleware
     from views import create_admin  # views import services; keep app import light
 
     engine = engine or get_engine()
@@ -35,9 +38,7 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         """A constant answer: the throughput ceiling for benchmarks."""
         return PlainTextResponse("ok")
 
-    @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse("/admin/", status_code=302)
-
     create_admin(app, engine)
+    booking.install(app)
+    app.add_middleware(SecurityHeadersMiddleware, exclude_prefixes=(booking.ADMIN_PREFIX,))
     return app
