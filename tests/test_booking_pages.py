@@ -246,6 +246,17 @@ def test_booking_registers_a_new_patient_and_confirms(client, engine, clinic):
     assert booked(engine, morning.id) == 1
 
 
+def test_booking_the_last_place_then_the_session_shows_as_full(client, engine, clinic):
+    _, _, morning, _ = clinic
+    with transaction(engine) as session:
+        session.execute(update(Schedule).where(Schedule.id == morning.id).values(capacity=1))
+    book_and_follow(client, morning.id)
+    assert booked(engine, morning.id) == 1
+    department = client.get("/departments/CARD")
+    assert f'href="/book/{morning.id}"' not in department.text and "Full" in main_text(department.text)
+    assert "1 session with free places" in client.get("/").text  # only the afternoon is left
+
+
 def test_second_booking_gets_the_next_number_and_time(client, engine, clinic):
     _, _, morning, _ = clinic
     book_and_follow(client, morning.id)
@@ -290,8 +301,8 @@ INVALID = [
     ("birth_date", "2001-02-30", "Enter the date of birth as year-month-day"),
     ("birth_date", (date.today() + timedelta(days=400)).isoformat(), "cannot be in the future"),
     ("birth_date", "1880-01-01", "cannot be more than 130 years ago"),
-    ("gender", None, "Choose one of the options."),
-    ("gender", "robot", "Choose one of the options."),
+    ("gender", None, "Choose your gender"),
+    ("gender", "robot", "Choose your gender"),
     ("national_id", "110105194912310021", "This ID number is not valid"),
     ("national_id", "12345", "An ID number has 18 characters"),
     ("national_id", "11010519491231002Y", "An ID number has 18 characters"),
@@ -361,7 +372,7 @@ def test_last_place_then_full_session_shows_alternatives(client, engine, clinic)
     response = submit(client, morning.id, tokens, full_name="O'Hara <b>", reason="x")
     assert response.status_code == 422  # invalid name first: validation still runs
     response = submit(client, morning.id, tokens, full_name="Mary O'Hara")
-    assert response.status_code == 409
+    assert response.status_code == 409 and response.headers["cache-control"] == "no-store"
     text = main_text(response.text)
     assert "Sorry, this session has just filled up" in text
     assert "Other sessions with Wang Fang" in text and "Other doctors in Cardiology" in text

@@ -208,7 +208,7 @@ def clean_gender(raw: str) -> tuple[Gender | None, Message | None]:
     for gender in GENDERS:
         if raw == gender.value:
             return gender, None
-    return None, _msg(N_("Choose one of the options."))
+    return None, _msg(N_("Choose your gender, or “Prefer not to say”."))
 
 
 @dataclass
@@ -302,7 +302,7 @@ class LookupForm:
             form.reference = normalise_reference(raw["reference"])
             if form.reference is None:
                 form.errors["reference"] = _msg(
-                    N_("A booking reference has 10 letters and digits, like K7MX9-3QD2A."))
+                    N_("A booking reference has 10 letters and digits, like K7MX9‑3QD2A."))
         form.phone, error = clean_phone(raw["phone"])
         if error is not None:
             form.phone = None

@@ -182,7 +182,8 @@ class Page:
             template (str): file under ``templates/``.
             status (int): HTTP status.
             headers (dict[str, str] | None): extra response headers.
-            private (bool): the page shows personal data: ``Cache-Control: no-store``.
+            private (bool): the page shows personal data: ``Cache-Control: no-store`` (always so
+                for answers to a POST, which show what the patient typed).
             **context: template variables.
 
         Returns:
@@ -206,7 +207,7 @@ class Page:
             **context,
         )
         response = HTMLResponse(html, status_code=status, headers=headers)
-        if private:
+        if private or request.method == "POST":
             response.headers["Cache-Control"] = "no-store"
         response.headers["Content-Language"] = i18n.HTML_LANG[self.locale]
         response.headers["Vary"] = "Cookie, Accept-Language"
@@ -270,6 +271,11 @@ class PatientRoute(APIRoute):
     """
 
     def get_route_handler(self) -> Callable:
+        """FastAPI's handler for this route, wrapped so every error becomes a patient page.
+
+        Returns:
+            Callable: ``async (Request) -> Response``.
+        """
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
