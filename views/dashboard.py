@@ -138,7 +138,7 @@ def _gather(engine, *, role: Role, doctor_id: int | None, day: date, now: dateti
             out["queues"] = reports.session_queues(session, day=day, doctor_id=own, department_id=department_id)
         if "trend" in layout:
             f = ReportFilters(today - timedelta(days=TREND_BACK), today + timedelta(days=TREND_AHEAD), grain=Grain.day)
-            out["trend"] = reports.outpatient_volume(session, f)
+            out["trend"] = reports.outpatient_volume(session, f, departments=False)
         if "dispensing" in layout:
             f = ReportFilters(today - timedelta(days=TREND_BACK), today)
             out["dispensing"] = reports.dispensed_per_day(session, f)

@@ -59,7 +59,6 @@ from models import (
 )
 from portal.services._periods import (
     Grain,
-    date_label,
     instant_label,
     period_labels,
     segments,
@@ -627,33 +626,39 @@ class OutpatientVolume:
         return self.total.total == 0
 
 
-def outpatient_volume(session: Session, filters: ReportFilters) -> OutpatientVolume:
+def outpatient_volume(session: Session, filters: ReportFilters, *, departments: bool = True) -> OutpatientVolume:
     """Count appointments per period and status, and per department and status.
 
     Appointments are dated by their session date (hospital-local); every status,
-    cancelled included, is counted.
+    cancelled included, is counted. The database groups by the ``session_date`` column
+    itself, which the index ``ix_appointment_date_status`` (date, status) delivers in
+    order without a temporary table (four times faster at 100 x the demo than grouping by
+    a formatted month); the at most 731 x 6 day rows are then added up into months here.
 
     Args:
         session (Session): database session.
         filters (ReportFilters): range, department and grain.
+        departments (bool): also count per department (a second GROUP BY query);
+            ``by_department`` is empty when False.
 
     Returns:
-        OutpatientVolume: the counts (two GROUP BY queries).
+        OutpatientVolume: the counts.
     """
     where = [Appointment.session_date >= filters.start, Appointment.session_date <= filters.end]
     if filters.department_id is not None:
         where.append(Appointment.department_id == filters.department_id)
-    label = date_label(_dialect(session), Appointment.session_date, filters.grain).label("period")
     periods = {p: StatusCounts(p) for p in period_labels(filters.start, filters.end, filters.grain)}
     total = StatusCounts("Total")
-    for period, status, n in session.execute(
-        select(label, Appointment.status, func.count())
+    for day, status, n in session.execute(
+        select(Appointment.session_date, Appointment.status, func.count())
         .where(*where)
-        .group_by(literal_column("period"), Appointment.status)
+        .group_by(Appointment.session_date, Appointment.status)
     ):
         key = AppointmentStatus(status).value
-        periods[period].counts[key] += int(n)
+        periods[day.isoformat() if filters.grain is Grain.day else f"{day:%Y-%m}"].counts[key] += int(n)
         total.counts[key] += int(n)
+    if not departments:
+        return OutpatientVolume(filters, list(periods.values()), [], total)
     names = {r.id: r.name for r in session.execute(select(Department.id, Department.name))}
     departments: dict[int, StatusCounts] = {}
     for dep_id, status, n in session.execute(
@@ -858,29 +863,40 @@ class PharmacyReport:
         return sum(p.value for p in self.write_offs)
 
 
-def _dispensed(stmt, filters: ReportFilters, utc_from: datetime, utc_to: datetime):
-    """Restrict ``stmt`` (over StockMovement joined to Medicine) to dispensing in the range.
+def _dispensed(columns: list, filters: ReportFilters, utc_from: datetime, utc_to: datetime):
+    """A SELECT of ``columns`` over dispensing movements (joined to their Medicine) in
+    ``[utc_from, utc_to)``, limited to the filter's department if any.
 
-    With a department, the movement must come from a prescription written in one of the
+    With a department, a movement counts when its prescription was written in one of the
     department's appointments. Such an appointment is on or before the day the medicine
-    was dispensed, so ``session_date <= end`` holds; saying so lets the database start
-    from the department's appointments (index ``ix_appointment_dept_date``) instead of
-    every movement of the range.
+    was dispensed, so ``session_date <= end`` holds, and the query starts from the
+    department's appointments (index ``ix_appointment_dept_date``) and follows the keys
+    down to the movements. MariaDB is told this join order (``STRAIGHT_JOIN``): left to
+    its table statistics, which are rough after a bulk load, it started from every
+    movement of the range or from the medicines instead, 7 to 20 times slower at 100 x the
+    demo. The cost then grows with the department's appointment history up to ``end``;
+    see the report of issue #6 for the index that would bound it.
     """
-    stmt = stmt.where(
+    in_range = (
         StockMovement.kind == MovementKind.dispense,
         StockMovement.created_at >= utc_from,
         StockMovement.created_at < utc_to,
     )
-    if filters.department_id is not None:
-        stmt = (
-            stmt.join(PrescriptionItem, PrescriptionItem.id == StockMovement.prescription_item_id)
-            .join(Prescription, Prescription.id == PrescriptionItem.prescription_id)
-            .join(Appointment, Appointment.id == Prescription.appointment_id)
-            .where(Appointment.department_id == filters.department_id,
-                   Appointment.session_date <= filters.end)
-        )
-    return stmt
+    if filters.department_id is None:
+        return (select(*columns).select_from(StockMovement)
+                .join(Medicine, Medicine.id == StockMovement.medicine_id).where(*in_range))
+    return (
+        select(*columns)
+        .select_from(Appointment)
+        .join(Prescription, Prescription.appointment_id == Appointment.id)
+        .join(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
+        .join(StockMovement, StockMovement.prescription_item_id == PrescriptionItem.id)
+        .join(Medicine, Medicine.id == StockMovement.medicine_id)
+        .where(Appointment.department_id == filters.department_id, Appointment.session_date <= filters.end,
+               *in_range)
+        .prefix_with("STRAIGHT_JOIN", dialect="mysql")
+        .prefix_with("STRAIGHT_JOIN", dialect="mariadb")
+    )
 
 
 def dispensed_per_day(session: Session, filters: ReportFilters) -> list[PeriodAmount]:
@@ -901,10 +917,8 @@ def dispensed_per_day(session: Session, filters: ReportFilters) -> list[PeriodAm
     per_day = {p: PeriodAmount(p) for p in period_labels(filters.start, filters.end, Grain.day)}
     for seg in segments(filters.start, filters.end, tz):
         day = instant_label(dialect, StockMovement.created_at, Grain.day, seg).label("period")
-        stmt = (select(day, qty, value).select_from(StockMovement)
-                .join(Medicine, Medicine.id == StockMovement.medicine_id))
         for period, q, v in session.execute(
-            _dispensed(stmt, filters, seg.utc_start, seg.utc_end).group_by(literal_column("period"))
+            _dispensed([day, qty, value], filters, seg.utc_start, seg.utc_end).group_by(literal_column("period"))
         ):
             per_day[period].quantity += _int(q)
             per_day[period].value += _int(v)
@@ -934,9 +948,7 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
     qty = (-func.sum(StockMovement.quantity)).label("quantity")
     value = (-func.sum(StockMovement.quantity * Medicine.unit_price)).label("value")
     per_med = (
-        _dispensed(select(StockMovement.medicine_id.label("medicine_id"), qty, value)
-                   .select_from(StockMovement).join(Medicine, Medicine.id == StockMovement.medicine_id),
-                   filters, utc_from, utc_to)
+        _dispensed([StockMovement.medicine_id.label("medicine_id"), qty, value], filters, utc_from, utc_to)
         .group_by(StockMovement.medicine_id)
         .subquery()
     )
