@@ -47,7 +47,6 @@ from tests.factories import (
     make_doctor,
     make_medicine,
     make_movement,
-    make_patient,
     make_prescription,
     make_schedule,
     make_staff,

@@ -5,14 +5,14 @@ from __future__ import annotations
 from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
 
 from models import Appointment, Department, Doctor, DoctorDepartment, Icd10Code, Schedule, ScheduleStatus
-from portal.services import reports
+from portal.services import dashboard, reports
 from views._base import PortalModelView, money
 from views._filters import PresetFilter
 
 
 def _running_now():
     now = reports.local_now()
-    return reports.sessions_running_condition(now.date(), now.time())
+    return dashboard.sessions_running_condition(now.date(), now.time())
 
 
 class DepartmentView(PortalModelView, model=Department):

@@ -14,8 +14,9 @@ pharmacist    pharmacy (with stock alerts) first, dispensing of the last two wee
 
 Full permissions come later; this only decides what the page shows. Every figure links
 to the admin list that holds the same rows (list filters in ``views/*.py``). The figures
-come from ``portal.services.reports``. ``?day=YYYY-MM-DD`` shows another day's sessions
-and appointments; ``?department=<id>`` limits the listed sessions to one department.
+come from ``portal.services.dashboard``, the trend charts from ``portal.services.reports``.
+``?day=YYYY-MM-DD`` shows another day's sessions and appointments; ``?department=<id>``
+limits the listed sessions to one department.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from starlette.responses import Response
 
 from models import AppointmentStatus, Role
 from portal.db import transaction
+from portal.services import dashboard as board
 from portal.services import reports
-from portal.services.reports import EXPIRY_ALERT_DAYS, Grain, ReportFilters
+from portal.services.dashboard import EXPIRY_ALERT_DAYS
+from portal.services.reports import Grain, ReportFilters
 from views import _charts as charts
 from views._format import install as install_formats
 
@@ -131,19 +134,19 @@ def _gather(engine, *, role: Role, doctor_id: int | None, day: date, now: dateti
                 out["bad_input"] = True
         out["department_id"] = department_id
         today = now.date()
-        out["summary"] = reports.day_summary(
+        out["summary"] = board.day_summary(
             session, day=day, now=now.time() if day == today else None, doctor_id=own
         )
         if "queues" in layout:
-            out["queues"] = reports.session_queues(session, day=day, doctor_id=own, department_id=department_id)
+            out["queues"] = board.session_queues(session, day=day, doctor_id=own, department_id=department_id)
         if "trend" in layout:
             f = ReportFilters(today - timedelta(days=TREND_BACK), today + timedelta(days=TREND_AHEAD), grain=Grain.day)
             out["trend"] = reports.outpatient_volume(session, f, departments=False)
         if "dispensing" in layout:
             f = ReportFilters(today - timedelta(days=TREND_BACK), today)
             out["dispensing"] = reports.dispensed_per_day(session, f)
-        out["alerts"] = reports.alerts(session, now=now, today=today, doctor_id=own, stock=role in STOCK_ROLES)
-        out["totals"] = reports.totals(session)
+        out["alerts"] = board.alerts(session, now=now, today=today, doctor_id=own, stock=role in STOCK_ROLES)
+        out["totals"] = board.totals(session)
     return out
 
 
@@ -151,7 +154,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
            today: date) -> dict[str, list[Tile]]:
     """Turn the figures into linked tiles, per section."""
     own = doctor_id if role is Role.doctor else None
-    s: reports.DaySummary = data["summary"]
+    s: board.DaySummary = data["summary"]
     on_day = {"session_date": day.isoformat(), "session_date_op": "equals", "doctor_id": own}
     today_tiles = [Tile("Clinic sessions", s.sessions, _list_url(request, "schedule", held="yes", **on_day),
                         note="not cancelled")]
@@ -161,7 +164,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
     for key, label in DAY_STATUSES:
         today_tiles.append(Tile(label, s.by_status[key], _list_url(request, "appointment", status=key, **on_day),
                                 tone="warning" if key == "pending" and day <= today else "plain"))
-    a: reports.Alerts = data["alerts"]
+    a: board.Alerts = data["alerts"]
     local_cutoff = a.pending_cutoff.astimezone(reports.local_now().tzinfo).replace(tzinfo=None)
     bookings = [Tile(
         "Pending bookings older than a day", a.pending_overdue,
@@ -182,7 +185,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
     pharmacy.insert(0, Tile("Prescriptions waiting", a.prescriptions_waiting,
                             _list_url(request, "prescription", dispensing="waiting"),
                             tone="warning", note="issued or partly dispensed"))
-    t: reports.Totals = data["totals"]
+    t: board.Totals = data["totals"]
     totals = [
         Tile("Patients", t.patients, _list_url(request, "patient")),
         Tile("Doctors", t.doctors, _list_url(request, "doctor")),
@@ -219,7 +222,7 @@ async def dashboard(admin: Admin, request: Request) -> Response:
     if role is Role.doctor and staff.doctor_id is None:
         data["errors"].append("Your account is not linked to a doctor, so the hospital's whole day is shown. "
                               "Ask an administrator to link it.")
-    summary: reports.DaySummary = data["summary"]
+    summary: board.DaySummary = data["summary"]
     trend = data.get("trend")
     context = {
         **data,

@@ -17,7 +17,7 @@ from models import (
 )
 from sqlalchemy.orm import selectinload
 
-from portal.services import reports
+from portal.services import dashboard, reports
 from views._base import LocalDateTimeFilter, PortalModelView, money
 from views._filters import PresetFilter
 
@@ -39,7 +39,7 @@ class MedicineView(PortalModelView, model=Medicine):
         OperationColumnFilter(Medicine.category, title="Category"),
         OperationColumnFilter(Medicine.form, title="Form"),
         PresetFilter("stock", "Stock", {
-            "below_reorder": ("Below reorder level", lambda: reports.below_reorder_condition(reports.local_now().date())),
+            "below_reorder": ("Below reorder level", lambda: dashboard.below_reorder_condition(reports.local_now().date())),
         }),
     ]
     column_formatters = {Medicine.unit_price: lambda m, a: money(m.unit_price)}
@@ -96,9 +96,9 @@ class StockBatchView(PortalModelView, model=StockBatch):
         OperationColumnFilter(StockBatch.expiry_date, title="Expiry date"),
         ForeignKeyFilter(StockBatch.supplier_id, Supplier.name, title="Supplier"),
         PresetFilter("expiry", "Needs attention", {
-            "soon": (f"Active, expires within {reports.EXPIRY_ALERT_DAYS} days",
-                     lambda: reports.expiring_condition(reports.local_now().date())),
-            "past": ("Active, already past expiry", lambda: reports.expired_active_condition(reports.local_now().date())),
+            "soon": (f"Active, expires within {dashboard.EXPIRY_ALERT_DAYS} days",
+                     lambda: dashboard.expiring_condition(reports.local_now().date())),
+            "past": ("Active, already past expiry", lambda: dashboard.expired_active_condition(reports.local_now().date())),
         }),
     ]
     column_formatters = {StockBatch.unit_cost: lambda m, a: money(m.unit_cost)}
@@ -140,7 +140,7 @@ class PrescriptionView(PortalModelView, model=Prescription):
         StaticValuesFilter(Prescription.status, values=[(s.value, s.value.replace("_", " ").title()) for s in PrescriptionStatus]),
         LocalDateTimeFilter(Prescription.created_at, title="Date"),
         PresetFilter("dispensing", "Dispensing", {
-            "waiting": ("Waiting (issued or partly dispensed)", reports.prescriptions_waiting_condition),
+            "waiting": ("Waiting (issued or partly dispensed)", dashboard.prescriptions_waiting_condition),
         }),
     ]
     column_details_list = [Prescription.number, Prescription.status, Prescription.patient, Prescription.doctor, Prescription.appointment, Prescription.diagnosis, Prescription.items, Prescription.notes, Prescription.created_at, Prescription.dispensed_at]
