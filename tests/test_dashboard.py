@@ -31,7 +31,7 @@ import pytest
 from models import AppointmentStatus as S
 from models import BatchStatus, PrescriptionStatus, Role, ScheduleStatus
 from portal.db import transaction
-from portal.services import reports
+from portal.services import dashboard, reports
 from portal.settings import get_settings
 from tests.factories import (
     local_today,
@@ -115,14 +115,14 @@ def _read(engine, fn, **kw):
 
 # -- the figures --------------------------------------------------------------------------
 def test_day_summary_and_queues(engine, day, now):
-    s = _read(engine, reports.day_summary, day=day.today, now=now.time())
+    s = _read(engine, dashboard.day_summary, day=day.today, now=now.time())
     assert (s.sessions, s.sessions_running) == (2, 1)
     assert s.by_status == {"pending": 2, "confirmed": 3, "checked_in": 1, "completed": 1, "cancelled": 2, "no_show": 1}
-    mine = _read(engine, reports.day_summary, day=day.today, now=now.time(), doctor_id=day.d1.id)
+    mine = _read(engine, dashboard.day_summary, day=day.today, now=now.time(), doctor_id=day.d1.id)
     assert (mine.sessions, mine.sessions_running) == (1, 1)
     assert mine.by_status == {"pending": 1, "confirmed": 2, "checked_in": 1, "completed": 1, "cancelled": 2,
                               "no_show": 1}
-    q = _read(engine, reports.session_queues, day=day.today)
+    q = _read(engine, dashboard.session_queues, day=day.today)
     assert q.total_sessions == 2
     assert [(x.doctor_name, x.booked, x.capacity, x.waiting) for x in q.sessions] == [
         ("Chief Physician Dora One", 6, 10, 4), ("Dan Two", 2, 10, 2)]  # a no-show used its place
@@ -130,23 +130,23 @@ def test_day_summary_and_queues(engine, day, now):
         (2, "Pat Waiting", "checked_in"), (3, "Pat Confirmed", "confirmed"), (4, "Pat Pending", "pending"),
         (7, "Pat Late", "confirmed")]
     assert [p.patient_name for p in q.sessions[1].next_patients] == ["Other Pending", "Other Confirmed"]
-    short = _read(engine, reports.session_queues, day=day.today, max_sessions=1, per_session=2)
+    short = _read(engine, dashboard.session_queues, day=day.today, max_sessions=1, per_session=2)
     assert short.total_sessions == 2 and len(short.sessions) == 1
     assert [p.queue_number for p in short.sessions[0].next_patients] == [2, 3]
     assert short.sessions[0].waiting == 4
-    assert _read(engine, reports.session_queues, day=day.today, doctor_id=day.d2.id).sessions[0].doctor_name == "Dan Two"
+    assert _read(engine, dashboard.session_queues, day=day.today, doctor_id=day.d2.id).sessions[0].doctor_name == "Dan Two"
 
 
 def test_alerts_and_totals(engine, day, now):
-    a = _read(engine, reports.alerts, now=now, today=day.today)
+    a = _read(engine, dashboard.alerts, now=now, today=day.today)
     assert a.pending_cutoff == (now - timedelta(days=1)).astimezone(UTC)
     assert (a.pending_overdue, a.prescriptions_waiting) == (2, 2)
     assert (a.below_reorder, a.expiring_soon, a.expired_active) == (2, 2, 2)
-    assert _read(engine, reports.alerts, now=now, today=day.today, doctor_id=day.d1.id).pending_overdue == 0
-    assert _read(engine, reports.alerts, now=now, today=day.today, doctor_id=day.d2.id).pending_overdue == 2
-    no_stock = _read(engine, reports.alerts, now=now, today=day.today, stock=False)
+    assert _read(engine, dashboard.alerts, now=now, today=day.today, doctor_id=day.d1.id).pending_overdue == 0
+    assert _read(engine, dashboard.alerts, now=now, today=day.today, doctor_id=day.d2.id).pending_overdue == 2
+    no_stock = _read(engine, dashboard.alerts, now=now, today=day.today, stock=False)
     assert no_stock.below_reorder is None and no_stock.expiring_soon is None
-    t = _read(engine, reports.totals)
+    t = _read(engine, dashboard.totals)
     assert (t.patients, t.doctors, t.departments, t.appointments, t.schedules) == (
         day.patients, 2, 1, 12, 4)  # 12 appointments' patients + one per prescription
 

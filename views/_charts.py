@@ -77,7 +77,7 @@ def nice_ticks(top: float, count: int = 5) -> list[float]:
 def _svg(width: int, height: int, title: str, body: list[str]) -> Markup:
     return Markup(
         f'<svg class="report-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="100%" role="img" aria-label="{escape(title)}" style="{_FONT}">'
+        f'width="100%" role="img" aria-label="{escape(title)}" style="max-width:{round(width * 1.25)}px;{_FONT}">'
         f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
     )
 

@@ -6,7 +6,7 @@ from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFil
 from sqlalchemy import func, select
 
 from models import Appointment, AppointmentStatus, Department, Doctor, DoctorDepartment, Icd10Code, Schedule, ScheduleStatus
-from portal.services import appointments, reports
+from portal.services import appointments, dashboard, reports
 from views._access import by_role
 from views._actions import ActionsMixin, row_action
 from views._base import PortalModelView, money
@@ -16,7 +16,7 @@ from views._forms import ReasonForm
 
 def _running_now():
     now = reports.local_now()
-    return reports.sessions_running_condition(now.date(), now.time())
+    return dashboard.sessions_running_condition(now.date(), now.time())
 
 
 class DepartmentView(PortalModelView, model=Department):

@@ -17,8 +17,9 @@ A figure is shown only when the role may open the list it links to
 (``views.permissions``), and a hospital-wide count only to a role that sees every row of
 that list; a section left empty is not shown. Every figure links
 to the admin list that holds the same rows (list filters in ``views/*.py``). The figures
-come from ``portal.services.reports``. ``?day=YYYY-MM-DD`` shows another day's sessions
-and appointments; ``?department=<id>`` limits the listed sessions to one department.
+come from ``portal.services.dashboard``, the trend charts from ``portal.services.reports``.
+``?day=YYYY-MM-DD`` shows another day's sessions and appointments; ``?department=<id>``
+limits the listed sessions to one department.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from starlette.responses import Response
 
 from models import AppointmentStatus, Role
 from portal.db import transaction
+from portal.services import dashboard as board
 from portal.services import reports
-from portal.services.reports import EXPIRY_ALERT_DAYS, Grain, ReportFilters
+from portal.services.dashboard import EXPIRY_ALERT_DAYS
+from portal.services.reports import Grain, ReportFilters
 from views import _charts as charts
 from views import permissions
 from views._admin import SecureAdmin
@@ -137,19 +140,19 @@ def _gather(engine, *, role: Role, doctor_id: int | None, day: date, now: dateti
                 out["bad_input"] = True
         out["department_id"] = department_id
         today = now.date()
-        out["summary"] = reports.day_summary(
+        out["summary"] = board.day_summary(
             session, day=day, now=now.time() if day == today else None, doctor_id=own
         )
         if "queues" in layout:
-            out["queues"] = reports.session_queues(session, day=day, doctor_id=own, department_id=department_id)
+            out["queues"] = board.session_queues(session, day=day, doctor_id=own, department_id=department_id)
         if "trend" in layout:
             f = ReportFilters(today - timedelta(days=TREND_BACK), today + timedelta(days=TREND_AHEAD), grain=Grain.day)
-            out["trend"] = reports.outpatient_volume(session, f)
+            out["trend"] = reports.outpatient_volume(session, f, departments=False)
         if "dispensing" in layout:
             f = ReportFilters(today - timedelta(days=TREND_BACK), today)
             out["dispensing"] = reports.dispensed_per_day(session, f)
-        out["alerts"] = reports.alerts(session, now=now, today=today, doctor_id=own, stock=role in STOCK_ROLES)
-        out["totals"] = reports.totals(session)
+        out["alerts"] = board.alerts(session, now=now, today=today, doctor_id=own, stock=role in STOCK_ROLES)
+        out["totals"] = board.totals(session)
     return out
 
 
@@ -157,7 +160,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
            today: date) -> dict[str, list[Tile]]:
     """Turn the figures into linked tiles, per section."""
     own = doctor_id if role is Role.doctor else None
-    s: reports.DaySummary = data["summary"]
+    s: board.DaySummary = data["summary"]
     on_day = {"session_date": day.isoformat(), "session_date_op": "equals", "doctor_id": own}
     today_tiles = [Tile("Clinic sessions", s.sessions, _list_url(request, "schedule", held="yes", **on_day),
                         note="not cancelled")]
@@ -167,7 +170,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
     for key, label in DAY_STATUSES:
         today_tiles.append(Tile(label, s.by_status[key], _list_url(request, "appointment", status=key, **on_day),
                                 tone="warning" if key == "pending" and day <= today else "plain"))
-    a: reports.Alerts = data["alerts"]
+    a: board.Alerts = data["alerts"]
     local_cutoff = a.pending_cutoff.astimezone(reports.local_now().tzinfo).replace(tzinfo=None)
     bookings = [Tile(
         "Pending bookings older than a day", a.pending_overdue,
@@ -188,7 +191,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
     pharmacy.insert(0, Tile("Prescriptions waiting", a.prescriptions_waiting,
                             _list_url(request, "prescription", dispensing="waiting"),
                             tone="warning", note="issued or partly dispensed"))
-    t: reports.Totals = data["totals"]
+    t: board.Totals = data["totals"]
     totals = [
         Tile("Patients", t.patients, _list_url(request, "patient")),
         Tile("Doctors", t.doctors, _list_url(request, "doctor")),
@@ -236,7 +239,7 @@ async def dashboard(admin: Admin, request: Request) -> Response:
     if role is Role.doctor and staff.doctor_id is None:
         data["errors"].append("Your account is not linked to a doctor, so the hospital's whole day is shown. "
                               "Ask an administrator to link it.")
-    summary: reports.DaySummary = data["summary"]
+    summary: board.DaySummary = data["summary"]
     trend = data.get("trend")
     tiles = _tiles(request, data, role=role, doctor_id=staff.doctor_id, day=day, today=today)
     # A section left without a figure the role may follow is not shown.

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from portal.db import run_in_transaction, transaction
-from portal.services import dispensing, reports, stock
+from portal.services import dashboard, dispensing, reports, stock
 from portal.services.errors import DomainError
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, page_action, row_action
@@ -152,9 +152,9 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
         OperationColumnFilter(StockBatch.expiry_date, title="Expiry date"),
         ForeignKeyFilter(StockBatch.supplier_id, Supplier.name, title="Supplier"),
         PresetFilter("expiry", "Needs attention", {
-            "soon": (f"Active, expires within {reports.EXPIRY_ALERT_DAYS} days",
-                     lambda: reports.expiring_condition(reports.local_now().date())),
-            "past": ("Active, already past expiry", lambda: reports.expired_active_condition(reports.local_now().date())),
+            "soon": (f"Active, expires within {dashboard.EXPIRY_ALERT_DAYS} days",
+                     lambda: dashboard.expiring_condition(reports.local_now().date())),
+            "past": ("Active, already past expiry", lambda: dashboard.expired_active_condition(reports.local_now().date())),
         }),
     ]
     column_formatters = {StockBatch.unit_cost: lambda m, a: money(m.unit_cost)}
@@ -331,7 +331,7 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
         StaticValuesFilter(Prescription.status, values=[(s.value, s.value.replace("_", " ").title()) for s in PrescriptionStatus]),
         LocalDateTimeFilter(Prescription.created_at, title="Date"),
         PresetFilter("dispensing", "Dispensing", {
-            "waiting": ("Waiting (issued or partly dispensed)", reports.prescriptions_waiting_condition),
+            "waiting": ("Waiting (issued or partly dispensed)", dashboard.prescriptions_waiting_condition),
         }),
     ]
     column_details_list = [Prescription.number, Prescription.status, Prescription.patient, Prescription.doctor, Prescription.appointment, Prescription.diagnosis, Prescription.items, Prescription.notes, Prescription.created_at, Prescription.dispensed_at]

@@ -1,17 +1,16 @@
 """Group rows by hospital-local day or month, in SQL, on SQLite and MariaDB alike.
 
-Two kinds of column are grouped:
-
-* a ``DATE`` that already holds the hospital's local date (``Appointment.session_date``):
-  the label is the date itself, or its ``YYYY-MM``;
-* a UTC ``DATETIME`` (``StockMovement.created_at``): the hospital-local day of an instant
-  depends on the zone's UTC offset, which may change (daylight saving). The range is cut
-  into :class:`Segment` s of constant offset; within one the label is computed in SQL
-  from ``column + offset``. A day on which the offset changes becomes a segment of its own
-  with a constant label, so every row lands on the right local day in every zone.
+A ``DATE`` that already holds the hospital's local date (``Appointment.session_date``)
+is grouped by the column itself. A UTC ``DATETIME`` (``StockMovement.created_at``) needs
+more: the hospital-local day of an instant depends on the zone's UTC offset, which may
+change (daylight saving). The range is cut into :class:`Segment` s of constant offset;
+within one the label is computed in SQL from ``column + offset``. A day on which the
+offset changes becomes a segment of its own with a constant label, so every row lands on
+the right local day in every zone.
 
 Labels are text: ``YYYY-MM-DD`` for days and ``YYYY-MM`` for months, the same format
-on both databases (SQLite ``strftime`` and MariaDB ``DATE_FORMAT`` share these codes).
+on both databases (SQLite ``strftime`` and MariaDB ``DATE_FORMAT`` share these codes);
+:func:`period_labels` lists every label of a range, so empty periods show as zeros.
 """
 
 from __future__ import annotations
@@ -97,14 +96,6 @@ def segments(start: date, end: date, tz: ZoneInfo) -> list[Segment]:
     if run_start is not None:
         out.append(Segment(local_midnight_utc(run_start, tz), local_midnight_utc(end + timedelta(days=1), tz), offset(run_start)))
     return out
-
-
-def date_label(dialect: str, column: Any, grain: Grain) -> ColumnElement[str]:
-    """SQL text label (``YYYY-MM-DD`` / ``YYYY-MM``) of a local ``DATE`` column."""
-    fmt = _FORMATS[grain]
-    if dialect == "sqlite":
-        return func.strftime(fmt, column)
-    return func.date_format(column, fmt)
 
 
 def instant_label(dialect: str, column: Any, grain: Grain, segment: Segment) -> ColumnElement[str]:

@@ -1,23 +1,13 @@
-"""What staff look at every morning: the dashboard's figures and the reports.
+"""The reports: outpatient volume, doctor workload and pharmacy, over a date range.
 
 Every figure is computed by the database with aggregate SQL (``COUNT``/``SUM`` with
 ``GROUP BY``); Python only merges a handful of already-aggregated rows. The functions are
 pure queries: they take a ``Session`` and filter arguments and return small dataclasses.
 Money is in the smallest currency unit (fen); quantities in dispensing units.
 
-Definitions (the pages say the same):
+Filters (:func:`parse_filters`) are validated here, so a bad date or department is a
+sentence on the form, never an error page. Definitions (the pages say the same):
 
-* *Sessions today*: clinic sessions of the day that are not cancelled; *running* ones
-  have started and not yet ended (hospital-local wall-clock time).
-* *Waiting*: appointments still to be seen, i.e. pending, confirmed or checked in.
-* *Pending older than a day*: still pending, booked more than 24 hours ago.
-* *Usable stock* of a medicine: ``quantity_on_hand`` of its active batches whose expiry
-  date is after today. A medicine is *below its reorder level* when it is active, has a
-  reorder level above 0 and its usable stock is below it.
-* *Expiring soon*: active batches with stock that expire after today and within
-  ``EXPIRY_ALERT_DAYS`` days; *past expiry*: active batches with stock whose expiry date is
-  today or earlier (they can no longer be dispensed and should be written off).
-* *Waiting prescriptions*: issued or partially dispensed.
 * *No-show rate*: no-shows / (completed + no-shows), the share of settled visits the
   patient missed. *Cancellation rate*: cancelled / all appointments.
 * *Capacity used*: places booked (``Schedule.booked_count``: active appointments, so
@@ -25,20 +15,16 @@ Definitions (the pages say the same):
 * *Dispensed value*: dispensed quantity x the medicine's current ``unit_price``.
 * *Write-off value*: written-off quantity x the batch cost recorded on the movement.
 
-The stock-alert conditions live here until ``portal.services.stock`` (being written)
-provides ``medicines_below_reorder_level``, ``batches_expiring_within`` and
-``expired_active_batches``; the admin list filters use these same conditions, so a
-dashboard figure and the list it links to always agree.
+The dashboard's figures are in ``portal.services.dashboard``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, case, func, literal_column, select
+from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from models import (
     Appointment,
@@ -48,10 +34,8 @@ from models import (
     Doctor,
     Medicine,
     MovementKind,
-    Patient,
     Prescription,
     PrescriptionItem,
-    PrescriptionStatus,
     Schedule,
     ScheduleStatus,
     StockBatch,
@@ -59,7 +43,6 @@ from models import (
 )
 from portal.services._periods import (
     Grain,
-    date_label,
     instant_label,
     period_labels,
     segments,
@@ -69,24 +52,14 @@ from portal.services.errors import ValidationFailed
 from portal.settings import get_settings
 
 __all__ = [
-    "EXPIRY_ALERT_DAYS", "MAX_RANGE_DAYS", "WAITING_STATUSES", "Alerts", "DaySummary",
-    "DoctorLoad", "DoctorWorkload", "Grain", "InvalidFilters", "MedicineDispensed",
-    "OutpatientVolume", "PeriodAmount", "PharmacyReport", "QueuedPatient", "Queues",
-    "ReportFilters", "SessionQueue", "StatusCounts", "StockValue", "Totals", "alerts",
-    "below_reorder_condition", "day_summary", "department_choices", "dispensed_per_day", "doctor_workload",
-    "expired_active_condition", "expiring_condition", "local_now", "outpatient_volume", "parse_filters",
-    "pending_cutoff", "pharmacy_report", "prescriptions_waiting_condition", "session_queues",
-    "sessions_running_condition", "sessions_today_condition", "totals",
+    "MAX_RANGE_DAYS", "DoctorLoad", "DoctorWorkload", "Grain", "InvalidFilters", "MedicineDispensed",
+    "OutpatientVolume", "PeriodAmount", "PharmacyReport", "ReportFilters", "StatusCounts", "StockValue",
+    "department_choices", "dispensed_per_day", "doctor_name", "doctor_workload", "local_now",
+    "outpatient_volume", "parse_filters", "pharmacy_report",
 ]
 
 #: Longest range a report accepts, in days (two years).
 MAX_RANGE_DAYS = 731
-#: Days ahead within which an active batch counts as "expiring soon".
-EXPIRY_ALERT_DAYS = 30
-#: Appointment statuses of patients not yet seen, in queue order.
-WAITING_STATUSES = (AppointmentStatus.pending, AppointmentStatus.confirmed, AppointmentStatus.checked_in)
-#: Prescription statuses still waiting for the pharmacy.
-WAITING_PRESCRIPTIONS = (PrescriptionStatus.issued, PrescriptionStatus.partially_dispensed)
 #: Earliest and latest dates a report filter accepts.
 FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2099, 12, 31)
 #: Ranges up to this many days are grouped by day when the grain is "auto".
@@ -98,6 +71,11 @@ TOP_MEDICINES = 20
 def local_now() -> datetime:
     """The current time in the hospital's zone (aware datetime)."""
     return datetime.now(get_settings().tz)
+
+
+def doctor_name(title: str | None, name: str) -> str:
+    """A doctor as shown in lists: ``Chief Physician Wang Wei``, or the name alone."""
+    return f"{title} {name}" if title else name
 
 
 def _dialect(session: Session) -> str:
@@ -233,343 +211,6 @@ def department_choices(session: Session) -> list[tuple[int, str]]:
     return [(r.id, r.name) for r in session.execute(select(Department.id, Department.name).order_by(Department.name))]
 
 
-# -- conditions shared with the admin list filters -----------------------------------------
-def sessions_today_condition(day: date) -> ColumnElement[bool]:
-    """Schedule rows of local ``day`` that are not cancelled."""
-    return and_(Schedule.session_date == day, Schedule.status != ScheduleStatus.cancelled)
-
-
-def sessions_running_condition(day: date, now: time) -> ColumnElement[bool]:
-    """Schedule rows of ``day``, not cancelled, that have started by ``now`` and not ended."""
-    return and_(sessions_today_condition(day), Schedule.start_time <= now, Schedule.end_time > now)
-
-
-def below_reorder_condition(today: date) -> ColumnElement[bool]:
-    """Medicine rows that are active and whose usable stock is below their reorder level."""
-    usable = (
-        select(func.coalesce(func.sum(StockBatch.quantity_on_hand), 0))
-        .where(
-            StockBatch.medicine_id == Medicine.id,
-            StockBatch.status == BatchStatus.active,
-            StockBatch.expiry_date > today,
-        )
-        .correlate(Medicine)
-        .scalar_subquery()
-    )
-    return and_(Medicine.is_active.is_(True), Medicine.reorder_level > 0, usable < Medicine.reorder_level)
-
-
-def expiring_condition(today: date, days: int = EXPIRY_ALERT_DAYS) -> ColumnElement[bool]:
-    """StockBatch rows that are active, hold stock and expire after today, within ``days``."""
-    return and_(
-        StockBatch.status == BatchStatus.active,
-        StockBatch.quantity_on_hand > 0,
-        StockBatch.expiry_date > today,
-        StockBatch.expiry_date <= today + timedelta(days=days),
-    )
-
-
-def expired_active_condition(today: date) -> ColumnElement[bool]:
-    """StockBatch rows still active with stock whose expiry date is today or earlier."""
-    return and_(
-        StockBatch.status == BatchStatus.active,
-        StockBatch.quantity_on_hand > 0,
-        StockBatch.expiry_date <= today,
-    )
-
-
-def prescriptions_waiting_condition() -> ColumnElement[bool]:
-    """Prescription rows issued or partially dispensed."""
-    return Prescription.status.in_(WAITING_PRESCRIPTIONS)
-
-
-def pending_cutoff(now: datetime) -> datetime:
-    """The booking time before which a pending appointment is overdue.
-
-    Args:
-        now (datetime): aware current time.
-
-    Returns:
-        datetime: ``now`` minus 24 hours, in UTC, truncated to the second (so a link to
-        the filtered list can carry exactly the same instant).
-    """
-    return (now.astimezone(UTC) - timedelta(days=1)).replace(microsecond=0)
-
-
-# -- dashboard ----------------------------------------------------------------------------
-@dataclass
-class DaySummary:
-    """One day at a glance.
-
-    Attributes:
-        day (date): the hospital-local day.
-        sessions (int): clinic sessions of the day, not cancelled.
-        sessions_running (int | None): of those, running at ``now``; None when no time given.
-        by_status (dict[str, int]): appointments of the day per status value (every
-            status present, zero when none).
-    """
-
-    day: date
-    sessions: int
-    sessions_running: int | None
-    by_status: dict[str, int]
-
-    @property
-    def appointments(self) -> int:
-        """All appointments of the day, cancelled included (int)."""
-        return sum(self.by_status.values())
-
-
-def day_summary(session: Session, *, day: date, now: time | None = None, doctor_id: int | None = None) -> DaySummary:
-    """Count the sessions and the appointments per status of one day.
-
-    Args:
-        session (Session): database session.
-        day (date): hospital-local day.
-        now (time | None): local wall-clock time, to count running sessions; None to skip.
-        doctor_id (int | None): only this doctor's sessions and appointments.
-
-    Returns:
-        DaySummary: the counts.
-    """
-    running = (
-        func.sum(case((and_(Schedule.start_time <= now, Schedule.end_time > now), 1), else_=0))
-        if now is not None else literal_column("NULL")
-    )
-    stmt = select(func.count(), running).where(sessions_today_condition(day))
-    if doctor_id is not None:
-        stmt = stmt.where(Schedule.doctor_id == doctor_id)
-    n_sessions, n_running = session.execute(stmt).one()
-    by_status = {s.value: 0 for s in AppointmentStatus}
-    astmt = select(Appointment.status, func.count()).where(Appointment.session_date == day)
-    if doctor_id is not None:
-        astmt = astmt.where(Appointment.doctor_id == doctor_id)
-    for status, n in session.execute(astmt.group_by(Appointment.status)):
-        by_status[AppointmentStatus(status).value] = int(n)
-    return DaySummary(day, _int(n_sessions), None if now is None else _int(n_running), by_status)
-
-
-@dataclass
-class QueuedPatient:
-    """A patient waiting in a session's queue.
-
-    Attributes:
-        appointment_id (int): the appointment.
-        queue_number (int): place in the queue.
-        patient_name (str): full name.
-        mrn (str | None): medical record number.
-        status (str): pending, confirmed or checked_in.
-    """
-
-    appointment_id: int
-    queue_number: int
-    patient_name: str
-    mrn: str | None
-    status: str
-
-
-@dataclass
-class SessionQueue:
-    """One clinic session of the day with the next patients to be seen.
-
-    Attributes:
-        schedule_id (int): the session.
-        start_time (time): local start.
-        end_time (time): local end.
-        doctor_name (str): e.g. ``Chief Physician Wang Wei``.
-        department_name (str): the department.
-        booked (int): places booked (active appointments).
-        capacity (int): places offered.
-        waiting (int): patients not yet seen (pending, confirmed, checked in).
-        next_patients (list[QueuedPatient]): the first of them in queue order.
-    """
-
-    schedule_id: int
-    start_time: time
-    end_time: time
-    doctor_name: str
-    department_name: str
-    booked: int
-    capacity: int
-    waiting: int = 0
-    next_patients: list[QueuedPatient] = field(default_factory=list)
-
-
-@dataclass
-class Queues:
-    """The sessions shown on the dashboard and how many there are in all.
-
-    Attributes:
-        sessions (list[SessionQueue]): at most ``max_sessions``, by start time.
-        total_sessions (int): all matching sessions of the day.
-    """
-
-    sessions: list[SessionQueue]
-    total_sessions: int
-
-
-def _doctor_name(title: str | None, name: str) -> str:
-    return f"{title} {name}" if title else name
-
-
-def session_queues(
-    session: Session,
-    *,
-    day: date,
-    doctor_id: int | None = None,
-    department_id: int | None = None,
-    max_sessions: int = 20,
-    per_session: int = 5,
-) -> Queues:
-    """The day's sessions (not cancelled) with their next waiting patients.
-
-    Args:
-        session (Session): database session.
-        day (date): hospital-local day.
-        doctor_id (int | None): only this doctor's sessions.
-        department_id (int | None): only this department's sessions.
-        max_sessions (int): most sessions returned (ordered by start, department, doctor).
-        per_session (int): most patients listed per session (queue order).
-
-    Returns:
-        Queues: the sessions and the total number of matching sessions.
-    """
-    where = [sessions_today_condition(day)]
-    if doctor_id is not None:
-        where.append(Schedule.doctor_id == doctor_id)
-    if department_id is not None:
-        where.append(Schedule.department_id == department_id)
-    total = _int(session.scalar(select(func.count()).select_from(Schedule).where(*where)))
-    rows = session.execute(
-        select(Schedule.id, Schedule.start_time, Schedule.end_time, Schedule.booked_count, Schedule.capacity,
-               Doctor.title, Doctor.full_name, Department.name)
-        .join(Doctor, Doctor.id == Schedule.doctor_id)
-        .join(Department, Department.id == Schedule.department_id)
-        .where(*where)
-        .order_by(Schedule.start_time, Department.name, Doctor.full_name, Schedule.id)
-        .limit(max_sessions)
-    ).all()
-    queues = {
-        r.id: SessionQueue(r.id, r.start_time, r.end_time, _doctor_name(r.title, r.full_name), r.name,
-                           int(r.booked_count), int(r.capacity))
-        for r in rows
-    }
-    if not queues:
-        return Queues([], total)
-    waiting = (Appointment.schedule_id.in_(list(queues)), Appointment.status.in_(WAITING_STATUSES))
-    for sid, n in session.execute(
-        select(Appointment.schedule_id, func.count()).where(*waiting).group_by(Appointment.schedule_id)
-    ):
-        queues[sid].waiting = int(n)
-    ranked = (
-        select(
-            Appointment.id, Appointment.schedule_id, Appointment.queue_number, Appointment.status,
-            Appointment.patient_id,
-            func.row_number().over(partition_by=Appointment.schedule_id, order_by=Appointment.queue_number).label("rn"),
-        )
-        .where(*waiting)
-        .subquery()
-    )
-    for r in session.execute(
-        select(ranked.c.id, ranked.c.schedule_id, ranked.c.queue_number, ranked.c.status,
-               Patient.full_name, Patient.medical_record_number)
-        .join(Patient, Patient.id == ranked.c.patient_id)
-        .where(ranked.c.rn <= per_session)
-        .order_by(ranked.c.schedule_id, ranked.c.queue_number)
-    ):
-        queues[r.schedule_id].next_patients.append(
-            QueuedPatient(r.id, r.queue_number, r.full_name, r.medical_record_number, AppointmentStatus(r.status).value)
-        )
-    return Queues(list(queues.values()), total)
-
-
-@dataclass
-class Alerts:
-    """Things that need someone's attention; each count matches a filtered admin list.
-
-    Attributes:
-        pending_cutoff (datetime): aware UTC instant; pending bookings made before it are overdue.
-        pending_overdue (int): pending appointments booked before ``pending_cutoff``.
-        prescriptions_waiting (int): prescriptions issued or partially dispensed.
-        below_reorder (int | None): medicines below their reorder level (None: not computed).
-        expiring_soon (int | None): active batches expiring within ``EXPIRY_ALERT_DAYS`` days.
-        expired_active (int | None): active batches with stock already past expiry.
-    """
-
-    pending_cutoff: datetime
-    pending_overdue: int
-    prescriptions_waiting: int
-    below_reorder: int | None = None
-    expiring_soon: int | None = None
-    expired_active: int | None = None
-
-
-def alerts(
-    session: Session, *, now: datetime, today: date, doctor_id: int | None = None, stock: bool = True
-) -> Alerts:
-    """Count the dashboard's alerts.
-
-    Args:
-        session (Session): database session.
-        now (datetime): aware current time (for "pending older than a day").
-        today (date): hospital-local date (for expiry and usable stock).
-        doctor_id (int | None): count only this doctor's overdue pending bookings.
-        stock (bool): also count the three stock alerts.
-
-    Returns:
-        Alerts: the counts.
-    """
-    cutoff = pending_cutoff(now)
-    pending = select(func.count()).select_from(Appointment).where(
-        Appointment.status == AppointmentStatus.pending, Appointment.booked_at < cutoff
-    )
-    if doctor_id is not None:
-        pending = pending.where(Appointment.doctor_id == doctor_id)
-    result = Alerts(
-        pending_cutoff=cutoff,
-        pending_overdue=_int(session.scalar(pending)),
-        prescriptions_waiting=_int(session.scalar(
-            select(func.count()).select_from(Prescription).where(prescriptions_waiting_condition())
-        )),
-    )
-    if stock:
-        result.below_reorder = _int(session.scalar(
-            select(func.count()).select_from(Medicine).where(below_reorder_condition(today))
-        ))
-        result.expiring_soon = _int(session.scalar(
-            select(func.count()).select_from(StockBatch).where(expiring_condition(today))
-        ))
-        result.expired_active = _int(session.scalar(
-            select(func.count()).select_from(StockBatch).where(expired_active_condition(today))
-        ))
-    return result
-
-
-@dataclass
-class Totals:
-    """How many rows the main lists hold (each figure matches its unfiltered list).
-
-    Attributes:
-        patients (int), doctors (int), departments (int), appointments (int),
-        schedules (int): row counts.
-    """
-
-    patients: int
-    doctors: int
-    departments: int
-    appointments: int
-    schedules: int
-
-
-def totals(session: Session) -> Totals:
-    """Count patients, doctors, departments, appointments and clinic sessions (one query)."""
-    models = (Patient, Doctor, Department, Appointment, Schedule)
-    row = session.execute(
-        select(*(select(func.count()).select_from(m).scalar_subquery() for m in models))
-    ).one()
-    return Totals(*(int(n) for n in row))
-
-
 # -- outpatient volume --------------------------------------------------------------------
 @dataclass
 class StatusCounts:
@@ -627,33 +268,39 @@ class OutpatientVolume:
         return self.total.total == 0
 
 
-def outpatient_volume(session: Session, filters: ReportFilters) -> OutpatientVolume:
+def outpatient_volume(session: Session, filters: ReportFilters, *, departments: bool = True) -> OutpatientVolume:
     """Count appointments per period and status, and per department and status.
 
     Appointments are dated by their session date (hospital-local); every status,
-    cancelled included, is counted.
+    cancelled included, is counted. The database groups by the ``session_date`` column
+    itself, which the index ``ix_appointment_date_status`` (date, status) delivers in
+    order without a temporary table (four times faster at 100 x the demo than grouping by
+    a formatted month); the at most 731 x 6 day rows are then added up into months here.
 
     Args:
         session (Session): database session.
         filters (ReportFilters): range, department and grain.
+        departments (bool): also count per department (a second GROUP BY query);
+            ``by_department`` is empty when False.
 
     Returns:
-        OutpatientVolume: the counts (two GROUP BY queries).
+        OutpatientVolume: the counts.
     """
     where = [Appointment.session_date >= filters.start, Appointment.session_date <= filters.end]
     if filters.department_id is not None:
         where.append(Appointment.department_id == filters.department_id)
-    label = date_label(_dialect(session), Appointment.session_date, filters.grain).label("period")
     periods = {p: StatusCounts(p) for p in period_labels(filters.start, filters.end, filters.grain)}
     total = StatusCounts("Total")
-    for period, status, n in session.execute(
-        select(label, Appointment.status, func.count())
+    for day, status, n in session.execute(
+        select(Appointment.session_date, Appointment.status, func.count())
         .where(*where)
-        .group_by(literal_column("period"), Appointment.status)
+        .group_by(Appointment.session_date, Appointment.status)
     ):
         key = AppointmentStatus(status).value
-        periods[period].counts[key] += int(n)
+        periods[day.isoformat() if filters.grain is Grain.day else f"{day:%Y-%m}"].counts[key] += int(n)
         total.counts[key] += int(n)
+    if not departments:
+        return OutpatientVolume(filters, list(periods.values()), [], total)
     names = {r.id: r.name for r in session.execute(select(Department.id, Department.name))}
     departments: dict[int, StatusCounts] = {}
     for dep_id, status, n in session.execute(
@@ -745,7 +392,7 @@ def doctor_workload(session: Session, filters: ReportFilters) -> DoctorWorkload:
     )
     completed = func.coalesce(done.c.completed, 0)
     rows = [
-        DoctorLoad(r.id, _doctor_name(r.title, r.full_name), _int(r.sessions), _int(r.capacity),
+        DoctorLoad(r.id, doctor_name(r.title, r.full_name), _int(r.sessions), _int(r.capacity),
                    _int(r.booked), _int(r.completed))
         for r in session.execute(
             select(Doctor.id, Doctor.title, Doctor.full_name, sched.c.sessions, sched.c.capacity,
@@ -858,29 +505,40 @@ class PharmacyReport:
         return sum(p.value for p in self.write_offs)
 
 
-def _dispensed(stmt, filters: ReportFilters, utc_from: datetime, utc_to: datetime):
-    """Restrict ``stmt`` (over StockMovement joined to Medicine) to dispensing in the range.
+def _dispensed(columns: list, filters: ReportFilters, utc_from: datetime, utc_to: datetime):
+    """A SELECT of ``columns`` over dispensing movements (joined to their Medicine) in
+    ``[utc_from, utc_to)``, limited to the filter's department if any.
 
-    With a department, the movement must come from a prescription written in one of the
+    With a department, a movement counts when its prescription was written in one of the
     department's appointments. Such an appointment is on or before the day the medicine
-    was dispensed, so ``session_date <= end`` holds; saying so lets the database start
-    from the department's appointments (index ``ix_appointment_dept_date``) instead of
-    every movement of the range.
+    was dispensed, so ``session_date <= end`` holds, and the query starts from the
+    department's appointments (index ``ix_appointment_dept_date``) and follows the keys
+    down to the movements. MariaDB is told this join order (``STRAIGHT_JOIN``): left to
+    its table statistics, which are rough after a bulk load, it started from every
+    movement of the range or from the medicines instead, 7 to 20 times slower at 100 x the
+    demo. The cost then grows with the department's appointment history up to ``end``;
+    see the report of issue #6 for the index that would bound it.
     """
-    stmt = stmt.where(
+    in_range = (
         StockMovement.kind == MovementKind.dispense,
         StockMovement.created_at >= utc_from,
         StockMovement.created_at < utc_to,
     )
-    if filters.department_id is not None:
-        stmt = (
-            stmt.join(PrescriptionItem, PrescriptionItem.id == StockMovement.prescription_item_id)
-            .join(Prescription, Prescription.id == PrescriptionItem.prescription_id)
-            .join(Appointment, Appointment.id == Prescription.appointment_id)
-            .where(Appointment.department_id == filters.department_id,
-                   Appointment.session_date <= filters.end)
-        )
-    return stmt
+    if filters.department_id is None:
+        return (select(*columns).select_from(StockMovement)
+                .join(Medicine, Medicine.id == StockMovement.medicine_id).where(*in_range))
+    return (
+        select(*columns)
+        .select_from(Appointment)
+        .join(Prescription, Prescription.appointment_id == Appointment.id)
+        .join(PrescriptionItem, PrescriptionItem.prescription_id == Prescription.id)
+        .join(StockMovement, StockMovement.prescription_item_id == PrescriptionItem.id)
+        .join(Medicine, Medicine.id == StockMovement.medicine_id)
+        .where(Appointment.department_id == filters.department_id, Appointment.session_date <= filters.end,
+               *in_range)
+        .prefix_with("STRAIGHT_JOIN", dialect="mysql")
+        .prefix_with("STRAIGHT_JOIN", dialect="mariadb")
+    )
 
 
 def dispensed_per_day(session: Session, filters: ReportFilters) -> list[PeriodAmount]:
@@ -901,10 +559,8 @@ def dispensed_per_day(session: Session, filters: ReportFilters) -> list[PeriodAm
     per_day = {p: PeriodAmount(p) for p in period_labels(filters.start, filters.end, Grain.day)}
     for seg in segments(filters.start, filters.end, tz):
         day = instant_label(dialect, StockMovement.created_at, Grain.day, seg).label("period")
-        stmt = (select(day, qty, value).select_from(StockMovement)
-                .join(Medicine, Medicine.id == StockMovement.medicine_id))
         for period, q, v in session.execute(
-            _dispensed(stmt, filters, seg.utc_start, seg.utc_end).group_by(literal_column("period"))
+            _dispensed([day, qty, value], filters, seg.utc_start, seg.utc_end).group_by(literal_column("period"))
         ):
             per_day[period].quantity += _int(q)
             per_day[period].value += _int(v)
@@ -934,9 +590,7 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
     qty = (-func.sum(StockMovement.quantity)).label("quantity")
     value = (-func.sum(StockMovement.quantity * Medicine.unit_price)).label("value")
     per_med = (
-        _dispensed(select(StockMovement.medicine_id.label("medicine_id"), qty, value)
-                   .select_from(StockMovement).join(Medicine, Medicine.id == StockMovement.medicine_id),
-                   filters, utc_from, utc_to)
+        _dispensed([StockMovement.medicine_id.label("medicine_id"), qty, value], filters, utc_from, utc_to)
         .group_by(StockMovement.medicine_id)
         .subquery()
     )

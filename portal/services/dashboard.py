@@ -1,0 +1,401 @@
+"""The dashboard's figures: one day at a glance, the queues, what needs attention, counts.
+
+Every figure is an aggregate query (``COUNT``/``SUM``, ``GROUP BY``); only the few
+patients listed as "next" are read as rows. Functions take a ``Session`` and keyword
+arguments and return small dataclasses. Definitions (the page says the same):
+
+* *Sessions of a day*: clinic sessions that are not cancelled; *running* ones have
+  started and not yet ended (hospital-local wall-clock time).
+* *Waiting*: appointments still to be seen, i.e. pending, confirmed or checked in.
+* *Pending older than a day*: still pending, booked more than 24 hours ago.
+* *Usable stock* of a medicine: ``quantity_on_hand`` of its active batches whose expiry
+  date is after today. A medicine is *below its reorder level* when it is active, has a
+  reorder level above 0 and its usable stock is below it.
+* *Expiring soon*: active batches with stock that expire after today and within
+  ``EXPIRY_ALERT_DAYS`` days; *past expiry*: active batches with stock whose expiry date is
+  today or earlier (they can no longer be dispensed and should be written off).
+* *Waiting prescriptions*: issued or partially dispensed.
+
+The admin list filters (``views/_filters.py``) use the ``*_condition`` functions below,
+so a dashboard figure and the list it links to always hold the same rows. The stock
+conditions live here until ``portal.services.stock`` (being written) provides
+``medicines_below_reorder_level``, ``batches_expiring_within`` and
+``expired_active_batches``; the counts should then call those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import and_, case, func, literal_column, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from models import (
+    Appointment,
+    AppointmentStatus,
+    BatchStatus,
+    Department,
+    Doctor,
+    Medicine,
+    Patient,
+    Prescription,
+    PrescriptionStatus,
+    Schedule,
+    ScheduleStatus,
+    StockBatch,
+)
+from portal.services.reports import doctor_name
+
+__all__ = [
+    "EXPIRY_ALERT_DAYS", "WAITING_STATUSES", "Alerts", "DaySummary", "QueuedPatient", "Queues",
+    "SessionQueue", "Totals", "alerts", "below_reorder_condition", "day_summary",
+    "expired_active_condition", "expiring_condition", "pending_cutoff",
+    "prescriptions_waiting_condition", "session_queues", "sessions_running_condition",
+    "sessions_today_condition", "totals",
+]
+
+#: Days ahead within which an active batch counts as "expiring soon".
+EXPIRY_ALERT_DAYS = 30
+#: Appointment statuses of patients not yet seen, in queue order.
+WAITING_STATUSES = (AppointmentStatus.pending, AppointmentStatus.confirmed, AppointmentStatus.checked_in)
+#: Prescription statuses still waiting for the pharmacy.
+WAITING_PRESCRIPTIONS = (PrescriptionStatus.issued, PrescriptionStatus.partially_dispensed)
+
+
+def _int(value) -> int:
+    return int(value or 0)
+
+
+# -- conditions shared with the admin list filters -----------------------------------------
+def sessions_today_condition(day: date) -> ColumnElement[bool]:
+    """Schedule rows of local ``day`` that are not cancelled."""
+    return and_(Schedule.session_date == day, Schedule.status != ScheduleStatus.cancelled)
+
+
+def sessions_running_condition(day: date, now: time) -> ColumnElement[bool]:
+    """Schedule rows of ``day``, not cancelled, that have started by ``now`` and not ended."""
+    return and_(sessions_today_condition(day), Schedule.start_time <= now, Schedule.end_time > now)
+
+
+def below_reorder_condition(today: date) -> ColumnElement[bool]:
+    """Medicine rows that are active and whose usable stock is below their reorder level."""
+    usable = (
+        select(func.coalesce(func.sum(StockBatch.quantity_on_hand), 0))
+        .where(
+            StockBatch.medicine_id == Medicine.id,
+            StockBatch.status == BatchStatus.active,
+            StockBatch.expiry_date > today,
+        )
+        .correlate(Medicine)
+        .scalar_subquery()
+    )
+    return and_(Medicine.is_active.is_(True), Medicine.reorder_level > 0, usable < Medicine.reorder_level)
+
+
+def expiring_condition(today: date, days: int = EXPIRY_ALERT_DAYS) -> ColumnElement[bool]:
+    """StockBatch rows that are active, hold stock and expire after today, within ``days``."""
+    return and_(
+        StockBatch.status == BatchStatus.active,
+        StockBatch.quantity_on_hand > 0,
+        StockBatch.expiry_date > today,
+        StockBatch.expiry_date <= today + timedelta(days=days),
+    )
+
+
+def expired_active_condition(today: date) -> ColumnElement[bool]:
+    """StockBatch rows still active with stock whose expiry date is today or earlier."""
+    return and_(
+        StockBatch.status == BatchStatus.active,
+        StockBatch.quantity_on_hand > 0,
+        StockBatch.expiry_date <= today,
+    )
+
+
+def prescriptions_waiting_condition() -> ColumnElement[bool]:
+    """Prescription rows issued or partially dispensed."""
+    return Prescription.status.in_(WAITING_PRESCRIPTIONS)
+
+
+def pending_cutoff(now: datetime) -> datetime:
+    """The booking time before which a pending appointment is overdue.
+
+    Args:
+        now (datetime): aware current time.
+
+    Returns:
+        datetime: ``now`` minus 24 hours, in UTC, truncated to the second (so a link to
+        the filtered list can carry exactly the same instant).
+    """
+    return (now.astimezone(UTC) - timedelta(days=1)).replace(microsecond=0)
+
+
+# -- dashboard ----------------------------------------------------------------------------
+@dataclass
+class DaySummary:
+    """One day at a glance.
+
+    Attributes:
+        day (date): the hospital-local day.
+        sessions (int): clinic sessions of the day, not cancelled.
+        sessions_running (int | None): of those, running at ``now``; None when no time given.
+        by_status (dict[str, int]): appointments of the day per status value (every
+            status present, zero when none).
+    """
+
+    day: date
+    sessions: int
+    sessions_running: int | None
+    by_status: dict[str, int]
+
+    @property
+    def appointments(self) -> int:
+        """All appointments of the day, cancelled included (int)."""
+        return sum(self.by_status.values())
+
+
+def day_summary(session: Session, *, day: date, now: time | None = None, doctor_id: int | None = None) -> DaySummary:
+    """Count the sessions and the appointments per status of one day.
+
+    Args:
+        session (Session): database session.
+        day (date): hospital-local day.
+        now (time | None): local wall-clock time, to count running sessions; None to skip.
+        doctor_id (int | None): only this doctor's sessions and appointments.
+
+    Returns:
+        DaySummary: the counts.
+    """
+    running = (
+        func.sum(case((and_(Schedule.start_time <= now, Schedule.end_time > now), 1), else_=0))
+        if now is not None else literal_column("NULL")
+    )
+    stmt = select(func.count(), running).where(sessions_today_condition(day))
+    if doctor_id is not None:
+        stmt = stmt.where(Schedule.doctor_id == doctor_id)
+    n_sessions, n_running = session.execute(stmt).one()
+    by_status = {s.value: 0 for s in AppointmentStatus}
+    astmt = select(Appointment.status, func.count()).where(Appointment.session_date == day)
+    if doctor_id is not None:
+        astmt = astmt.where(Appointment.doctor_id == doctor_id)
+    for status, n in session.execute(astmt.group_by(Appointment.status)):
+        by_status[AppointmentStatus(status).value] = int(n)
+    return DaySummary(day, _int(n_sessions), None if now is None else _int(n_running), by_status)
+
+
+@dataclass
+class QueuedPatient:
+    """A patient waiting in a session's queue.
+
+    Attributes:
+        appointment_id (int): the appointment.
+        queue_number (int): place in the queue.
+        patient_name (str): full name.
+        mrn (str | None): medical record number.
+        status (str): pending, confirmed or checked_in.
+    """
+
+    appointment_id: int
+    queue_number: int
+    patient_name: str
+    mrn: str | None
+    status: str
+
+
+@dataclass
+class SessionQueue:
+    """One clinic session of the day with the next patients to be seen.
+
+    Attributes:
+        schedule_id (int): the session.
+        start_time (time): local start.
+        end_time (time): local end.
+        doctor_name (str): e.g. ``Chief Physician Wang Wei``.
+        department_name (str): the department.
+        booked (int): places booked (active appointments).
+        capacity (int): places offered.
+        waiting (int): patients not yet seen (pending, confirmed, checked in).
+        next_patients (list[QueuedPatient]): the first of them in queue order.
+    """
+
+    schedule_id: int
+    start_time: time
+    end_time: time
+    doctor_name: str
+    department_name: str
+    booked: int
+    capacity: int
+    waiting: int = 0
+    next_patients: list[QueuedPatient] = field(default_factory=list)
+
+
+@dataclass
+class Queues:
+    """The sessions shown on the dashboard and how many there are in all.
+
+    Attributes:
+        sessions (list[SessionQueue]): at most ``max_sessions``, by start time.
+        total_sessions (int): all matching sessions of the day.
+    """
+
+    sessions: list[SessionQueue]
+    total_sessions: int
+
+
+def session_queues(
+    session: Session,
+    *,
+    day: date,
+    doctor_id: int | None = None,
+    department_id: int | None = None,
+    max_sessions: int = 20,
+    per_session: int = 5,
+) -> Queues:
+    """The day's sessions (not cancelled) with their next waiting patients.
+
+    Args:
+        session (Session): database session.
+        day (date): hospital-local day.
+        doctor_id (int | None): only this doctor's sessions.
+        department_id (int | None): only this department's sessions.
+        max_sessions (int): most sessions returned (ordered by start, department, doctor).
+        per_session (int): most patients listed per session (queue order).
+
+    Returns:
+        Queues: the sessions and the total number of matching sessions.
+    """
+    where = [sessions_today_condition(day)]
+    if doctor_id is not None:
+        where.append(Schedule.doctor_id == doctor_id)
+    if department_id is not None:
+        where.append(Schedule.department_id == department_id)
+    total = _int(session.scalar(select(func.count()).select_from(Schedule).where(*where)))
+    rows = session.execute(
+        select(Schedule.id, Schedule.start_time, Schedule.end_time, Schedule.booked_count, Schedule.capacity,
+               Doctor.title, Doctor.full_name, Department.name)
+        .join(Doctor, Doctor.id == Schedule.doctor_id)
+        .join(Department, Department.id == Schedule.department_id)
+        .where(*where)
+        .order_by(Schedule.start_time, Department.name, Doctor.full_name, Schedule.id)
+        .limit(max_sessions)
+    ).all()
+    queues = {
+        r.id: SessionQueue(r.id, r.start_time, r.end_time, doctor_name(r.title, r.full_name), r.name,
+                           int(r.booked_count), int(r.capacity))
+        for r in rows
+    }
+    if not queues:
+        return Queues([], total)
+    waiting = (Appointment.schedule_id.in_(list(queues)), Appointment.status.in_(WAITING_STATUSES))
+    for sid, n in session.execute(
+        select(Appointment.schedule_id, func.count()).where(*waiting).group_by(Appointment.schedule_id)
+    ):
+        queues[sid].waiting = int(n)
+    ranked = (
+        select(
+            Appointment.id, Appointment.schedule_id, Appointment.queue_number, Appointment.status,
+            Appointment.patient_id,
+            func.row_number().over(partition_by=Appointment.schedule_id, order_by=Appointment.queue_number).label("rn"),
+        )
+        .where(*waiting)
+        .subquery()
+    )
+    for r in session.execute(
+        select(ranked.c.id, ranked.c.schedule_id, ranked.c.queue_number, ranked.c.status,
+               Patient.full_name, Patient.medical_record_number)
+        .join(Patient, Patient.id == ranked.c.patient_id)
+        .where(ranked.c.rn <= per_session)
+        .order_by(ranked.c.schedule_id, ranked.c.queue_number)
+    ):
+        queues[r.schedule_id].next_patients.append(
+            QueuedPatient(r.id, r.queue_number, r.full_name, r.medical_record_number, AppointmentStatus(r.status).value)
+        )
+    return Queues(list(queues.values()), total)
+
+
+@dataclass
+class Alerts:
+    """Things that need someone's attention; each count matches a filtered admin list.
+
+    Attributes:
+        pending_cutoff (datetime): aware UTC instant; pending bookings made before it are overdue.
+        pending_overdue (int): pending appointments booked before ``pending_cutoff``.
+        prescriptions_waiting (int): prescriptions issued or partially dispensed.
+        below_reorder (int | None): medicines below their reorder level (None: not computed).
+        expiring_soon (int | None): active batches expiring within ``EXPIRY_ALERT_DAYS`` days.
+        expired_active (int | None): active batches with stock already past expiry.
+    """
+
+    pending_cutoff: datetime
+    pending_overdue: int
+    prescriptions_waiting: int
+    below_reorder: int | None = None
+    expiring_soon: int | None = None
+    expired_active: int | None = None
+
+
+def alerts(
+    session: Session, *, now: datetime, today: date, doctor_id: int | None = None, stock: bool = True
+) -> Alerts:
+    """Count the dashboard's alerts.
+
+    Args:
+        session (Session): database session.
+        now (datetime): aware current time (for "pending older than a day").
+        today (date): hospital-local date (for expiry and usable stock).
+        doctor_id (int | None): count only this doctor's overdue pending bookings.
+        stock (bool): also count the three stock alerts.
+
+    Returns:
+        Alerts: the counts.
+    """
+    cutoff = pending_cutoff(now)
+    pending = select(func.count()).select_from(Appointment).where(
+        Appointment.status == AppointmentStatus.pending, Appointment.booked_at < cutoff
+    )
+    if doctor_id is not None:
+        pending = pending.where(Appointment.doctor_id == doctor_id)
+    result = Alerts(
+        pending_cutoff=cutoff,
+        pending_overdue=_int(session.scalar(pending)),
+        prescriptions_waiting=_int(session.scalar(
+            select(func.count()).select_from(Prescription).where(prescriptions_waiting_condition())
+        )),
+    )
+    if stock:
+        result.below_reorder = _int(session.scalar(
+            select(func.count()).select_from(Medicine).where(below_reorder_condition(today))
+        ))
+        result.expiring_soon = _int(session.scalar(
+            select(func.count()).select_from(StockBatch).where(expiring_condition(today))
+        ))
+        result.expired_active = _int(session.scalar(
+            select(func.count()).select_from(StockBatch).where(expired_active_condition(today))
+        ))
+    return result
+
+
+@dataclass
+class Totals:
+    """How many rows the main lists hold (each figure matches its unfiltered list).
+
+    Attributes:
+        patients (int), doctors (int), departments (int), appointments (int),
+        schedules (int): row counts.
+    """
+
+    patients: int
+    doctors: int
+    departments: int
+    appointments: int
+    schedules: int
+
+
+def totals(session: Session) -> Totals:
+    """Count patients, doctors, departments, appointments and clinic sessions (one query)."""
+    models = (Patient, Doctor, Department, Appointment, Schedule)
+    row = session.execute(
+        select(*(select(func.count()).select_from(m).scalar_subquery() for m in models))
+    ).one()
+    return Totals(*(int(n) for n in row))
