@@ -5,6 +5,8 @@
     python main.py migrate               upgrade the schema to the newest revision
     python main.py seed [--scale N] [--seed S]
     python main.py create-staff USERNAME --role ROLE [--full-name NAME]
+    python main.py backup [PATH]         consistent backup while the portal runs
+    python main.py restore PATH          restore a backup into an empty database and verify it
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     staff.add_argument("--role", required=True, choices=["admin", "receptionist", "doctor", "nurse", "pharmacist"])
     staff.add_argument("--full-name", default=None)
     staff.add_argument("--doctor-id", type=int, default=None, help="the Doctor row of a doctor's account")
+    backup = sub.add_parser("backup", help="write a consistent backup of the database (the portal may keep running)")
+    backup.add_argument(
+        "path", nargs="?", default=None,
+        help="new directory, or archive ending .tar.gz; an existing directory gets a "
+             "portal-<UTC time> backup inside (default: backups/portal-<UTC time>)",
+    )
+    restore = sub.add_parser("restore", help="restore a backup into an empty database, verify it, upgrade it")
+    restore.add_argument("path", help="backup directory or .tar.gz archive")
     return parser
 
 

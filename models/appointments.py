@@ -25,11 +25,13 @@ class AppointmentStatus(str, enum.Enum):
 
 
 #: Statuses that hold a place in the session (count towards ``booked_count``).
+#: Only cancelling releases a place; a no-show used its place.
 ACTIVE_STATUSES = (
     AppointmentStatus.pending,
     AppointmentStatus.confirmed,
     AppointmentStatus.checked_in,
     AppointmentStatus.completed,
+    AppointmentStatus.no_show,
 )
 
 
@@ -47,7 +49,7 @@ class Appointment(SQLModel, table=True):
     ``doctor_id``, ``department_id`` and ``session_date`` are copied from the schedule
     at booking time so the busiest lists filter on one indexed table.
     ``active_marker`` is 1 (set by the booking service) while the appointment holds its place and NULL once
-    cancelled or a no-show; the unique key (schedule, patient, active_marker) lets the
+    cancelled; the unique key (schedule, patient, active_marker) lets the
     database itself refuse a second active booking of one patient in one session.
     ``submission_key`` is the one-time form token of an online booking, so a repeated
     submission finds the first result instead of booking twice.

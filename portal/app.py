@@ -1,14 +1,23 @@
-"""The ASGI application: the staff admin at /admin and (later) the patient pages at /."""
+"""The ASGI application: the staff admin at /admin and the patient pages at /.
+
+Around it: :class:`portal.faults.FaultBarrier` (outermost; a fault is a 503 or plain
+500 page, never a hang or a traceback), :class:`portal.limits.BodySizeLimit`
+(request bodies above 1 MiB get 413) and strict security headers on every path
+outside ``/admin``. The fault handlers are installed on the app and on the admin's
+own sub-app.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse, RedirectResponse
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.engine import Engine
 
 from portal.db import get_engine
+from portal.faults import FaultBarrier, install_error_handlers
+from portal.limits import BodySizeLimit
 from portal.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -21,8 +30,12 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         engine (Engine | None): database engine; the one for ``DATABASE_URL`` when omitted.
 
     Returns:
-        FastAPI: the app, with the admin mounted at ``/admin``.
+        FastAPI: the app, with the admin mounted at ``/admin`` and the patient pages at ``/``
+        (strict security headers on every path outside ``/admin``), fault pages and the
+        request body limit.
     """
+    from portal import booking
+    from portal.security.headers import SecurityHeadersMiddleware
     from views import create_admin  # views import services; keep app import light
 
     engine = engine or get_engine()
@@ -35,9 +48,11 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         """A constant answer: the throughput ceiling for benchmarks."""
         return PlainTextResponse("ok")
 
-    @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse("/admin/", status_code=302)
-
-    create_admin(app, engine)
+    admin = create_admin(app, engine)
+    booking.install(app)
+    install_error_handlers(app)
+    install_error_handlers(admin.admin)  # sqladmin's sub-app handles its own errors
+    app.add_middleware(SecurityHeadersMiddleware, exclude_prefixes=(booking.ADMIN_PREFIX,))
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(FaultBarrier)  # added last: the outermost of the portal's middleware
     return app

@@ -7,6 +7,8 @@ import getpass
 import logging
 import sys
 
+from sqlalchemy.engine import make_url
+
 from portal import schema
 from portal.db import get_engine, transaction
 from portal.settings import get_settings
@@ -87,6 +89,63 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Write a consistent backup of ``DATABASE_URL`` (``PATH`` optional) and summarise it.
+
+    Returns:
+        int: 0 when the backup is complete, 2 when it was refused or failed (nothing
+        is left at the path then).
+    """
+    from pathlib import Path
+
+    from portal.backup import BackupError, backup
+
+    try:
+        report = backup(get_settings().database_url, Path(args.path) if args.path else None, progress=_say)
+    except BackupError as exc:
+        _say(f"Backup failed: {exc.message}")
+        return 2
+    manifest = report.manifest
+    counts = manifest["row_counts"]
+    _say("")
+    _say(f"Backup written to {report.path} in {report.seconds:.1f} s:")
+    _say(f"  backend          {manifest['backend']} ({manifest['server_version']})")
+    _say(f"  schema revision  {manifest['schema_revision']}")
+    _say(f"  tables           {len(counts)} ({sum(counts.values()):,} rows)")
+    for name, entry in manifest["files"].items():
+        _say(f"  {name:<16} {entry['bytes']:,} bytes, sha256 {entry['sha256']}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore the backup at ``PATH`` into the empty ``DATABASE_URL``, verify and summarise.
+
+    Returns:
+        int: 0 when restored and verified, 2 when refused or failed (the message says
+        whether the target was left untouched or emptied again).
+    """
+    from portal.backup import BackupError, restore
+
+    try:
+        report = restore(get_settings().database_url, args.path, progress=_say)
+    except BackupError as exc:
+        _say(f"Restore failed: {exc.message}")
+        return 2
+    manifest = report.manifest
+    _say("")
+    target = make_url(get_settings().database_url).render_as_string(hide_password=True)
+    _say(f"Restored {args.path} into {target} "
+         f"in {report.seconds:.1f} s:")
+    _say(f"  made             {manifest.get('created_at')} from {manifest.get('source')}")
+    _say(f"  tables verified  {len(report.counts)} ({sum(report.counts.values()):,} rows, "
+         f"as in the manifest)")
+    if report.upgraded_to:
+        _say(f"  schema           upgraded from {manifest['schema_revision']} to {report.upgraded_to}")
+    else:
+        _say(f"  schema revision  {manifest['schema_revision']} (current)")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Upgrade the schema, seed an empty database with the demo hospital, then serve."""
     import uvicorn
@@ -118,4 +177,6 @@ COMMANDS = {
     "migrate": cmd_migrate,
     "seed": cmd_seed,
     "create-staff": cmd_create_staff,
+    "backup": cmd_backup,
+    "restore": cmd_restore,
 }

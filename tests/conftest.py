@@ -31,6 +31,22 @@ from portal.db import build_engine  # noqa: E402
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
+def _drop_database(admin: Engine, name: str) -> None:
+    """Drop a test database, first ending any connection still open on it (a leaked
+    connection would otherwise hold a metadata lock and make DROP wait forever)."""
+    with admin.connect() as conn:
+        ids = conn.scalars(
+            text("SELECT id FROM information_schema.processlist WHERE db = :db AND id <> CONNECTION_ID()"),
+            {"db": name},
+        ).all()
+        for pid in ids:
+            try:
+                conn.exec_driver_sql(f"KILL {int(pid)}")
+            except Exception:  # already gone
+                pass
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+
+
 def _mysql_server_url() -> str | None:
     return os.environ.get("TEST_DATABASE_URL") or None
 
@@ -57,8 +73,7 @@ def db_url() -> Iterator[str]:
             from portal.db import dispose_engines
 
             dispose_engines()
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+            _drop_database(admin, name)
             admin.dispose()
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -84,8 +99,7 @@ def fresh_db_url(tmp_path) -> Iterator[str]:
         from portal.db import dispose_engines
 
         dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        _drop_database(admin, name)
         admin.dispose()
 
 

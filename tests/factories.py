@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from models import (
@@ -21,6 +21,7 @@ from models import (
     Doctor,
     Gender,
     Icd10Code,
+    BatchStatus,
     Medicine,
     MovementKind,
     Patient,
@@ -37,6 +38,7 @@ from models import (
 )
 from portal.db import transaction
 from portal.security.passwords import hash_password
+from portal.services.actor import Actor
 from portal.settings import get_settings
 
 PASSWORD = "correct-horse-battery"
@@ -136,6 +138,11 @@ def make_icd10(engine: Engine, code: str = "I10", title: str = "Essential (prima
     return _save(engine, Icd10Code(code=code, title=title))
 
 
+def actor_for(staff: StaffUser) -> Actor:
+    """The service-layer Actor of a staff user."""
+    return Actor(username=staff.username, user_id=staff.id, role=staff.role.value)
+
+
 def local_datetime(day: date, at: time) -> datetime:
     """The aware UTC instant of local wall-clock ``at`` on ``day`` in the hospital's zone."""
     return datetime.combine(day, at, tzinfo=get_settings().tz).astimezone(UTC)
@@ -180,12 +187,90 @@ def make_batch(
     medicine: Medicine,
     quantity: int = 100,
     expiry: date | None = None,
+    lot_number: str | None = None,
+    unit_cost: int = 30,
+    status: BatchStatus = BatchStatus.active,
+) -> StockBatch:
+    """A batch received through ``stock.receive_stock`` (so the ledger holds its receipt).
+
+    ``expiry`` defaults to a year ahead; a past expiry is received "in the past" (with
+    ``today`` the day before it). ``status`` other than active is then set directly.
+    """
+    from sqlalchemy import update
+
+    from portal.services.stock import receive_stock
+
+    n = next(_seq)
+    expiry = expiry or local_today() + timedelta(days=365)
+    with transaction(engine) as session:
+        batch = receive_stock(
+            session, medicine_id=medicine.id, lot_number=lot_number or f"LOT{n:05d}", expiry_date=expiry,
+            quantity=quantity, unit_cost=unit_cost, actor=Actor(username="factory"),
+            today=min(local_today(), expiry - timedelta(days=1)),
+        )
+        if status != BatchStatus.active:
+            session.execute(update(StockBatch).where(StockBatch.id == batch.id).values(status=status))
+            batch = session.get(StockBatch, batch.id, populate_existing=True)
+        session.expunge(batch)
+    return batch
+
+
+def make_prescription(
+    engine: Engine,
+    *,
+    patient: Patient | None = None,
+    doctor: Doctor | None = None,
+    items: list[tuple[Medicine, int]],
+    status: PrescriptionStatus = PrescriptionStatus.issued,
+    **kw,
+) -> Prescription:
+    """A prescription with one line per ``(medicine, quantity)``; ``items`` loaded, ordered by id."""
+    from sqlalchemy.orm import selectinload
+
+    n = next(_seq)
+    patient = patient or make_patient(engine)
+    doctor = doctor or make_doctor(engine)
+    kw.setdefault("number", f"RX-TEST-{n:06d}")
+    with transaction(engine) as session:
+        rx = Prescription(patient_id=patient.id, doctor_id=doctor.id, status=status, **kw)
+        session.add(rx)
+        session.flush()
+        for medicine, quantity in items:
+            session.add(PrescriptionItem(
+                prescription_id=rx.id, medicine_id=medicine.id, quantity=quantity, dosage="1 tablet twice daily",
+            ))
+        session.flush()
+        rx = session.scalars(
+            select(Prescription).where(Prescription.id == rx.id)
+            .options(selectinload(Prescription.items)).execution_options(populate_existing=True)
+        ).one()
+        rx.items.sort(key=lambda item: item.id)
+        session.expunge_all()
+    return rx
+
+
+def assert_ledger_consistent(engine: Engine) -> None:
+    """Fail unless ``stock.check_stock_ledger`` finds every batch equal to its movements."""
+    from portal.services.stock import check_stock_ledger
+
+    with transaction(engine, write=False) as session:
+        problems = check_stock_ledger(session)
+    assert problems == [], [str(p) for p in problems]
+
+
+def make_received_batch(
+    engine: Engine,
+    *,
+    medicine: Medicine,
+    quantity: int = 100,
+    expiry: date | None = None,
     unit_cost: int = 30,
     status: BatchStatus = BatchStatus.active,
     received_at: datetime | None = None,
     **kw,
 ) -> StockBatch:
-    """Insert a batch of ``medicine`` and its receipt movement (the ledger stays exact)."""
+    """Insert a batch of ``medicine`` received at ``received_at`` and its receipt movement
+    (the ledger stays exact), without the stock service: for report figures by date."""
     n = next(_seq)
     received_at = received_at or datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
     batch = _save(engine, StockBatch(
@@ -221,7 +306,7 @@ def make_movement(
     ))
 
 
-def make_prescription(
+def make_prescription_lines(
     engine: Engine,
     *,
     doctor: Doctor,

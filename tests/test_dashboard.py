@@ -37,12 +37,12 @@ from tests.factories import (
     local_today,
     login,
     make_appointment,
-    make_batch,
+    make_received_batch,
     make_department,
     make_doctor,
     make_medicine,
     make_patient,
-    make_prescription,
+    make_prescription_lines,
     make_schedule,
     make_staff,
 )
@@ -84,12 +84,12 @@ def day(engine, now):
 
     for status in (PrescriptionStatus.issued, PrescriptionStatus.partially_dispensed,
                    PrescriptionStatus.dispensed, PrescriptionStatus.cancelled):
-        make_prescription(engine, doctor=d1, status=status)
+        make_prescription_lines(engine, doctor=d1, status=status)
 
     def med(reorder, *batches, active=True):
         m = make_medicine(engine, reorder_level=reorder, is_active=active)
         for qty, days, status in batches:
-            make_batch(engine, medicine=m, quantity=qty, expiry=today + timedelta(days=days), status=status)
+            make_received_batch(engine, medicine=m, quantity=qty, expiry=today + timedelta(days=days), status=status)
         return m
 
     active = BatchStatus.active
@@ -125,7 +125,7 @@ def test_day_summary_and_queues(engine, day, now):
     q = _read(engine, dashboard.session_queues, day=day.today)
     assert q.total_sessions == 2
     assert [(x.doctor_name, x.booked, x.capacity, x.waiting) for x in q.sessions] == [
-        ("Chief Physician Dora One", 5, 10, 4), ("Dan Two", 2, 10, 2)]
+        ("Chief Physician Dora One", 6, 10, 4), ("Dan Two", 2, 10, 2)]  # a no-show used its place
     assert [(p.queue_number, p.patient_name, p.status) for p in q.sessions[0].next_patients] == [
         (2, "Pat Waiting", "checked_in"), (3, "Pat Confirmed", "confirmed"), (4, "Pat Pending", "pending"),
         (7, "Pat Late", "confirmed")]
@@ -202,6 +202,8 @@ def test_admin_dashboard_figures_and_links(client, day):
 def test_doctor_sees_only_their_own_day(client, day):
     page, sections = _dashboard(client, day.users.doctor)
     assert list(sections) == ["today", "queues", "bookings", "totals"]
+    # Hospital-wide counts only of lists that hold every row for a doctor.
+    assert [label for label, _, _ in sections["totals"]] == ["Doctors", "Departments"]
     assert "Your day," in page.text and "Your sessions: next patients" in page.text
     today = dict((label, value) for label, value, _ in sections["today"])
     assert today == {"Clinic sessions": "1", "Running now": "1", "Pending to confirm": "1", "Confirmed": "2",
@@ -234,11 +236,12 @@ def test_pharmacist_sees_pharmacy_first_and_receptionist_no_stock(client, day):
     assert [label for label, _, _ in sections["pharmacy"]] == [
         "Prescriptions waiting", "Past expiry, still active", "Expiring within 30 days", "Below reorder level"]
     assert "Pat Waiting" not in page.text
+    # Only figures whose lists the pharmacist may open (views.permissions): no appointments.
+    assert list(sections) == ["pharmacy", "dispensing"]
     client.get("/admin/logout")
     page, sections = _dashboard(client, day.users.receptionist)
-    assert list(sections) == ["today", "trend", "bookings", "pharmacy", "totals"]
-    assert [label for label, _, _ in sections["pharmacy"]] == ["Prescriptions waiting"]
-    for text in ("Below reorder level", "Expiring within", "Past expiry"):
+    assert list(sections) == ["today", "trend", "bookings", "totals"]
+    for text in ("Prescriptions waiting", "Below reorder level", "Expiring within", "Past expiry"):
         assert text not in page.text
 
 

@@ -42,12 +42,13 @@ from tests.factories import (
     local_today,
     login,
     make_appointment,
-    make_batch,
+    make_received_batch,
     make_department,
     make_doctor,
     make_medicine,
     make_movement,
-    make_prescription,
+    make_patient,
+    make_prescription_lines,
     make_schedule,
     make_staff,
 )
@@ -85,18 +86,18 @@ def hospital(engine):
     m2 = make_medicine(engine, name="ibuprofen", strength="400 mg", form="Tablet", unit="tablet", unit_price=80)
     m3 = make_medicine(engine, name="insulin", strength="100 IU/ml", form="Injection", unit="vial", unit_price=1000)
     today = local_today()
-    b1_ = make_batch(engine, medicine=m1, quantity=500, unit_cost=100)
-    b2 = make_batch(engine, medicine=m2, quantity=100, unit_cost=50, expiry=today - timedelta(days=5))
-    make_batch(engine, medicine=m3, quantity=10, unit_cost=700, expiry=today + timedelta(days=10))
-    make_batch(engine, medicine=m3, quantity=0, unit_cost=700, status=BatchStatus.depleted)
-    make_batch(engine, medicine=m1, quantity=50, unit_cost=100, status=BatchStatus.quarantined)
+    b1_ = make_received_batch(engine, medicine=m1, quantity=500, unit_cost=100)
+    b2 = make_received_batch(engine, medicine=m2, quantity=100, unit_cost=50, expiry=today - timedelta(days=5))
+    make_received_batch(engine, medicine=m3, quantity=10, unit_cost=700, expiry=today + timedelta(days=10))
+    make_received_batch(engine, medicine=m3, quantity=0, unit_cost=700, status=BatchStatus.depleted)
+    make_received_batch(engine, medicine=m1, quantity=50, unit_cost=100, status=BatchStatus.quarantined)
 
-    _, (rx_a_m1, rx_a_m2) = make_prescription(engine, doctor=a1, appointment=s1a[0],
+    _, (rx_a_m1, rx_a_m2) = make_prescription_lines(engine, doctor=a1, appointment=s1a[0],
                                               status=PrescriptionStatus.dispensed, lines=[(m1, 10), (m2, 20)])
-    _, (rx_b_m1,) = make_prescription(engine, doctor=b1, appointment=s4a[0],
+    _, (rx_b_m1,) = make_prescription_lines(engine, doctor=b1, appointment=s4a[0],
                                       status=PrescriptionStatus.dispensed, lines=[(m1, 5)])
-    _, (rx_old,) = make_prescription(engine, doctor=a1, status=PrescriptionStatus.dispensed, lines=[(m1, 3)])
-    _, (rx_late,) = make_prescription(engine, doctor=a1, status=PrescriptionStatus.dispensed, lines=[(m2, 4)])
+    _, (rx_old,) = make_prescription_lines(engine, doctor=a1, status=PrescriptionStatus.dispensed, lines=[(m1, 3)])
+    _, (rx_late,) = make_prescription_lines(engine, doctor=a1, status=PrescriptionStatus.dispensed, lines=[(m2, 4)])
 
     def dispense(batch, qty, day, at, item):
         make_movement(engine, batch=batch, kind=MovementKind.dispense, quantity=-qty,
@@ -175,17 +176,18 @@ def test_doctor_workload(engine, hospital):
     w = _read(engine, reports.doctor_workload, _filters())
     rows = [(r.doctor_id, r.doctor_name, r.sessions, r.capacity, r.booked, r.completed) for r in w.rows]
     assert rows == [
-        (hospital.a1.id, "Chief Physician Alice Wang", 2, 15, 7, 4),
-        (hospital.b1.id, "Attending Physician Bei Chen", 2, 14, 5, 2),
+        (hospital.a1.id, "Chief Physician Alice Wang", 2, 15, 8, 4),
+        (hospital.b1.id, "Attending Physician Bei Chen", 2, 14, 7, 2),
     ]
-    assert w.rows[0].capacity_used == pytest.approx(7 / 15)
-    assert w.rows[1].capacity_used == pytest.approx(5 / 14)
+    # A no-show used its place (models.ACTIVE_STATUSES), so it counts as booked.
+    assert w.rows[0].capacity_used == pytest.approx(8 / 15)
+    assert w.rows[1].capacity_used == pytest.approx(7 / 14)
     t = w.total
-    assert (t.sessions, t.capacity, t.booked, t.completed) == (4, 29, 12, 6)
-    assert t.capacity_used == pytest.approx(12 / 29)
+    assert (t.sessions, t.capacity, t.booked, t.completed) == (4, 29, 15, 6)
+    assert t.capacity_used == pytest.approx(15 / 29)
     only_derm = _read(engine, reports.doctor_workload, _filters(hospital.derm.id, "Dermatology"))
     assert [(r.doctor_name, r.sessions, r.capacity, r.booked, r.completed) for r in only_derm.rows] == [
-        ("Attending Physician Bei Chen", 2, 14, 5, 2)]
+        ("Attending Physician Bei Chen", 2, 14, 7, 2)]
     # A2's only session in the range is cancelled: A2 does not appear at all.
     assert hospital.a2.id not in {r.doctor_id for r in w.rows}
     assert _read(engine, reports.doctor_workload, _filters(start=date(2025, 1, 1), end=date(2025, 1, 2))).is_empty
@@ -319,12 +321,12 @@ def test_workload_page_and_csv(client, hospital):
     login(client, hospital.admin.username)
     base = "/admin/reports/doctor-workload?" + _q(date_from=START, date_to=END)
     page = client.get(base)
-    assert _figures(page.text) == {"Doctors": "2", "Sessions": "4", "Capacity used": "41.4%", "Completed visits": "6"}
+    assert _figures(page.text) == {"Doctors": "2", "Sessions": "4", "Capacity used": "51.7%", "Completed visits": "6"}
     assert _csv(client.get(base + "&export=per-doctor")) == [
         ["Doctor", "Sessions", "Places", "Booked", "Capacity used", "Completed visits"],
-        ["Chief Physician Alice Wang", "2", "15", "7", "46.7", "4"],
-        ["Attending Physician Bei Chen", "2", "14", "5", "35.7", "2"],
-        ["Total", "4", "29", "12", "41.4", "6"],
+        ["Chief Physician Alice Wang", "2", "15", "8", "53.3", "4"],
+        ["Attending Physician Bei Chen", "2", "14", "7", "50.0", "2"],
+        ["Total", "4", "29", "15", "51.7", "6"],
     ]
 
 

@@ -10,9 +10,11 @@ from starlette.applications import Starlette
 from portal.db import session_factory
 from portal.services import change_audit
 from portal.settings import get_settings
+from views.account import ChangePasswordView
 from views.appointments import AppointmentView, EncounterView
 from views.audit import AuditEventView
 from views.auth import AdminAuth
+from views.authorization import PortalAuthorization, check_configuration
 from views.clinic import DepartmentView, DoctorView, Icd10CodeView, ScheduleView
 from views.dashboard import PortalAdmin
 from views.patients import PatientView
@@ -37,6 +39,7 @@ ALL_VIEWS = [
     *REPORT_VIEWS,
     Icd10CodeView,
     StaffUserView, AuditEventView,
+    ChangePasswordView,
 ]
 
 
@@ -45,7 +48,9 @@ def create_admin(app: Starlette, engine: Engine) -> PortalAdmin:
     dashboard (``views.dashboard``) and its "Reports" menu holds ``views.reports``.
 
     Admin sessions carry ``audit_changes=True`` so every create, edit and delete is
-    audited in its own transaction (``portal.services.change_audit``).
+    audited in its own transaction (``portal.services.change_audit``). Every route asks
+    ``PortalAuthorization`` (the table in ``views.permissions``); the table is checked
+    against the views at start-up.
     """
     change_audit.install()
     admin = PortalAdmin(
@@ -56,7 +61,9 @@ def create_admin(app: Starlette, engine: Engine) -> PortalAdmin:
         base_url="/admin",
         templates_dir=str(TEMPLATES_DIR),
         authentication_backend=AdminAuth(engine),
+        authorization_backend=PortalAuthorization(),
     )
     for view in ALL_VIEWS:
         admin.add_view(view)
+    check_configuration(admin)
     return admin

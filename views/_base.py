@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 
 from portal.settings import get_settings
+from views._access import RowScopedView
 
 
 def local_datetime(value: datetime | None) -> str:
@@ -95,8 +96,10 @@ _FK_PATTERNS = (
 )
 
 
-class PortalModelView(ModelView):
-    """Base for every admin view: hospital-time formatting, readable errors, safe delete.
+class PortalModelView(RowScopedView, ModelView):
+    """Base for every admin view: row scope, hospital-time formatting, readable errors, safe delete.
+
+    Which rows a user sees and may pick is each view's ``scope()`` (``views._access``).
 
     Class attributes (besides sqladmin's own):
         constraint_messages (dict[str, str]): constraint or column name -> sentence
@@ -145,6 +148,7 @@ class PortalModelView(ModelView):
         for key, value in list(data.items()):
             if isinstance(value, datetime) and value.tzinfo is None:
                 data[key] = value.replace(tzinfo=tz).astimezone(UTC)
+        await self.check_related_choices(request, data, model, is_created)
         self.validate_model(data, model, is_created)
 
     async def get_form_data_for_edit(self, obj: Any) -> dict[str, Any]:

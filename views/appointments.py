@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from sqladmin import expose
 from sqladmin.filters import ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+from sqladmin.flash import Flash
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from models import Appointment, AppointmentStatus, BookingChannel, Department, Doctor, Encounter
+from portal.db import run_in_transaction
+from portal.services import appointments
+from portal.services.errors import DomainError
+from views._access import by_role
+from views._actions import ActionsMixin, PageLink, row_action
 from views._base import LocalDateTimeFilter, PortalModelView
+from views._booking import BookForm, book_from_form, lookup_results, selection_texts
+from views._forms import ReasonForm
 
 
-class AppointmentView(PortalModelView, model=Appointment):
+class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
     """Appointments. Status, queue number and the place taken change only through
     the workflow actions (book, confirm, check in, complete, cancel, no-show), so the
     generic create and edit forms are off; staff book through the services."""
@@ -35,6 +47,96 @@ class AppointmentView(PortalModelView, model=Appointment):
     ]
     column_details_exclude_list = [Appointment.active_marker, Appointment.submission_key]
     column_export_exclude_list = [Appointment.active_marker, Appointment.submission_key]
+    page_links = [PageLink("book", "Book appointment", "page_book")]
+
+    def scope(self, request, stmt):
+        """Doctors see their own appointments."""
+        return by_role(request, stmt, doctor=lambda me: Appointment.doctor_id == me.doctor_id)
+
+    # -- workflow actions (each calls one service function per selected row) ----------
+    @row_action("confirm", "Confirm", done="confirmed",
+                explain="Each selected appointment goes from pending to confirmed.")
+    def action_confirm(self, session, pk, *, actor, data):
+        """Confirm a pending booking."""
+        appointments.confirm(session, pk, actor=actor)
+
+    @row_action("check-in", "Check in", done="checked in",
+                explain="Registers that the patient has arrived: pending or confirmed appointments "
+                "of today's sessions become checked in.")
+    def action_check_in(self, session, pk, *, actor, data):
+        """Register the patient's arrival."""
+        appointment = appointments.check_in(session, pk, actor=actor)
+        return f"no. {appointment.queue_number}"
+
+    @row_action("complete", "Complete", done="completed",
+                explain="Closes the visit of each selected checked-in appointment.")
+    def action_complete(self, session, pk, *, actor, data):
+        """Close a visit."""
+        appointments.complete(session, pk, actor=actor)
+
+    @row_action("cancel", "Cancel appointment", done="cancelled", form=ReasonForm, danger=True,
+                title="Cancel {count} {noun}",
+                explain="Each selected pending or confirmed appointment is cancelled with the reason "
+                "below, and its place in the clinic session becomes free again.")
+    def action_cancel(self, session, pk, *, actor, data):
+        """Cancel a booking and release its place."""
+        appointments.cancel(session, pk, actor=actor, reason=data["reason"])
+
+    @row_action("no-show", "Mark no-show", done="marked as no-show", title="Mark {count} {noun} as no-show",
+                explain="Records that the patient did not come. Only confirmed appointments whose "
+                "session has ended can be marked; the place stays used.")
+    def action_no_show(self, session, pk, *, actor, data):
+        """Record that a confirmed patient did not come."""
+        appointments.mark_no_show(session, pk, actor=actor)
+
+    # -- front desk booking page --------------------------------------------------------
+    @expose("/book", methods=["GET", "POST"])
+    async def page_book(self, request: Request) -> Response:
+        """Book a patient into a clinic session (front desk or phone); calls ``appointments.book``."""
+        self.require_permission(request, "book")
+        if request.method == "GET":
+            form = BookForm(data={"schedule_id": _int_or_none(request.query_params.get("schedule_id"))})
+            status_code = 200
+        else:
+            posted = await request.form()
+            self.require_csrf(request, posted)
+            form = BookForm(formdata=posted)
+            if form.validate():
+                try:
+                    appointment_id, message = await run_in_threadpool(
+                        run_in_transaction, book_from_form, engine=self.engine,
+                        actor=self.actor(request), data=form.data,
+                    )
+                except DomainError as exc:
+                    form.attach_service_error(exc)
+                else:
+                    Flash.success(request, message)
+                    return RedirectResponse(
+                        request.url_for("admin:details", identity=self.identity, pk=appointment_id), status_code=303
+                    )
+            status_code = 400
+        form.schedule_id.lookup_url = form.patient_id.lookup_url = str(
+            request.url_for(f"admin:view-{self.identity}-page_book_lookup")
+        )
+        await run_in_threadpool(selection_texts, self.engine, form)
+        return await self.render(request, "portal/book.html", {"heading": "Book appointment", "form": form},
+                                 status_code=status_code)
+
+    @expose("/book/lookup", methods=["GET"])
+    async def page_book_lookup(self, request: Request) -> Response:
+        """Search answers for the booking page's pickers (``name`` = field, ``term`` = text)."""
+        self.require_permission(request, "book")
+        name = request.query_params.get("name", "")
+        term = request.query_params.get("term", "").strip()[:60]
+        results = await run_in_threadpool(lookup_results, self.engine, name, term)
+        return JSONResponse({"results": results})
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 class EncounterView(PortalModelView, model=Encounter):
@@ -60,6 +162,11 @@ class EncounterView(PortalModelView, model=Encounter):
         "doctor": {"fields": ("full_name",), "order_by": "full_name"},
     }
     constraint_messages = {"appointment_id": "This appointment already has an encounter."}
+    owner_field = "doctor"
+
+    def scope(self, request, stmt):
+        """Doctors see (and write) only their own encounters."""
+        return by_role(request, stmt, doctor=lambda me: Encounter.doctor_id == me.doctor_id)
 
     def validate_model(self, data, model, is_created):
         if not (data.get("chief_complaint") or "").strip():

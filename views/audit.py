@@ -29,3 +29,12 @@ class AuditEventView(PortalModelView, model=AuditEvent):
         OperationColumnFilter(AuditEvent.entity_id, title="Row id"),
         LocalDateTimeFilter(AuditEvent.occurred_at, title="Date"),
     ]
+
+    async def list_context(self, request):
+        """Name the row when the list is one row's history (the detail pages' History link)."""
+        entity = request.query_params.get("entity")
+        row = request.query_params.get("entity_id")
+        if entity and entity != "__all" and row:
+            return {"title": f"History of {entity.replace('_', ' ')} #{row}",
+                    "subtitle": "every recorded change, action, login and export of this row, newest first"}
+        return {}

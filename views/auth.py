@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from models import StaffUser
 from portal.db import transaction
+from portal.security import login_throttle
 from portal.security.passwords import verify_password
 from portal.services import audit
 from portal.services.actor import Actor, current_actor
@@ -56,6 +57,10 @@ class AdminAuth(AuthenticationBackend):
         self.engine = engine
 
     async def login(self, request: Request) -> bool:
+        """Check the form's credentials (throttled); on success start a fresh session.
+
+        A refusal while throttled leaves its sentence in ``request.state.login_refusal``.
+        """
         form = await request.form()
         username = str(form.get("username", ""))[:60].strip()
         password = str(form.get("password", ""))[:1024]
@@ -64,31 +69,42 @@ class AdminAuth(AuthenticationBackend):
 
     def _login_sync(self, request: Request, username: str, password: str) -> bool:
         ip = client_ip(request)
+        now = utcnow()
         with transaction(self.engine) as session:
             user = session.query(StaffUser).filter(StaffUser.username == username).one_or_none()
-            ok = verify_password(user.password_hash if user else None, password)
+            wait = login_throttle.wait_time(session, username=username, user=user, ip=ip, now=now)
+            ok = wait is None and verify_password(user.password_hash if user else None, password)
             if not (ok and user and user.is_active):
+                if wait is None:
+                    wait = login_throttle.record_failure(session, username=username, user=user, ip=ip, now=now)
+                    why = "" if user is None or user.is_active or not ok else " (account inactive)"
+                else:
+                    why = " (refused: too many failed attempts)"
                 audit.record(
                     session,
                     actor=Actor(username=username or "(blank)", user_id=user.id if user else None, ip=ip),
                     action="login_failed", entity="staff_user",
                     entity_id=user.id if user else None,
-                    summary="Failed login" + ("" if user is None or user.is_active or not ok else " (account inactive)"),
+                    summary="Failed login" + why,
                 )
+                if wait is not None:
+                    request.state.login_refusal = login_throttle.refusal_message(wait)
                 return False
-            user.last_login_at = utcnow()
+            login_throttle.record_success(session, user=user)
+            user.last_login_at = now
             audit.record(
                 session, actor=actor_for(user, request), action="login", entity="staff_user",
                 entity_id=user.id, summary=f"{user.username} logged in",
             )
-            now = int(time.time())
+            stamp = int(now.timestamp())
             request.session.clear()
             request.session.update(
-                {"uid": user.id, "epoch": user.session_epoch, "iat": now, "seen": now}
+                {"uid": user.id, "epoch": user.session_epoch, "iat": stamp, "seen": stamp}
             )
         return True
 
     async def logout(self, request: Request) -> bool:
+        """Audit the logout and clear the session."""
         await run_in_threadpool(self._logout_sync, request)
         request.session.clear()
         return True
@@ -105,10 +121,12 @@ class AdminAuth(AuthenticationBackend):
                     )
 
     async def authenticate(self, request: Request) -> bool:
+        """True when the request carries a still valid staff session (see ``load_staff``)."""
         user = await load_staff(request, self.engine)
         return user is not None
 
     async def get_user_id(self, request: Request):
+        """The staff user id of the session (for sqladmin)."""
         return request.session.get("uid")
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+from sqlalchemy import func, select
 
-from models import Appointment, Department, Doctor, DoctorDepartment, Icd10Code, Schedule, ScheduleStatus
-from portal.services import dashboard, reports
+from models import Appointment, AppointmentStatus, Department, Doctor, DoctorDepartment, Icd10Code, Schedule, ScheduleStatus
+from portal.services import appointments, dashboard, reports
+from views._access import by_role
+from views._actions import ActionsMixin, row_action
 from views._base import PortalModelView, money
 from views._filters import PresetFilter
+from views._forms import ReasonForm
 
 
 def _running_now():
@@ -55,7 +59,29 @@ class DoctorView(PortalModelView, model=Doctor):
     delete_blockers = [(Schedule.doctor_id, "clinic sessions")]
 
 
-class ScheduleView(PortalModelView, model=Schedule):
+def _cancel_session_preview(view, session, rows, form, user) -> dict[int, str]:
+    """Per session: how many appointments cancelling it would cancel."""
+    counts = session.execute(
+        select(Appointment.schedule_id, Appointment.status, func.count())
+        .where(Appointment.schedule_id.in_([s.id for s in rows]))
+        .group_by(Appointment.schedule_id, Appointment.status)
+    ).all()
+    by_session: dict[int, dict[AppointmentStatus, int]] = {}
+    for schedule_id, status, n in counts:
+        by_session.setdefault(schedule_id, {})[status] = n
+    notes = {}
+    for schedule in rows:
+        c = by_session.get(schedule.id, {})
+        open_ = c.get(AppointmentStatus.pending, 0) + c.get(AppointmentStatus.confirmed, 0)
+        seen = c.get(AppointmentStatus.checked_in, 0) + c.get(AppointmentStatus.completed, 0)
+        note = f"{open_} appointment{'s' if open_ != 1 else ''} will be cancelled"
+        if seen:
+            note += f"; {seen} patient{'s' if seen != 1 else ''} already checked in or seen"
+        notes[schedule.id] = note + "."
+    return notes
+
+
+class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
     """Clinic sessions. ``booked_count`` and ``status`` change only through the services."""
 
     name = "Clinic session"
@@ -95,6 +121,10 @@ class ScheduleView(PortalModelView, model=Schedule):
     }
     delete_blockers = [(Appointment.schedule_id, "appointments")]
 
+    def scope(self, request, stmt):
+        """Doctors see their own clinic sessions."""
+        return by_role(request, stmt, doctor=lambda me: Schedule.doctor_id == me.doctor_id)
+
     def validate_model(self, data, model, is_created):
         start, end = data.get("start_time"), data.get("end_time")
         if start and end and end <= start:
@@ -114,6 +144,34 @@ class ScheduleView(PortalModelView, model=Schedule):
             or (data.get("department") and str(data["department"]) != str(model.department_id))
         ):
             raise ValueError("A session with bookings cannot move to another doctor or department.")
+
+    def row_label(self, row: Schedule) -> str:
+        """``#12 2026-11-20 08:00 Dr Wang``: the session as staff recognise it."""
+        doctor = row.__dict__.get("doctor")
+        return f"#{row.id} {row.session_date} {row.start_time:%H:%M}" + (f" {doctor.full_name}" if doctor else "")
+
+    # -- workflow actions ---------------------------------------------------------------
+    @row_action("close", "Close booking", done="closed for booking", title="Close booking for {count} {noun}",
+                explain="The selected open sessions stop taking new bookings; their appointments stay as they are.")
+    def action_close(self, session, pk, *, actor, data):
+        """Stop taking bookings for a session."""
+        appointments.close_schedule(session, pk, actor=actor)
+
+    @row_action("reopen", "Reopen booking", done="reopened for booking", title="Reopen booking for {count} {noun}",
+                explain="The selected closed sessions take bookings again (not once a session has ended).")
+    def action_reopen(self, session, pk, *, actor, data):
+        """Take bookings again."""
+        appointments.reopen_schedule(session, pk, actor=actor)
+
+    @row_action("cancel-session", "Cancel session", done="cancelled", form=ReasonForm, danger=True,
+                title="Cancel {count} {noun}", preview=_cancel_session_preview,
+                explain="The selected sessions will not run: every pending or confirmed appointment in them "
+                "is cancelled with the reason below, and the patients must be told. A session where "
+                "patients have already been seen cannot be cancelled.")
+    def action_cancel_session(self, session, pk, *, actor, data):
+        """Cancel a whole session and its open appointments."""
+        _, references = appointments.cancel_schedule(session, pk, actor=actor, reason=data["reason"])
+        return f"{len(references)} appointment{'s' if len(references) != 1 else ''} cancelled"
 
 
 class Icd10CodeView(PortalModelView, model=Icd10Code):

@@ -6,13 +6,16 @@ What is shown depends on the staff member's role (``request.state.staff.role``):
 role          sections, in order
 ============  ===========================================================================
 admin         today, trend, bookings to chase, pharmacy (with stock alerts), counts
-receptionist  today, trend, bookings to chase, pharmacy (prescriptions only, no stock), counts
+receptionist  today, trend, bookings to chase, counts (no pharmacy: no prescriptions, no stock)
 doctor        their own day, their sessions' next patients, their bookings to chase, counts
+              (doctors, departments: their own patients and visits are in their lists)
 nurse         today, the day's sessions with next patients, trend, bookings to chase, counts
-pharmacist    pharmacy (with stock alerts) first, dispensing of the last two weeks, today, counts
+pharmacist    pharmacy (with stock alerts) first, dispensing of the last two weeks
 ============  ===========================================================================
 
-Full permissions come later; this only decides what the page shows. Every figure links
+A figure is shown only when the role may open the list it links to
+(``views.permissions``), and a hospital-wide count only to a role that sees every row of
+that list; a section left empty is not shown. Every figure links
 to the admin list that holds the same rows (list filters in ``views/*.py``). The figures
 come from ``portal.services.dashboard``, the trend charts from ``portal.services.reports``.
 ``?day=YYYY-MM-DD`` shows another day's sessions and appointments; ``?department=<id>``
@@ -39,6 +42,9 @@ from portal.services import reports
 from portal.services.dashboard import EXPIRY_ALERT_DAYS
 from portal.services.reports import Grain, ReportFilters
 from views import _charts as charts
+from views import permissions
+from views._admin import SecureAdmin
+from views.authorization import allowed
 from views._format import install as install_formats
 
 #: Sections of the page per role, in order.
@@ -193,7 +199,18 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
         Tile("Appointments", t.appointments, _list_url(request, "appointment")),
         Tile("Clinic sessions", t.schedules, _list_url(request, "schedule")),
     ]
-    return {"today": today_tiles, "bookings": bookings, "pharmacy": pharmacy, "totals": totals}
+    sections = {"today": today_tiles, "bookings": bookings, "pharmacy": pharmacy, "totals": totals}
+    return {name: [t for t in tiles if _may_follow(role, t, hospital_wide=name == "totals")]
+            for name, tiles in sections.items()}
+
+
+def _may_follow(role: Role, tile: Tile, *, hospital_wide: bool) -> bool:
+    """Show a tile only when the role may open its list, and a hospital-wide count only
+    when the role's list holds every row (a doctor's patient list holds their own)."""
+    identity = URL(tile.url).path.rstrip("/").split("/")[-2]
+    if not allowed(role.value, identity, "list"):
+        return False
+    return not hospital_wide or permissions.sees_all_rows(role, identity)
 
 
 async def dashboard(admin: Admin, request: Request) -> Response:
@@ -224,6 +241,9 @@ async def dashboard(admin: Admin, request: Request) -> Response:
                               "Ask an administrator to link it.")
     summary: board.DaySummary = data["summary"]
     trend = data.get("trend")
+    tiles = _tiles(request, data, role=role, doctor_id=staff.doctor_id, day=day, today=today)
+    # A section left without a figure the role may follow is not shown.
+    data["layout"] = tuple(s for s in data["layout"] if s not in tiles or tiles[s])
     context = {
         **data,
         "title": "Dashboard",
@@ -238,7 +258,7 @@ async def dashboard(admin: Admin, request: Request) -> Response:
             "next": str(request.url.include_query_params(day=(day + timedelta(days=1)).isoformat())),
             "today": str(request.url.remove_query_params("day")),
         },
-        "tiles": _tiles(request, data, role=role, doctor_id=staff.doctor_id, day=day, today=today),
+        "tiles": tiles,
         "strip": _status_strip(summary.by_status) if summary.appointments else None,
         "trend_chart": charts.bar_chart(
             [r.label for r in trend.by_period],
@@ -249,8 +269,10 @@ async def dashboard(admin: Admin, request: Request) -> Response:
             short_labels=[r.label[5:] for r in trend.by_period], height=220, highlight=TREND_BACK,
         ) if trend is not None and not trend.is_empty else None,
         "dispensing_chart": _dispensing_chart(data.get("dispensing")),
-        "pharmacy_report_url": str(request.url_for("admin:view-pharmacy-report")),
-        "trend_url": str(request.url_for("admin:view-outpatient-volume")),
+        "pharmacy_report_url": str(request.url_for("admin:view-pharmacy-report"))
+        if allowed(role.value, "pharmacy-report", "list") else None,
+        "trend_url": str(request.url_for("admin:view-outpatient-volume"))
+        if allowed(role.value, "outpatient-volume", "list") else None,
         "schedule_day_url": _list_url(request, "schedule", held="yes", session_date=day.isoformat(),
                                       session_date_op="equals"),
         "statuses": {s.value: s.value.replace("_", " ") for s in AppointmentStatus},
@@ -260,9 +282,10 @@ async def dashboard(admin: Admin, request: Request) -> Response:
     )
 
 
-class PortalAdmin(Admin):
-    """The admin of the portal: sqladmin's, with the dashboard as its home page and the
-    number formats (``number``, ``yuan``, ``percent``, ``display``) in its templates."""
+class PortalAdmin(SecureAdmin):
+    """The admin of the portal: role-aware menu and throttled login (``views._admin``), the
+    dashboard as its home page and the number formats (``number``, ``yuan``, ``percent``,
+    ``display``) in its templates."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

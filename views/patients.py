@@ -5,6 +5,9 @@ from __future__ import annotations
 from sqladmin.filters import OperationColumnFilter, StaticValuesFilter
 
 from models import Appointment, Encounter, Gender, Patient, Prescription
+from sqlalchemy import select
+
+from views._access import by_role
 from views._base import LocalDateTimeFilter, PortalModelView
 
 
@@ -36,6 +39,15 @@ class PatientView(PortalModelView, model=Patient):
         (Encounter.patient_id, "encounters"),
         (Prescription.patient_id, "prescriptions"),
     ]
+
+    def scope(self, request, stmt):
+        """Doctors see the patients who have an appointment with them."""
+        return by_role(
+            request, stmt,
+            doctor=lambda me: Patient.id.in_(
+                select(Appointment.patient_id).where(Appointment.doctor_id == me.doctor_id)
+            ),
+        )
 
     def validate_model(self, data, model, is_created):
         from portal.services.patients import check_birth_date, normalise_phone

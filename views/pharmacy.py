@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from sqladmin import expose
 from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+from sqladmin.flash import Flash
+from sqladmin.pagination import Pagination
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from models import (
     BatchStatus,
@@ -15,34 +22,63 @@ from models import (
     StockMovement,
     Supplier,
 )
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from portal.services import dashboard, reports
+from portal.db import run_in_transaction, transaction
+from portal.services import dashboard, dispensing, reports, stock
+from portal.services.errors import DomainError
+from views._access import by_role
+from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import LocalDateTimeFilter, PortalModelView, money
+from views._dispensing import DispenseForm, dispense_preview, dispensed_detail
 from views._filters import PresetFilter
+from views._forms import reason_form
+from views._stock import (
+    BelowReorderLevelFilter,
+    CountForm,
+    ExpiringSoonFilter,
+    ReceiveForm,
+    count_from_form,
+    fill_receive_choices,
+    medicine_choices,
+    next_expiry_cell,
+    receive_from_form,
+    stock_by_medicine,
+    usable_stock_cell,
+)
+
+#: Reasons on stock batches and prescriptions are stored with at most 255 characters.
+PharmacyReasonForm = reason_form(max_length=255)
 
 
-class MedicineView(PortalModelView, model=Medicine):
-    """Stock items (one per medicine, form and strength)."""
+class MedicineView(ActionsMixin, PortalModelView, model=Medicine):
+    """Stock items (one per medicine, form and strength), with their usable stock and
+    next expiry (one query per list page) and the reorder / near-expiry filters."""
 
     name = "Medicine"
     name_plural = "Medicines"
     icon = "fa-solid fa-pills"
     category = "Pharmacy"
-    column_list = [Medicine.name, Medicine.strength, Medicine.form, Medicine.unit, Medicine.category, Medicine.reorder_level, Medicine.unit_price, Medicine.is_controlled, Medicine.is_active]
+    column_list = [Medicine.name, Medicine.strength, "usable_stock", "next_expiry", Medicine.reorder_level, Medicine.form, Medicine.unit, Medicine.unit_price, Medicine.is_controlled, Medicine.is_active]
+    column_labels = {"usable_stock": "Usable stock", "next_expiry": "Next expiry", Medicine.reorder_level: "Reorder level"}
+    column_export_list = [Medicine.name, Medicine.strength, Medicine.form, Medicine.unit, Medicine.category, Medicine.reorder_level, Medicine.unit_price, Medicine.is_controlled, Medicine.is_active]
     column_searchable_list = [Medicine.name, Medicine.category]
     column_sortable_list = [Medicine.name, Medicine.form, Medicine.reorder_level, Medicine.unit_price]
     column_default_sort = [(Medicine.name, False)]
     column_filters = [
+        BelowReorderLevelFilter(),
+        ExpiringSoonFilter(),
         BooleanFilter(Medicine.is_active, title="Active"),
         BooleanFilter(Medicine.is_controlled, title="Controlled"),
         OperationColumnFilter(Medicine.category, title="Category"),
         OperationColumnFilter(Medicine.form, title="Form"),
-        PresetFilter("stock", "Stock", {
-            "below_reorder": ("Below reorder level", lambda: dashboard.below_reorder_condition(reports.local_now().date())),
-        }),
     ]
-    column_formatters = {Medicine.unit_price: lambda m, a: money(m.unit_price)}
+    column_formatters = {
+        Medicine.unit_price: lambda m, a: money(m.unit_price),
+        "usable_stock": usable_stock_cell,
+        "next_expiry": next_expiry_cell,
+    }
     form_columns = [Medicine.name, Medicine.form, Medicine.strength, Medicine.unit, Medicine.category, Medicine.is_controlled, Medicine.reorder_level, Medicine.unit_price, Medicine.is_active]
     form_args = {"unit_price": {"description": "Price of one dispensing unit, smallest currency unit"}}
     constraint_messages = {
@@ -52,6 +88,13 @@ class MedicineView(PortalModelView, model=Medicine):
         "ck_medicine_price": "The price cannot be negative.",
     }
     delete_blockers = [(StockBatch.medicine_id, "stock batches"), (PrescriptionItem.medicine_id, "prescription lines")]
+
+    async def list(self, request: Request) -> Pagination:
+        """The list page, with usable stock and next expiry of its rows fetched in one query."""
+        pagination = await super().list(request)
+        ids = [m.id for m in pagination.rows]
+        request.state.medicine_stock = await run_in_threadpool(stock_by_medicine, self.engine, ids)
+        return pagination
 
     def validate_model(self, data, model, is_created):
         for field in ("reorder_level", "unit_price"):
@@ -75,7 +118,20 @@ class SupplierView(PortalModelView, model=Supplier):
     delete_blockers = [(StockBatch.supplier_id, "stock batches")]
 
 
-class StockBatchView(PortalModelView, model=StockBatch):
+def _write_off_preview(view, session, rows, form, user) -> dict[int, str]:
+    """Per batch: what the write-off removes, and whether it has expired yet."""
+    today = stock.hospital_today()
+    notes = {}
+    for batch in rows:
+        unit = batch.medicine.unit if batch.medicine else "units"
+        when = (f"expired on {batch.expiry_date}" if batch.expiry_date <= today
+                else f"not expired yet (expires {batch.expiry_date})")
+        notes[batch.id] = (f"{batch.quantity_on_hand} {unit} will be written off "
+                           f"(value {money(batch.quantity_on_hand * batch.unit_cost)}); {when}.")
+    return notes
+
+
+class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
     """Stock batches (lots). Quantities and status change only through the stock
     services (receive, dispense, write-off, adjust), so the generic forms are off."""
 
@@ -86,7 +142,7 @@ class StockBatchView(PortalModelView, model=StockBatch):
     can_create = False
     can_edit = False
     can_delete = False
-    column_list = [StockBatch.medicine, StockBatch.lot_number, StockBatch.expiry_date, StockBatch.quantity_on_hand, StockBatch.quantity_received, StockBatch.unit_cost, StockBatch.status, StockBatch.supplier]
+    column_list = [StockBatch.medicine, StockBatch.lot_number, StockBatch.expiry_date, StockBatch.status, StockBatch.quantity_on_hand, StockBatch.quantity_received, StockBatch.unit_cost, StockBatch.supplier]
     column_labels = {StockBatch.quantity_on_hand: "On hand", StockBatch.quantity_received: "Received"}
     column_searchable_list = [StockBatch.lot_number]
     column_sortable_list = [StockBatch.expiry_date, StockBatch.quantity_on_hand, StockBatch.lot_number]
@@ -102,6 +158,141 @@ class StockBatchView(PortalModelView, model=StockBatch):
         }),
     ]
     column_formatters = {StockBatch.unit_cost: lambda m, a: money(m.unit_cost)}
+    page_links = [PageLink("receive", "Receive stock", "page_receive")]
+
+    def row_label(self, row: StockBatch) -> str:
+        """``lot L123 of Amoxicillin 500 mg Capsule``."""
+        medicine = row.__dict__.get("medicine")
+        return f"lot {row.lot_number}" + (f" of {medicine}" if medicine else "")
+
+    def row_mention(self, row: StockBatch, message: str) -> str | None:
+        """Stock messages name a batch as ``batch <lot> of <medicine>``."""
+        medicine = row.__dict__.get("medicine")
+        for mention in (f"batch {row.lot_number} of {medicine}", row.lot_number):
+            if mention in message:
+                return mention
+        return None
+
+    # -- workflow actions ---------------------------------------------------------------
+    @row_action("expire", "Mark expired", done="written off as expired", danger=True,
+                title="Write off {count} {noun} as expired", preview=_write_off_preview,
+                explain="What remains of each selected batch is written off (an expiry write-off in the "
+                "stock ledger) and the batch is never dispensed again. Take the packs off the shelf "
+                "for destruction or return.")
+    def action_expire(self, session, pk, *, actor, data):
+        """Write off what remains of a batch as expired."""
+        stock.mark_batch_expired(session, batch_id=pk, actor=actor)
+
+    @row_action("quarantine", "Quarantine", done="quarantined", form=PharmacyReasonForm,
+                explain="The selected batches are held back from dispensing (suspected quality problem, "
+                "damaged packaging, cold chain break) until released or written off.")
+    def action_quarantine(self, session, pk, *, actor, data):
+        """Hold a batch back from dispensing."""
+        stock.quarantine_batch(session, batch_id=pk, actor=actor, reason=data["reason"])
+
+    @row_action("release", "Release", done="released", form=PharmacyReasonForm,
+                title="Release {count} {noun} from quarantine",
+                explain="The selected quarantined batches can be dispensed again. A batch past its "
+                "expiry date is never released: write it off instead.")
+    def action_release(self, session, pk, *, actor, data):
+        """Release a quarantined batch back to dispensing stock."""
+        stock.release_batch(session, batch_id=pk, actor=actor, reason=data["reason"])
+
+    open_count = page_action("count", "Stock count", endpoint="page_count")
+
+    # -- custom pages ----------------------------------------------------------------------
+    @expose("/receive", methods=["GET", "POST"])
+    async def page_receive(self, request: Request) -> Response:
+        """Receive a delivery of one lot into stock (calls ``stock.receive_stock``)."""
+        self.require_permission(request, "receive")
+        form = ReceiveForm(formdata=None)
+        status_code = 200
+        if request.method == "POST":
+            posted = await request.form()
+            self.require_csrf(request, posted)
+            form = ReceiveForm(formdata=posted)
+            await run_in_threadpool(fill_receive_choices, self.engine, form)
+            if form.validate():
+                try:
+                    batch_id, message = await run_in_threadpool(
+                        run_in_transaction, receive_from_form, engine=self.engine,
+                        actor=self.actor(request), data=form.data,
+                    )
+                except DomainError as exc:
+                    form.attach_service_error(exc)
+                else:
+                    Flash.success(request, message)
+                    return RedirectResponse(
+                        request.url_for("admin:details", identity=self.identity, pk=batch_id), status_code=303)
+            status_code = 400
+        else:
+            await run_in_threadpool(fill_receive_choices, self.engine, form)
+        form.medicine_id.lookup_url = str(request.url_for(f"admin:view-{self.identity}-page_receive_lookup"))
+        return await self.render(request, "portal/form_page.html", {
+            "heading": "Receive stock", "form": form, "submit": "Receive stock",
+            "intro": "One lot of one medicine per delivery line. If the lot is already in stock, "
+                     "the quantity is added to it.",
+            "action_url": request.url_for(f"admin:view-{self.identity}-page_receive"),
+            "back_url": request.url_for("admin:list", identity=self.identity),
+        }, status_code=status_code)
+
+    @expose("/receive/lookup", methods=["GET"])
+    async def page_receive_lookup(self, request: Request) -> Response:
+        """Search answers for the receive page's medicine picker."""
+        self.require_permission(request, "receive")
+        term = request.query_params.get("term", "").strip()[:60]
+        results = []
+        if request.query_params.get("name") == "medicine_id":
+            results = await run_in_threadpool(medicine_choices, self.engine, term)
+        return JSONResponse({"results": results})
+
+    @expose("/count/{pk}", methods=["GET", "POST"])
+    async def page_count(self, request: Request) -> Response:
+        """Stocktake of one batch: record the counted quantity (calls ``stock.adjust_stock``)."""
+        self.require_permission(request, "count")
+        try:
+            batch_id = int(request.path_params["pk"])
+        except ValueError:
+            raise HTTPException(status_code=404) from None
+        batch = await run_in_threadpool(self._load_batch, batch_id)
+        form = CountForm(formdata=None)
+        status_code = 200
+        if request.method == "POST":
+            posted = await request.form()
+            self.require_csrf(request, posted)
+            form = CountForm(formdata=posted)
+            if form.validate():
+                try:
+                    message = await run_in_threadpool(
+                        run_in_transaction, count_from_form, engine=self.engine, batch_id=batch_id,
+                        actor=self.actor(request), data=form.data,
+                    )
+                except DomainError as exc:
+                    form.attach_service_error(exc)
+                else:
+                    Flash.success(request, f"Lot {batch.lot_number} of {batch.medicine}: {message}")
+                    return RedirectResponse(
+                        request.url_for("admin:details", identity=self.identity, pk=batch_id), status_code=303)
+            status_code = 400
+        unit = batch.medicine.unit
+        return await self.render(request, "portal/form_page.html", {
+            "heading": f"Stock count: lot {batch.lot_number} of {batch.medicine}", "form": form,
+            "submit": "Record the count",
+            "facts": [("Medicine", str(batch.medicine)), ("Lot", batch.lot_number),
+                      ("Expiry date", batch.expiry_date.isoformat()), ("Status", batch.status.value),
+                      ("On hand in the system", f"{batch.quantity_on_hand} {unit}")],
+            "intro": "Count what is physically on the shelf for this lot. A difference is recorded as a "
+                     "stock adjustment with your reason.",
+            "action_url": request.url_for(f"admin:view-{self.identity}-page_count", pk=str(batch_id)),
+            "back_url": request.url_for("admin:details", identity=self.identity, pk=str(batch_id)),
+        }, status_code=status_code)
+
+    def _load_batch(self, batch_id: int) -> StockBatch:
+        with transaction(self.engine, write=False) as session:
+            batch = session.get(StockBatch, batch_id, options=[selectinload(StockBatch.medicine)])
+            if batch is None:
+                raise HTTPException(status_code=404, detail="This stock batch does not exist.")
+            return batch
 
 
 class StockMovementView(PortalModelView, model=StockMovement):
@@ -125,7 +316,7 @@ class StockMovementView(PortalModelView, model=StockMovement):
     column_searchable_list = [StockMovement.note]
 
 
-class PrescriptionView(PortalModelView, model=Prescription):
+class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
     """Prescriptions. Status changes only through dispensing and cancelling."""
 
     name = "Prescription"
@@ -152,12 +343,47 @@ class PrescriptionView(PortalModelView, model=Prescription):
         "doctor": {"fields": ("full_name",), "order_by": "full_name"},
     }
     constraint_messages = {"number": "Another prescription already has this number."}
+    owner_field = "doctor"
+
+    def scope(self, request, stmt):
+        """Doctors see (and write) only their own prescriptions."""
+        return by_role(request, stmt, doctor=lambda me: Prescription.doctor_id == me.doctor_id)
+
+    delete_blockers = [(PrescriptionItem.prescription_id, "medicine lines")]
+    action_columns = [Prescription.number, Prescription.created_at, Prescription.patient, Prescription.doctor, Prescription.status]
 
     def details_query(self, request):
+        """The detail page loads the lines and their medicines in one go."""
         return super().details_query(request).options(
             selectinload(Prescription.items).selectinload(PrescriptionItem.medicine)
         )
-    delete_blockers = [(PrescriptionItem.prescription_id, "medicine lines")]
+
+    # -- workflow actions ---------------------------------------------------------------
+    @row_action("dispense", "Dispense", done="dispensed", form=DispenseForm, preview=dispense_preview,
+                explain="Everything still owed on each selected prescription is taken from usable stock, "
+                "earliest expiry first. A prescription that stock cannot cover in full is skipped and "
+                "nothing is taken for it (use \u201cDispense available\u201d to hand out what there is).")
+    def action_dispense(self, session, pk, *, actor, data):
+        """Dispense a prescription in full, or nothing."""
+        result = dispensing.dispense(session, prescription_id=pk, actor=actor, witness_id=data.get("witness_id"))
+        return dispensed_detail(result)
+
+    @row_action("dispense-partial", "Dispense available (partial)", done="dispensed as far as stock allows",
+                title="Dispense what is available for {count} {noun}", form=DispenseForm, preview=dispense_preview,
+                explain="Hands out what usable stock allows now, earliest expiry first; the rest stays owed "
+                "and the prescription becomes partially dispensed.")
+    def action_dispense_partial(self, session, pk, *, actor, data):
+        """Dispense what usable stock allows; the rest stays owed."""
+        result = dispensing.dispense(
+            session, prescription_id=pk, actor=actor, partial=True, witness_id=data.get("witness_id"))
+        return dispensed_detail(result)
+
+    @row_action("cancel", "Cancel prescription", done="cancelled", form=PharmacyReasonForm, danger=True,
+                title="Cancel {count} {noun}",
+                explain="Cancels each selected prescription from which nothing has been dispensed yet.")
+    def action_cancel(self, session, pk, *, actor, data):
+        """Cancel a prescription from which nothing was dispensed."""
+        dispensing.cancel_prescription(session, prescription_id=pk, actor=actor, reason=data["reason"])
 
 
 class PrescriptionItemView(PortalModelView, model=PrescriptionItem):
@@ -177,6 +403,15 @@ class PrescriptionItemView(PortalModelView, model=PrescriptionItem):
         "medicine": {"fields": ("name", "strength", "form"), "order_by": "name"},
     }
     constraint_messages = {"ck_prescription_item_quantity": "The quantity must be at least 1."}
+
+    def scope(self, request, stmt):
+        """Doctors see (and write) only the lines of their own prescriptions."""
+        return by_role(
+            request, stmt,
+            doctor=lambda me: PrescriptionItem.prescription_id.in_(
+                select(Prescription.id).where(Prescription.doctor_id == me.doctor_id)
+            ),
+        )
 
     def validate_model(self, data, model, is_created):
         if data.get("quantity") is not None and data["quantity"] < 1:

@@ -215,11 +215,12 @@ def seed_demo(
             "is_active": True,
         })
         doctor_dept[i], doctor_fee[i] = dept + 1, fee
-        links.append({"doctor_id": i, "department_id": dept + 1})
+        joined = _utc(today - timedelta(days=365), time(9, 0))
+        links.append({"doctor_id": i, "department_id": dept + 1, "created_at": joined})
         if rng.random() < 0.1:
             extra = rng.randrange(len(DEPARTMENTS)) + 1
             if extra != dept + 1:
-                links.append({"doctor_id": i, "department_id": extra})
+                links.append({"doctor_id": i, "department_id": extra, "created_at": joined})
     w.write(Doctor, doctors)
     w.write(DoctorDepartment, links)
 
@@ -323,7 +324,6 @@ def seed_demo(
                 row["completed_at"] = seen_at + timedelta(minutes=rng.randrange(5, 20))
             if status == "no_show":
                 row["no_show_at"] = _utc(day, s["end_time"]) + timedelta(minutes=30)
-                row["active_marker"] = None
             if status == "cancelled":
                 row["cancelled_at"] = booked + timedelta(hours=rng.randrange(1, 5))
                 row["cancel_reason"] = rng.choice(["Patient request", "Feeling better", "Clash with work", "Booked by mistake"])

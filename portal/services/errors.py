@@ -85,3 +85,18 @@ class BatchNotUsable(DomainError):
 
 class WitnessRequired(DomainError):
     """A controlled medicine needs a second staff member as witness."""
+
+
+class ConcurrentChange(DomainError):
+    """Someone else changed the same record in the meantime; nothing was saved.
+
+    Raised after a conditional UPDATE kept finding the row changed since it was read
+    (a few re-reads are tried first). Reloading and repeating the action is safe.
+    """
+
+    def __init__(
+        self,
+        message: str = "Someone else changed this record at the same moment; nothing was saved. "
+        "Please reload and try again.",
+    ) -> None:
+        super().__init__(message)

@@ -1,0 +1,211 @@
+"""Private helpers of the stock and dispensing services: the hospital's today, the
+usable-batch rule, guarded takes from a batch and ledger (StockMovement) rows.
+
+Everything here runs in the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from models import BatchStatus, Medicine, MovementKind, StockBatch, StockMovement
+from portal.services.actor import Actor
+from portal.services.errors import ConcurrentChange, NotFound, ValidationFailed
+from portal.settings import get_settings
+
+#: How many times a conditional UPDATE that lost a race is re-read and tried again
+#: before the service gives up with ConcurrentChange.
+MAX_RETRIES = 5
+
+#: UPDATE options: the services re-read what they return, so the ORM need not
+#: synchronise objects in the session (which would cost an extra SELECT on MySQL).
+NO_SYNC = {"synchronize_session": False}
+
+
+def hospital_today(today: date | None = None) -> date:
+    """Return ``today`` if given, else the current date in the hospital's time zone."""
+    return today if today is not None else datetime.now(get_settings().tz).date()
+
+
+def usable_batch_clauses(today: date) -> tuple[Any, ...]:
+    """WHERE clauses of a usable batch: status ``active`` and expiry date after ``today``.
+
+    A batch that expires today is no longer dispensed (WHO good storage and
+    distribution practice: expired stock is never issued).
+    """
+    return (StockBatch.status == BatchStatus.active, StockBatch.expiry_date > today)
+
+
+def require_count(value: Any, what: str, *, minimum: int) -> int:
+    """Return ``value`` if it is a whole number >= ``minimum``; else ValidationFailed."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(f"The {what} must be a whole number.")
+    if value < minimum:
+        raise ValidationFailed(f"The {what} must be at least {minimum}.")
+    return value
+
+
+def require_text(value: str | None, what: str, *, max_length: int = 255) -> str:
+    """Return ``value`` stripped; ValidationFailed when blank or longer than ``max_length``."""
+    text = (value or "").strip()
+    if not text:
+        raise ValidationFailed(f"Enter the {what}.")
+    if len(text) > max_length:
+        raise ValidationFailed(f"The {what} can have at most {max_length} characters.")
+    return text
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """A batch as just read (one SELECT of columns, never a cached ORM object)."""
+
+    id: int
+    medicine_id: int
+    lot_number: str
+    expiry_date: date
+    quantity_on_hand: int
+    unit_cost: int
+    status: BatchStatus
+    medicine: str
+
+    @property
+    def label(self) -> str:
+        """e.g. ``batch L123 of Amoxicillin 500 mg Capsule``."""
+        return f"batch {self.lot_number} of {self.medicine}"
+
+
+def read_batch(session: Session, batch_id: int) -> BatchState:
+    """Read a batch's current state (latest committed, or this transaction's own change).
+
+    Raises:
+        NotFound: no batch with that id.
+    """
+    row = session.execute(
+        select(
+            StockBatch.id, StockBatch.medicine_id, StockBatch.lot_number, StockBatch.expiry_date,
+            StockBatch.quantity_on_hand, StockBatch.unit_cost, StockBatch.status,
+            Medicine.name, Medicine.strength, Medicine.form,
+        )
+        .join(Medicine, Medicine.id == StockBatch.medicine_id)
+        .where(StockBatch.id == batch_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"Stock batch #{batch_id} does not exist.")
+    label = " ".join(p for p in (row.name, row.strength, row.form) if p)
+    return BatchState(
+        id=row.id, medicine_id=row.medicine_id, lot_number=row.lot_number,
+        expiry_date=row.expiry_date, quantity_on_hand=row.quantity_on_hand,
+        unit_cost=row.unit_cost, status=row.status, medicine=label,
+    )
+
+
+@dataclass(frozen=True)
+class Take:
+    """Units taken from one batch by :func:`take_from_batch`."""
+
+    batch_id: int
+    quantity: int
+    balance_after: int
+    unit_cost: int
+
+
+def take_from_batch(
+    session: Session, *, batch_id: int, wanted: int, on_hand: int, today: date
+) -> Take | None:
+    """Take up to ``wanted`` units from a usable batch with a conditional UPDATE.
+
+    ``UPDATE stock_batch SET quantity_on_hand = quantity_on_hand - :n WHERE id = :id
+    AND quantity_on_hand >= :n AND status = 'active' AND expiry_date > :today`` with
+    ``n = min(wanted, on_hand)``. When the UPDATE matches no row (another transaction
+    took stock first, or changed the status) the batch is re-read and the take retried
+    with what is left; None when the batch has nothing usable left. The batch row stays
+    locked (MySQL) until the caller's transaction ends, so the balance read back after
+    the UPDATE is this transaction's own. A batch left at zero becomes ``depleted``.
+
+    Returns:
+        Take | None: units taken (>= 1), balance after, unit cost; None if none taken.
+    """
+    for _ in range(MAX_RETRIES * 10):
+        n = min(wanted, on_hand)
+        if n <= 0:
+            return None
+        won = session.execute(
+            update(StockBatch)
+            .where(
+                StockBatch.id == batch_id,
+                StockBatch.quantity_on_hand >= n,
+                *usable_batch_clauses(today),
+            )
+            .values(quantity_on_hand=StockBatch.quantity_on_hand - n)
+            .execution_options(**NO_SYNC)
+        ).rowcount
+        if won:
+            balance, unit_cost = session.execute(
+                select(StockBatch.quantity_on_hand, StockBatch.unit_cost).where(StockBatch.id == batch_id)
+            ).one()
+            if balance == 0:
+                mark_depleted_if_empty(session, batch_id)
+            return Take(batch_id=batch_id, quantity=n, balance_after=balance, unit_cost=unit_cost)
+        now = session.execute(
+            select(StockBatch.quantity_on_hand, StockBatch.status, StockBatch.expiry_date)
+            .where(StockBatch.id == batch_id)
+        ).one()
+        if now.status != BatchStatus.active or now.expiry_date <= today:
+            return None
+        on_hand = now.quantity_on_hand
+    raise ConcurrentChange("Stock of this medicine is changing too fast to dispense; please try again.")
+
+
+def mark_depleted_if_empty(session: Session, batch_id: int) -> None:
+    """Set an active batch to ``depleted`` if (and only if) its quantity is now zero."""
+    session.execute(
+        update(StockBatch)
+        .where(
+            StockBatch.id == batch_id,
+            StockBatch.quantity_on_hand == 0,
+            StockBatch.status == BatchStatus.active,
+        )
+        .values(status=BatchStatus.depleted)
+        .execution_options(**NO_SYNC)
+    )
+
+
+def add_movement(
+    session: Session,
+    *,
+    batch_id: int,
+    medicine_id: int,
+    kind: MovementKind,
+    quantity: int,
+    balance_after: int,
+    unit_cost: int,
+    actor: Actor,
+    note: str | None = None,
+    prescription_item_id: int | None = None,
+    witness_user_id: int | None = None,
+) -> int:
+    """Append one StockMovement (ledger row) and return its id.
+
+    Call it after the batch's conditional UPDATE, so ``balance_after`` is the balance
+    this transaction read back while holding the batch row.
+    """
+    result = session.execute(
+        insert(StockMovement).values(
+            batch_id=batch_id,
+            medicine_id=medicine_id,
+            kind=kind,
+            quantity=quantity,
+            balance_after=balance_after,
+            unit_cost=unit_cost,
+            staff_user_id=actor.user_id,
+            witness_user_id=witness_user_id,
+            prescription_item_id=prescription_item_id,
+            note=None if note is None else note[:255],
+        )
+    )
+    return result.inserted_primary_key[0]

@@ -1,0 +1,95 @@
+"""The demo hospital is deterministic, sized as promised, and internally consistent."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select, text
+
+import models
+from models import Appointment, Doctor, Patient, Schedule, StaffUser, StockBatch, StockMovement
+from portal import schema
+from portal.db import build_engine
+from portal.seed.demo import seed_demo
+from portal.seed.reference import parse_forms_and_strengths
+
+TODAY = date(2026, 11, 20)
+SKIP_COLUMNS = {"password_hash", "occurred_at"}  # salted hashes, and the seed's own audit time
+
+
+def _dump(engine) -> dict[str, list[tuple]]:
+    out = {}
+    with engine.connect() as conn:
+        for table in models.metadata.sorted_tables:
+            cols = [c for c in table.columns if c.name not in SKIP_COLUMNS]
+            pk = list(table.primary_key.columns)
+            out[table.name] = [tuple(r) for r in conn.execute(select(*cols).order_by(*pk))]
+    return out
+
+
+def test_same_seed_same_hospital_and_consistent(fresh_db_url):
+    schema.upgrade(fresh_db_url)
+    engine = build_engine(fresh_db_url, pool_size=2)
+    try:
+        report = seed_demo(engine, scale=1, seed=7, today=TODAY, demo_password="demo-password-1")
+        first = _dump(engine)
+        assert report.passwords == {u: "demo-password-1" for u in ("admin", "reception", "doctor", "nurse", "pharmacist")}
+
+        with pytest.raises(ValueError, match="already holds"):
+            seed_demo(engine, scale=1, seed=7, today=TODAY)
+
+        schema.downgrade(fresh_db_url, "base")
+        schema.upgrade(fresh_db_url)
+        seed_demo(engine, scale=1, seed=7, today=TODAY, demo_password="demo-password-1")
+        assert _dump(engine) == first
+
+        with engine.connect() as conn:
+            count = lambda model: conn.scalar(select(func.count()).select_from(model))  # noqa: E731
+            assert count(Doctor) == 40 and count(Patient) == 500 and count(Appointment) == 3000
+            assert count(StaffUser) == 5
+            # booked_count equals the active appointments of every session
+            bad = conn.execute(text(
+                "SELECT s.id FROM schedule s LEFT JOIN appointment a ON a.schedule_id = s.id AND a.active_marker = 1 "
+                "GROUP BY s.id, s.booked_count HAVING COUNT(a.id) <> s.booked_count")).all()
+            assert bad == []
+            # the stock ledger: on hand equals the sum of movements, never negative
+            ledger = conn.execute(text(
+                "SELECT b.id FROM stock_batch b LEFT JOIN stock_movement m ON m.batch_id = b.id "
+                "GROUP BY b.id, b.quantity_on_hand HAVING COALESCE(SUM(m.quantity), 0) <> b.quantity_on_hand "
+                "OR b.quantity_on_hand < 0")).all()
+            assert ledger == []
+            assert conn.scalar(select(func.min(StockMovement.balance_after))) >= 0
+            # the demo has the stock risks the dashboard shows
+            assert conn.scalar(select(func.count()).select_from(StockBatch).where(
+                StockBatch.status == "active", StockBatch.expiry_date <= TODAY)) > 0
+            assert conn.scalar(select(func.count()).select_from(Schedule).where(
+                Schedule.session_date > TODAY, Schedule.booked_count == Schedule.capacity)) > 0
+    finally:
+        engine.dispose()
+
+
+def test_different_seed_different_patients(fresh_db_url, tmp_path):
+    schema.upgrade(fresh_db_url)
+    engine = build_engine(fresh_db_url, pool_size=2)
+    other_url = f"sqlite:///{tmp_path}/other.db"
+    schema.upgrade(other_url)
+    other = build_engine(other_url, pool_size=1)
+    try:
+        seed_demo(engine, scale=1, seed=1, today=TODAY, demo_password="x" * 12)
+        seed_demo(other, scale=1, seed=2, today=TODAY, demo_password="x" * 12)
+        def names(e):
+            with e.connect() as conn:
+                return conn.execute(select(Patient.full_name).order_by(Patient.id).limit(20)).all()
+
+        assert names(engine) != names(other)
+    finally:
+        engine.dispose()
+        other.dispose()
+
+
+def test_who_forms_and_strengths_are_split():
+    assert parse_forms_and_strengths("Oral liquid: 125 mg/5 ml. Tablet: 100 mg; 500 mg.") == [
+        ("Oral liquid", "125 mg/5 ml"), ("Tablet", "100 mg"), ("Tablet", "500 mg")]
+    assert parse_forms_and_strengths("Inhalation") == [("Inhalation", "")]
+    assert parse_forms_and_strengths("") == []

@@ -1,0 +1,51 @@
+"""The base of the portal's ``Admin`` (``views.dashboard.PortalAdmin``): sqladmin's, with a menu that hides empty categories and a
+login page that can say "too many failed attempts"."""
+
+from __future__ import annotations
+
+from sqladmin import Admin
+from sqladmin._menu import CategoryMenu, ViewMenu
+from sqladmin.models import BaseView, ModelView
+from starlette import status
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+INVALID_LOGIN = "Invalid credentials."  # sqladmin's own words
+
+
+class _CategoryMenu(CategoryMenu):
+    """A menu category shown only when at least one of its screens is open to the user."""
+
+    def is_accessible(self, request: Request) -> bool:
+        """True when any screen of the category is visible and open to the user."""
+        return any(c.is_visible(request) and c.is_accessible(request) for c in self.children)
+
+
+class SecureAdmin(Admin):
+    """sqladmin's Admin with role-aware menu categories and a throttling-aware login."""
+
+    def _build_menu(self, view: ModelView | BaseView) -> None:
+        if not view.category:
+            return super()._build_menu(view)
+        menu = _CategoryMenu(name=view.category, icon=view.category_icon)
+        menu.add_child(ViewMenu(view=view, name=view.name, icon=view.icon))
+        self._menu.add(menu)
+
+    async def login(self, request: Request) -> Response:
+        """GET shows the form; POST logs in, or says why not.
+
+        A refused login shows either "Invalid credentials." (400) or, while
+        the username or address is throttled, "Too many failed attempts; try again in
+        N minutes." (429); the same words whether or not the account exists.
+        """
+        if request.method == "GET" or self.authentication_backend is None:
+            return await super().login(request)
+        if await self.authentication_backend.login(request):
+            return RedirectResponse(request.url_for("admin:index"), status_code=status.HTTP_302_FOUND)
+        refusal = getattr(request.state, "login_refusal", None)
+        return await self.templates.TemplateResponse(
+            request,
+            "sqladmin/login.html",
+            {"error": refusal or INVALID_LOGIN},
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS if refusal else status.HTTP_400_BAD_REQUEST,
+        )
