@@ -10,9 +10,11 @@ What it does:
    an empty one is seeded with ``python main.py seed --scale 100`` (``--reseed`` drops and
    seeds it again); a reused one must have been seeded by this script (its password);
 2. starts the portal on it (``python main.py --port N --no-demo``, one worker);
-3. logs in as each demo role and requests every page ``--warmup`` times unmeasured, then
-   ``--requests`` times measured, one request at a time;
-4. prints median and p95 per page, appends the table with the command, the git commit and
+3. after a fresh seed, waits (at most two minutes) for InnoDB to write out the pages the
+   load left dirty, so the figures are of a settled database, not of the load's aftermath;
+4. logs in as each demo role, requests every page once (to warm caches), then per page
+   ``--warmup`` times unmeasured and ``--requests`` times measured, one at a time;
+5. prints median and p95 per page, appends the table with the command, the git commit and
    the machine (nproc, CPU model) to ``docs/benchmarks.md``, stops the server and ends with
    a summary. The exit status is 1 when a page's p95 is over the budget (1 s).
 
@@ -92,8 +94,49 @@ def prepare_database(args: argparse.Namespace, url: str) -> dict[str, int]:
             raise SystemExit("Seeding failed (see above).")
         say(f"Seeded in {time.perf_counter() - started:.0f} s.")
         counts = _counts(engine)
+        wait_until_settled(url)
     engine.dispose()
     return counts
+
+
+def wait_until_settled(url: str, limit_seconds: float = 120) -> None:
+    """Wait until InnoDB's dirty buffer-pool pages stop falling (or the limit passes)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    started, previous = time.monotonic(), None
+    with engine.connect() as conn:
+        while time.monotonic() - started < limit_seconds:
+            dirty = int(conn.execute(text("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")).one()[1])
+            if dirty < 200 or (previous is not None and dirty >= previous):
+                break
+            say(f"  waiting for the database to settle: {dirty:,} dirty pages...")
+            previous = dirty
+            time.sleep(5)
+    engine.dispose()
+
+
+def server_facts(url: str) -> str:
+    """MariaDB version, buffer pool size and the database's size, as one line."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT VERSION()")).scalar_one()
+        pool = conn.execute(text("SELECT @@innodb_buffer_pool_size")).scalar_one()
+        size = conn.execute(text(
+            "SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema = DATABASE()"
+        )).scalar_one()
+    engine.dispose()
+    return f"MariaDB {version}, buffer pool {int(pool) // 2**20} MB, database {int(size or 0) // 2**20} MB"
+
+
+def load_average() -> str:
+    """The 1-minute load average (other work on the machine skews timings)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
 
 
 def _counts(engine) -> dict[str, int]:
@@ -212,17 +255,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def mariadb_version(url: str) -> str:
-    """The server's version string."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        version = conn.execute(text("SELECT VERSION()")).scalar_one()
-    engine.dispose()
-    return version
-
-
 def table(rows: list[tuple[str, list[float]]]) -> str:
     """A Markdown table of median, p95 and max per page, in milliseconds."""
     lines = ["| page | median ms | p95 ms | max ms | within 1 s |", "|---|---:|---:|---:|:---:|"]
@@ -242,13 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     counts = prepare_database(args, url)
     server = start_server(args, url)
     results: list[tuple[str, list[float]]] = []
+    load_before = load_average()
     try:
         openers: dict[str, urllib.request.OpenerDirector] = {}
         today = datetime.now(ZoneInfo(os.environ.get("PORTAL_TIMEZONE", "Asia/Shanghai"))).date()
         plan = pages(today)
-        for i, (label, user, path) in enumerate(plan, start=1):
+        say(f"Warming up: every page once ({len(plan)} pages)...")
+        for label, user, path in plan:
             if user not in openers:
                 openers[user] = client_for(args.port, user)
+            measure(openers[user], f"http://127.0.0.1:{args.port}{path}", 0, 1)
+        for i, (label, user, path) in enumerate(plan, start=1):
             say(f"[{i}/{len(plan)}] {label}: {args.warmup} warm-up + {args.requests} measured requests...")
             times = measure(openers[user], f"http://127.0.0.1:{args.port}{path}", args.warmup, args.requests)
             results.append((label, times))
@@ -261,13 +297,15 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             server.kill()
 
+    load_after = load_average()
     report = table(results)
     command = "python " + " ".join(shlex.quote(a) for a in ["bench/reports.py", *(argv if argv is not None else sys.argv[1:])])
     header = (
         f"## Dashboard and reports, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}\n\n"
         f"- command: `{command}`\n"
         f"- commit: `{git_commit()}`\n"
-        f"- machine: {machine()}; MariaDB {mariadb_version(url)}\n"
+        f"- machine: {machine()}; {server_facts(url)}; load average {load_before} at the start, "
+        f"{load_after} at the end (the machine is shared)\n"
         f"- data: `main.py seed --scale {args.scale}` ("
         + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items())
         + f"); one uvicorn worker; {args.requests} sequential requests per page after {args.warmup} warm-up\n"
