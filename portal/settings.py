@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         session_max_hours (int): staff sessions end after this many hours at most.
         secure_cookies (bool): mark cookies ``Secure`` (set when served over HTTPS).
         db_pool_size (int): connections kept per process for MySQL.
+        booking_rate_limit (int): booking submissions accepted per client address per
+            minute on the patient pages (5); raised only for load tests, where every
+            simulated patient comes from one address.
+        lookup_rate_limit (int): "My booking" lookups accepted per client address per
+            minute (10).
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -53,6 +58,8 @@ class Settings(BaseSettings):
     session_max_hours: int = Field(default=12, ge=1)
     secure_cookies: bool = False
     db_pool_size: int = Field(default=10, ge=1)
+    booking_rate_limit: int = Field(default=5, ge=1)
+    lookup_rate_limit: int = Field(default=10, ge=1)
 
     @field_validator("portal_timezone")
     @classmethod

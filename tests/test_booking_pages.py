@@ -561,7 +561,7 @@ def test_the_csrf_cookie_is_httponly_and_strict(client):
 
 
 def test_too_many_lookups_get_429_with_retry_after(client, engine):
-    for _ in range(routes.LOOKUP_LIMIT):
+    for _ in range(get_settings().lookup_rate_limit):
         assert lookup(client, "ZZZZZ-ZZZZZ", "13800138000").status_code == 404
     refused = lookup(client, "ZZZZZ-ZZZZZ", "13800138000")
     assert refused.status_code == 429
@@ -574,11 +574,22 @@ def test_too_many_lookups_get_429_with_retry_after(client, engine):
 def test_too_many_bookings_get_429(client, engine, clinic):
     _, _, morning, _ = clinic
     tokens = open_form(client, morning.id)
-    for _ in range(routes.BOOKING_LIMIT):
+    for _ in range(get_settings().booking_rate_limit):
         assert submit(client, morning.id, tokens).status_code == 303
     refused = submit(client, morning.id, tokens)
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
     assert count(engine, Appointment) == 1
+
+
+def test_the_booking_limit_per_address_comes_from_the_setting(client, engine, clinic, monkeypatch):
+    monkeypatch.setenv("BOOKING_RATE_LIMIT", "2")
+    from portal.settings import Settings
+
+    assert Settings().booking_rate_limit == 2 and Settings(_env_file=None).lookup_rate_limit == 10
+    monkeypatch.setattr(get_settings(), "booking_rate_limit", 2)
+    _, _, morning, _ = clinic
+    tokens = open_form(client, morning.id)
+    assert [submit(client, morning.id, tokens).status_code for _ in range(3)] == [303, 303, 429]
 
 
 def test_busy_database_gives_503_and_surprises_give_a_plain_apology(client, engine, clinic, monkeypatch):

@@ -67,11 +67,10 @@ T = TypeVar("T")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
-#: Lookups ("My booking" form) allowed per client address per window.
-LOOKUP_LIMIT = 10
+#: Window of the per-address limits; how many lookups ("My booking" form) and booking
+#: submissions (that pass validation) an address may make in it is set by the settings
+#: ``LOOKUP_RATE_LIMIT`` (10) and ``BOOKING_RATE_LIMIT`` (5).
 LOOKUP_WINDOW_SECONDS = 60
-#: Booking submissions (that pass validation) allowed per client address per window.
-BOOKING_LIMIT = 5
 BOOKING_WINDOW_SECONDS = 60
 
 CSRF_COOKIE = "portal_csrf"
@@ -436,7 +435,7 @@ def _submit_booking(request: Request, page: Page, schedule_id: str, data: dict[s
         return _booking_page(page, context, form, submission=submission, status=400, problem=page.gettext(
             N_("This form was open for too long. Please check your details and send it again.")))
 
-    wait = _limit(request, "book", BOOKING_LIMIT, BOOKING_WINDOW_SECONDS)
+    wait = _limit(request, "book", get_settings().booking_rate_limit, BOOKING_WINDOW_SECONDS)
     if wait:
         return page.too_many(wait)
     values = form.values
@@ -509,7 +508,7 @@ async def lookup(request: Request) -> Response:
 
 
 def _lookup(request: Request, page: Page, data: dict[str, str]) -> Response:
-    wait = _limit(request, "lookup", LOOKUP_LIMIT, LOOKUP_WINDOW_SECONDS)
+    wait = _limit(request, "lookup", get_settings().lookup_rate_limit, LOOKUP_WINDOW_SECONDS)
     if wait:
         return page.too_many(wait)
     form = LookupForm.validate(data)
