@@ -8,6 +8,8 @@ A scenario is a module in ``bench/scenarios/`` with::
 
     def run(ctx: BenchContext) -> ScenarioResult: ...
 
+    def add_arguments(parser) -> None: ...   # optional: the scenario's own options
+
 ``bench/run.py`` finds every such module, prepares the database once, runs the scenarios in
 order and records one section with all their tables and a summary of their targets.
 """
