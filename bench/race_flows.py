@@ -118,6 +118,11 @@ class BookingOutcome:
     location: str = ""
     detail: str = ""
 
+    @property
+    def label(self) -> str:
+        """How the outcome is counted: ``booked``, ``just_filled`` or ``other <status>: <heading>``."""
+        return f"other {self.status}: {self.detail[:100]}" if self.kind == "other" else self.kind
+
 
 def open_booking_form(client: Client, schedule_id: int) -> dict[str, str]:
     """GET the booking form of a session and return its hidden tokens.
