@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.testclient import TestClient
 
-from models import Appointment, AppointmentStatus, AuditEvent, Patient, Schedule, ScheduleStatus
+from models import Appointment, AppointmentStatus, AuditEvent, Patient, Schedule, ScheduleStatus, ThrottleBucket
 from portal.booking import routes
 from portal.db import transaction
 from portal.services import appointments as appointment_service
@@ -420,6 +421,30 @@ def test_a_repeated_submission_books_once(client, engine, clinic):
     assert booked(engine, morning.id) == 1
 
 
+def test_a_session_that_filled_while_the_form_was_open_is_answered_without_writing(client, engine, clinic):
+    dept, doctor, morning, _ = clinic
+    tokens = open_form(client, morning.id)
+    for patient in [make_patient(engine) for _ in range(3)]:  # others take the three places meanwhile
+        with transaction(engine) as session:
+            appointment_service.book(session, schedule_id=morning.id, patient_id=patient.id,
+                                     actor=Actor(username="frontdesk"))
+    response = submit(client, morning.id, tokens)
+    assert response.status_code == 409 and "Sorry, this session has just filled up" in response.text
+    assert 'value="Li Na"' in response.text  # kept for choosing another session
+    assert count(engine, ThrottleBucket) == 0  # no rate-limit hit: nothing could be written
+    assert count(engine, Patient) == 3 and booked(engine, morning.id) == 3
+
+
+def test_repeating_the_submission_that_took_the_last_place_shows_that_booking(client, engine):
+    last = make_schedule(engine, capacity=1)
+    tokens = open_form(client, last.id)
+    first = submit(client, last.id, tokens)
+    again = submit(client, last.id, tokens)  # the session is full now: this form's own booking counts
+    assert first.status_code == again.status_code == 303
+    assert again.headers["location"] == first.headers["location"]
+    assert count(engine, Appointment) == 1
+
+
 def test_booking_again_with_a_new_form_is_refused_without_revealing_the_reference(client, engine, clinic):
     _, _, morning, _ = clinic
     book_and_follow(client, morning.id)
@@ -606,6 +631,13 @@ def test_busy_database_gives_503_and_surprises_give_a_plain_apology(client, engi
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
+
+    def no_connection(*args, **kwargs):
+        raise PoolTimeout("QueuePool limit of size 10 overflow 0 reached, connection timed out, timeout 10.00")
+
+    monkeypatch.setattr(routes.booking, "book_online", no_connection)
+    response = submit(client, morning.id, tokens)
+    assert response.status_code == 503 and "We are very busy" in response.text
 
     monkeypatch.setattr(routes.booking, "book_online", broken)
     response = submit(client, morning.id, tokens)

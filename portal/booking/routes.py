@@ -46,8 +46,9 @@ from models import Gender
 from portal.booking import i18n
 from portal.booking.forms import N_, BookingForm, LookupForm, Message, clean_cancel_reason
 from portal.db import run_in_transaction, transaction
+from portal.faults import unavailable_cause
 from portal.security import ratelimit, tokens
-from portal.services import booking, timetable
+from portal.services import appointments, booking, timetable
 from portal.services.actor import Actor
 from portal.services.errors import (
     Busy,
@@ -264,7 +265,8 @@ class Page:
 class PatientRoute(APIRoute):
     """A route whose errors become friendly pages: never a traceback, never a bare 500.
 
-    ``Busy`` and database outages give the 503 page; other domain errors a 409 page with a
+    ``Busy`` and database outages (a pool with no connection free in time included) give
+    the 503 page; other domain errors a 409 page with a
     neutral sentence; malformed requests the 404 page; anything unexpected is logged and
     answered with a plain apology (500).
     """
@@ -293,7 +295,10 @@ class PatientRoute(APIRoute):
                     N_("We could not do this"),
                     N_("Nothing was changed. Please try again, or contact the front desk."),
                     status=409, links=(("/", N_("Find a doctor")),))
-            except Exception:
+            except Exception as exc:
+                if unavailable_cause(exc) is not None:  # e.g. no pooled connection free in time
+                    log.warning("database unavailable on %s: %s", request.url.path, exc)
+                    return Page.of(request).busy()
                 log.exception("unexpected error on %s", request.url.path)
                 return Page.of(request).message(
                     N_("Something went wrong"),
@@ -434,6 +439,16 @@ def _submit_booking(request: Request, page: Page, schedule_id: str, data: dict[s
     if key is None:
         return _booking_page(page, context, form, submission=submission, status=400, problem=page.gettext(
             N_("This form was open for too long. Please check your details and send it again.")))
+
+    if context.state is not timetable.SessionState.bookable:
+        # No place can be taken (the session filled up, or closed, while the form was open):
+        # answer from what was read, without the rate limit's and the booking's write
+        # transactions, unless this very form already booked (a repeated submission).
+        earlier = _read(request, appointments.find_by_submission_key, key)
+        if earlier is not None:
+            return RedirectResponse(view_link(earlier.id, confirmation=True), status_code=303)
+        reason = "just_filled" if context.state is timetable.SessionState.full else context.state.value
+        return _unavailable(request, page, context, reason=reason, raw=form.raw)
 
     wait = _limit(request, "book", get_settings().booking_rate_limit, BOOKING_WINDOW_SECONDS)
     if wait:
