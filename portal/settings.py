@@ -38,7 +38,8 @@ class Settings(BaseSettings):
         session_idle_minutes (int): staff sessions end after this many idle minutes.
         session_max_hours (int): staff sessions end after this many hours at most.
         secure_cookies (bool): mark cookies ``Secure`` (set when served over HTTPS).
-        db_pool_size (int): connections kept per process for MySQL.
+        db_pool_size (int): MySQL connections per process, opened as needed and kept; the
+            most a process opens (requests beyond it wait for a free one).
         booking_rate_limit (int): booking submissions accepted per client address per
             minute on the patient pages (5); raised only for load tests, where every
             simulated patient comes from one address.
