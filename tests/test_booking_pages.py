@@ -362,6 +362,7 @@ def test_last_place_then_full_session_shows_alternatives(client, engine, clinic)
     dept, doctor, morning, afternoon = clinic
     other_doctor = make_doctor(engine, department=dept, full_name="Zhou Min")
     elsewhere = make_schedule(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=2))
+    too_far = make_schedule(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=14))
     with transaction(engine) as session:
         session.execute(update(Schedule).where(Schedule.id == morning.id).values(capacity=1))
     tokens = open_form(client, morning.id)  # the form is opened while one place is left...
@@ -379,6 +380,7 @@ def test_last_place_then_full_session_shows_alternatives(client, engine, clinic)
     assert "Other sessions with Wang Fang" in text and "Other doctors in Cardiology" in text
     assert f'action="/book/{afternoon.id}"' in response.text and f'action="/book/{elsewhere.id}"' in response.text
     assert f'action="/book/{morning.id}"' not in response.text
+    assert f'action="/book/{too_far.id}"' not in response.text  # beyond the 14 days the pages show
     assert 'name="full_name" value="Mary O&#39;Hara"' in response.text  # details carried, escaped
     assert count(engine, Appointment) == 1 and booked(engine, morning.id) == 1
 
