@@ -45,6 +45,10 @@ class Settings(BaseSettings):
             simulated patient comes from one address.
         lookup_rate_limit (int): "My booking" lookups accepted per client address per
             minute (10).
+        forwarded_allow_ips (str): addresses of the reverse proxies in front of the portal
+            (comma-separated, e.g. ``127.0.0.1``) whose ``X-Forwarded-For`` and
+            ``X-Forwarded-Proto`` are trusted, so rate limits and the audit see the real
+            client; empty (the default): the headers are ignored.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -61,6 +65,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     booking_rate_limit: int = Field(default=5, ge=1)
     lookup_rate_limit: int = Field(default=10, ge=1)
+    forwarded_allow_ips: str = ""
 
     @field_validator("portal_timezone")
     @classmethod

@@ -124,8 +124,8 @@ def now_of(request: Request) -> datetime:
 
 
 def client_ip(request: Request) -> str:
-    """The client's address as seen by this process (behind a proxy: run uvicorn with
-    ``--proxy-headers --forwarded-allow-ips`` so this is the real client)."""
+    """The client's address as seen by this process (behind a reverse proxy, the one it
+    names in ``X-Forwarded-For`` when the setting ``FORWARDED_ALLOW_IPS`` trusts it)."""
     return request.client.host if request.client else "unknown"
 
 
