@@ -46,9 +46,10 @@ class Client:
     """Locust's HTTP session as ``bench.race_flows`` wants it: no redirects followed, a
     connection error raised, requests grouped in Locust's statistics under ``names``."""
 
-    def __init__(self, session: Any, names: dict[tuple[str, str], str]):
+    def __init__(self, session: Any, names: dict[tuple[str, str], str], headers: dict[str, str] | None = None):
         self.session = session
         self.names = names
+        self.headers = headers or {}
 
     def _name(self, method: str, path: str) -> str:
         for (m, prefix), name in self.names.items():
@@ -57,6 +58,8 @@ class Client:
         return path.split("?", 1)[0]
 
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        if self.headers:
+            kwargs["headers"] = {**self.headers, **(kwargs.get("headers") or {})}
         # Locust counts an answer as failed by its status alone; here a 4xx page is a regular
         # outcome (a full session's 409, a 403) that the scenario judges: only 5xx and no answer fail.
         with self.session.request(method, path, name=self._name(method, path), allow_redirects=False,
@@ -110,6 +113,10 @@ class BurstUser(FastHttpUser):
     #: (method, path prefix) -> name in Locust's statistics.
     request_names: dict[tuple[str, str], str] = {}
 
+    def request_headers(self, index: int) -> dict[str, str]:
+        """Headers of every request of user ``index`` (e.g. its ``X-Forwarded-For``)."""
+        return {}
+
     def prepare(self, index: int, client: Client) -> Any:
         """Everything before the race (not timed); returns what :meth:`act` needs."""
         return None
@@ -130,7 +137,7 @@ class BurstUser(FastHttpUser):
         if index >= USERS:  # Locust started more users than RACE_USERS: this one sits out
             gevent.sleep(3600)
             return
-        client = Client(self.client, self.request_names)
+        client = Client(self.client, self.request_names, self.request_headers(index))
         record: dict[str, Any] = {"index": index}
         state = None
         try:

@@ -101,6 +101,13 @@ def simulated_patient(run: int, index: int) -> SimulatedPatient:
     )
 
 
+def patient_address(index: int) -> str:
+    """A client address for patient ``index`` (``10.x.y.z``), sent as ``X-Forwarded-For``
+    when the server trusts the load generator as its proxy (``FORWARDED_ALLOW_IPS``), so
+    each simulated patient has an address of its own, as real ones do."""
+    return f"10.{(index >> 16) & 255}.{(index >> 8) & 255}.{index & 255}"
+
+
 @dataclass(frozen=True)
 class BookingOutcome:
     """What a booking submission got.

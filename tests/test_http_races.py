@@ -30,6 +30,7 @@ from bench.race_flows import (
     log_in,
     open_booking_form,
     open_dispense,
+    patient_address,
     simulated_patient,
     submit_booking,
     submit_dispense,
@@ -53,11 +54,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_url(db_url, tmp_path_factory) -> Iterator[str]:
-    """``python main.py --port P --no-demo`` on the test database (booking limit raised:
-    every simulated patient comes from 127.0.0.1); its output goes to a log file."""
+    """``python main.py --port P --no-demo`` on the test database, trusting the clients'
+    ``X-Forwarded-For`` (``FORWARDED_ALLOW_IPS``, as behind a proxy) so each simulated patient
+    has an address of its own; its output goes to a log file."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "DATABASE_URL": db_url, "BOOKING_RATE_LIMIT": "100000"}
+    env = {**os.environ, "DATABASE_URL": db_url, "FORWARDED_ALLOW_IPS": "127.0.0.1"}
     with log_path.open("w") as log:
         proc = subprocess.Popen([sys.executable, "main.py", "--port", str(port), "--no-demo"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
@@ -86,14 +88,16 @@ def server_url(db_url, tmp_path_factory) -> Iterator[str]:
 
 
 def race(count: int, prepare: Callable[[int, httpx.Client], object],
-         act: Callable[[int, httpx.Client, object], object], base_url: str) -> list:
+         act: Callable[[int, httpx.Client, object], object], base_url: str,
+         headers: Callable[[int], dict[str, str]] = lambda i: {}) -> list:
     """Run ``count`` clients in threads: each prepares (opens its form), waits at a barrier
-    until all have, then acts; returns each act's result or exception, in order."""
+    until all have, then acts; returns each act's result or exception, in order. Client
+    ``i`` sends ``headers(i)`` with every request."""
     barrier = threading.Barrier(count)
     results: list = [None] * count
 
     def one(i: int) -> None:
-        with httpx.Client(base_url=base_url, timeout=60) as client:
+        with httpx.Client(base_url=base_url, timeout=60, headers=headers(i)) as client:
             try:
                 state = prepare(i, client)
             except Exception as exc:  # noqa: BLE001 - reported as the outcome
@@ -130,11 +134,13 @@ def test_100_patients_race_for_the_last_10_places(server_url, engine):
         reference = booking_reference(client, outcome.location) if outcome.kind == "booked" else None
         return outcome, reference
 
-    results = race(100, lambda i, client: open_booking_form(client, rush.schedule_id), book, server_url)
+    results = race(100, lambda i, client: open_booking_form(client, rush.schedule_id), book, server_url,
+                   headers=lambda i: {"X-Forwarded-For": patient_address(i)})
 
     outcomes = [booking_rush.outcome_label(r if isinstance(r, Exception) else r[0]) for r in results]
     references = [r[1] for r in results if not isinstance(r, Exception) and r[1]]
-    result = booking_rush.check(engine, rush, outcomes, references)
+    addresses = {r[1]: patient_address(i) for i, r in enumerate(results) if not isinstance(r, Exception) and r[1]}
+    result = booking_rush.check(engine, rush, outcomes, references, addresses)
     assert result.problems == []
     assert result.outcomes == {"booked": 10, "just_filled": 90} and result.appointments == 13
 

@@ -170,7 +170,8 @@ def outcome_label(outcome: BookingOutcome | BaseException) -> str:
     return outcome.label
 
 
-def check(engine: Engine, rush: RushSession, outcomes: list[str], references: list[str]) -> RushResult:
+def check(engine: Engine, rush: RushSession, outcomes: list[str], references: list[str],
+          addresses: dict[str, str] | None = None) -> RushResult:
     """Check the race's result in the database against what the patients were shown.
 
     Args:
@@ -178,6 +179,8 @@ def check(engine: Engine, rush: RushSession, outcomes: list[str], references: li
         rush (RushSession): from :func:`prepare`.
         outcomes (list[str]): one :func:`outcome_label` per patient.
         references (list[str]): the booking references on the winners' confirmation pages.
+        addresses (dict[str, str] | None): reference -> the address its patient booked from,
+            when each had its own (``X-Forwarded-For``): each booking's audit event must name it.
 
     Returns:
         RushResult: counts and every failed check in words.
@@ -194,10 +197,11 @@ def check(engine: Engine, rush: RushSession, outcomes: list[str], references: li
                    Appointment.active_marker)
             .where(Appointment.schedule_id == rush.schedule_id).order_by(Appointment.queue_number)
         ).all()
-        audited = Counter(session.scalars(
-            select(AuditEvent.entity_id).where(
+        events = session.execute(
+            select(AuditEvent.entity_id, AuditEvent.ip).where(
                 AuditEvent.action == "book", AuditEvent.entity == "appointment",
-                AuditEvent.entity_id.in_([str(r.id) for r in rows] or ["-"]))))
+                AuditEvent.entity_id.in_([str(r.id) for r in rows] or ["-"]))).all()
+        audited = Counter(e.entity_id for e in events)
         phones = [booking.canonical_phone(simulated_patient(rush.run, i).phone) for i in range(rush.patients)]
         registered = set(session.scalars(select(Patient.id).where(Patient.phone.in_(phones))))
     active = [r for r in rows if r.active_marker == 1]
@@ -218,6 +222,11 @@ def check(engine: Engine, rush: RushSession, outcomes: list[str], references: li
     not_once = [r.id for r in rows if audited[str(r.id)] != 1]
     if not_once:
         problems.append(f"{len(not_once)} appointments without exactly one 'book' audit event: {not_once[:10]}")
+    if addresses is not None:
+        ip_of = {e.entity_id: e.ip for e in events}
+        wrong = [r.reference for r in rows if r.reference in addresses and ip_of.get(str(r.id)) != addresses[r.reference]]
+        if wrong or len(addresses) != rush.places:
+            problems.append(f"{len(wrong)} bookings audited with another address than their patient's")
     raced = {r.reference for r in rows if r.queue_number > rush.booked_before}
     if sorted(references) != sorted(raced):
         problems.append(f"references shown to patients ({len(references)}) differ from the "

@@ -2,7 +2,8 @@
 patient has it open, all submit it (see ``bench/locust_burst.py``).
 
 Environment: ``RUSH_SCHEDULE_ID`` (the session), ``RUSH_RUN`` (the run number in the
-patients' phone numbers), and the burst's ``RACE_USERS``, ``RACE_SPREAD``, ``RACE_RESULTS``.
+patients' phone numbers), ``RUSH_FORWARDED`` (``1``: each patient sends its own address as
+``X-Forwarded-For``, for a server that trusts 127.0.0.1 as its proxy), and the burst's ``RACE_USERS``, ``RACE_SPREAD``, ``RACE_RESULTS``.
 The user class is named on Locust's command line: ``RushPatient``, or ``PingBurst`` for the
 ceiling.
 """
@@ -13,10 +14,11 @@ import os
 from typing import Any
 
 from bench.locust_burst import BurstUser, Client, PingBurst
-from bench.race_flows import booking_reference, open_booking_form, simulated_patient, submit_booking
+from bench.race_flows import booking_reference, open_booking_form, patient_address, simulated_patient, submit_booking
 
 SCHEDULE_ID = int(os.environ.get("RUSH_SCHEDULE_ID", "0"))
 RUN = int(os.environ.get("RUSH_RUN", "0"))
+FORWARDED = os.environ.get("RUSH_FORWARDED") == "1"
 
 __all__ = ["PingBurst", "RushPatient"]
 
@@ -27,6 +29,10 @@ class RushPatient(BurstUser):
 
     request_names = {("GET", "/book/"): "GET /book/{id}", ("POST", "/book/"): "POST /book/{id}",
                      ("GET", "/booked/"): "GET /booked/{link}"}
+
+    def request_headers(self, index: int) -> dict[str, str]:
+        """The patient's own address, when the server takes it from ``X-Forwarded-For``."""
+        return {"X-Forwarded-For": patient_address(index)} if FORWARDED else {}
 
     def prepare(self, index: int, client: Client) -> Any:
         """The form's CSRF and one-time submission tokens."""
