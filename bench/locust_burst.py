@@ -4,7 +4,9 @@ The race scenarios (``bench/scenarios/booking_rush_locust.py``,
 ``bench/scenarios/dispensing_race_locust.py``) subclass :class:`BurstUser`. Each simulated
 user runs its flow ONCE:
 
-1. :meth:`BurstUser.prepare` (e.g. open the booking form, log in), not timed;
+1. :meth:`BurstUser.prepare` (e.g. open the booking form, log in), not timed; its
+   connection is then closed, so the timed action starts on a new one (the person took a
+   while: longer than the server keeps an idle connection);
 2. waits until all ``RACE_USERS`` users have prepared (a gevent barrier in the Locust process);
 3. optionally waits its own offset (``RACE_SPREAD`` seconds spread evenly over the users, in
    a shuffled order; 0 = every user acts at the same moment);
@@ -144,6 +146,10 @@ class BurstUser(FastHttpUser):
             state = self.prepare(index, client)
         except Exception as exc:  # noqa: BLE001 - the outcome of this user
             record.update(outcome="prepare " + _label_error(exc), status=0)
+        # The act opens a connection of its own, as a browser does after a person took longer
+        # than the server keeps an idle connection (uvicorn: 5 s) to fill the form in; a reused
+        # one could be closed under it by then.
+        self.client.client.close()
         shared.prepared += 1
         if shared.prepared == USERS:
             shared.release_time = time.perf_counter()

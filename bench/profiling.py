@@ -115,6 +115,15 @@ class PySpy:
                 per_frame[label] += n
         return per_frame, total
 
+    def own(self) -> tuple[Counter, int]:
+        """Samples in which each frame (:func:`frame_label`) is the innermost one, and the total."""
+        per_frame: Counter = Counter()
+        total = 0
+        for stack, n in self.stacks().items():
+            total += n
+            per_frame[frame_label(stack.split(";")[-1])] += n
+        return per_frame, total
+
     def table(self, *, prefixes: tuple[str, ...] = ("portal/", "views/", "sqlalchemy/", "pymysql/", "jinja2/",
                                                      "starlette/", "fastapi/", "sqladmin/", "wtforms/"),
               top: int = 25) -> str:

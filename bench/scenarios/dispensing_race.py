@@ -38,7 +38,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from bench.burst import Burst, run_burst
-from bench.harness import BenchContext, Check, ScenarioResult, markdown_table, measure_ceiling, say
+from bench.harness import BenchContext, Check, ScenarioResult, markdown_table, measure_ceiling, run_wrk, say
 from bench.portal_setup import portal_engine
 from bench.profiling import PySpy
 from models import (
@@ -309,6 +309,9 @@ def run(ctx: BenchContext) -> ScenarioResult:
         say(f"  {race.medicine}: {units} units in {len(race.batch_ids)} lots; {attempts} prescriptions of 1; "
             f"{pharmacists} pharmacists")
         with ctx.server(workers=workers, name="dispensing-race") as server:
+            # Warm the workers first (their pools open their connections), as a server that has been up.
+            run_wrk(server.base_url, ["/"], connections=ctx.connections, threads=ctx.threads, seconds=3,
+                    label="warm-up, not measured")
             wrk_ceiling = measure_ceiling(server.base_url, connections=ctx.connections, threads=ctx.threads,
                                           seconds=ctx.seconds)
             ceiling = run_burst(LOCUSTFILE, "PingBurst", server.base_url, users=attempts)
