@@ -79,6 +79,19 @@ class Burst:
         """Latency percentile of the timed actions (ms)."""
         return percentile(self.latencies_ms, pct)
 
+    def by_outcome(self) -> dict[str, tuple[int, float, float]]:
+        """Per outcome of the timed actions: (count, p50 ms, p95 ms), most frequent first."""
+        groups: dict[str, list[float]] = {}
+        for r in self.acted:
+            groups.setdefault(r.get("outcome", "missing"), []).append((r["end_s"] - r["start_s"]) * 1000)
+        return {k: (len(v), percentile(v, 50), percentile(v, 95))
+                for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
+
+    def outcome_latencies(self) -> str:
+        """``booked 100: p50 85 ms, p95 240 ms; ...`` (the timed actions by outcome)."""
+        return "; ".join(f"{k} {n:,}: p50 {p50:,.0f} ms, p95 {p95:,.0f} ms"
+                         for k, (n, p50, p95) in self.by_outcome().items())
+
     def count(self, predicate) -> int:
         """Records for which ``predicate(record)`` is true."""
         return sum(1 for r in self.records if predicate(r))

@@ -124,13 +124,29 @@ class PySpy:
             per_frame[frame_label(stack.split(";")[-1])] += n
         return per_frame, total
 
-    def table(self, *, prefixes: tuple[str, ...] = ("portal/", "views/", "sqlalchemy/", "pymysql/", "jinja2/",
-                                                     "starlette/", "fastapi/", "sqladmin/", "wtforms/"),
-              top: int = 25) -> str:
-        """The ``top`` frames of the given packages by share of samples (on the stack), as Markdown."""
+    def table(self, *, top: int = 12) -> str:
+        """Two Markdown tables: the portal's own functions (``portal/``, ``views/``) by the share
+        of samples in which they are on the stack, and the innermost frames grouped by package
+        (where the time is actually spent: SQLAlchemy, PyMySQL, the socket, Jinja2...)."""
         per_frame, total = self.inclusive()
-        rows = [(f"`{label}`", f"{n / total:.0%}") for label, n in per_frame.most_common()
-                if label.startswith(prefixes)][:top]
         if not total:
             return "No samples were taken (py-spy could not attach?)."
-        return markdown_table([f"on the stack in ... of {total:,} samples (CPU)", "share"], rows)
+        ours = [(f"`{label}`", f"{n / total:.0%}") for label, n in per_frame.most_common()
+                if label.startswith(("portal/", "views/")) and not label.startswith("portal/cli.py")][:top]
+        own, _ = self.own()
+        packages: Counter = Counter()
+        for label, n in own.items():
+            packages[package_of(label)] += n
+        spent = [(name, f"{n / total:.0%}") for name, n in packages.most_common(top)]
+        return (markdown_table([f"portal code on the stack ({total:,} samples)", "share"], ours) + "\n\n"
+                + markdown_table(["innermost frame in", "share"], spent))
+
+
+def package_of(label: str) -> str:
+    """The package of a :func:`frame_label` (``sqlalchemy``, ``portal``), or the standard
+    library module for the interpreter's own files (``socket.py`` -> ``stdlib socket``)."""
+    path = label.split(":", 1)[0]
+    if "/" in path and not path.startswith("/"):
+        return path.split("/", 1)[0]
+    name = path.rsplit("/", 1)[-1].removesuffix(".py")
+    return f"stdlib {name}" if name else label

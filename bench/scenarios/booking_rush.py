@@ -253,11 +253,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This scenario's options on ``bench/run.py``'s command line."""
     parser.add_argument("--rush-patients", type=int, default=None, help="simulated patients (1,000; 200 with --quick)")
     parser.add_argument("--rush-places", type=int, default=None, help="places left when they race (100; 20 with --quick)")
-    parser.add_argument("--rush-spread", type=float, default=0.0,
-                        help="seconds over which the submissions are spread (0: all at once, the worst case)")
-    parser.add_argument("--rush-addresses", choices=("one", "each", "both"), default="both",
-                        help="patients book from one address (BOOKING_RATE_LIMIT raised), each from its own "
-                             "(X-Forwarded-For), or one race of each (both, the default)")
+    parser.add_argument("--rush-races", default="one,each,spread",
+                        help="races to run, comma-separated: one (every patient from one address, all at "
+                             "once), each (an address per patient, all at once), spread (an address per patient, "
+                             "submissions spread over --rush-spread seconds); all three by default")
+    parser.add_argument("--rush-spread", type=float, default=None,
+                        help="seconds over which the spread race's submissions arrive (20; 5 with --quick)")
     parser.add_argument("--rush-workers", type=int, default=None, help="uvicorn workers (--workers)")
     parser.add_argument("--rush-profile", action="store_true",
                         help="sample the workers with py-spy during the race; record where their CPU went")
@@ -275,23 +276,31 @@ class Race:
     profile: str = ""
 
 
+#: name -> (label, each patient its own address, spread the submissions)
+RACES = {
+    "one": ("one address, all at once", False, False),
+    "each": ("an address per patient, all at once", True, False),
+    "spread": ("an address per patient, spread", True, True),
+}
+
+
 def run(ctx: BenchContext) -> ScenarioResult:
-    """Start a server, measure the burst ceiling, then race (from one address and/or from an
-    address per patient), each on a fresh session, and check the database after each."""
+    """Start a server, measure the burst ceiling, then run each race on a fresh session and
+    check the database after each."""
     args = ctx.args
     patients = getattr(args, "rush_patients", None) or (200 if ctx.quick else 1000)
     places = getattr(args, "rush_places", None) or (20 if ctx.quick else 100)
-    spread = getattr(args, "rush_spread", 0.0) or 0.0
+    spread_s = getattr(args, "rush_spread", None) or (5.0 if ctx.quick else 20.0)
     workers = getattr(args, "rush_workers", None) or ctx.workers
     profile = getattr(args, "rush_profile", False)
-    addresses = getattr(args, "rush_addresses", "both") or "both"
-    variants = [(label, forwarded) for label, forwarded, key in (
-        ("one address", False, "one"), ("an address per patient", True, "each")) if addresses in (key, "both")]
+    chosen = [n for n in (getattr(args, "rush_races", None) or "one,each,spread").split(",") if n]
+    unknown = [n for n in chosen if n not in RACES]
+    if unknown:
+        raise SystemExit(f"--rush-races: unknown {unknown}; known: {', '.join(RACES)}")
     # One client address needs the booking limit raised; X-Forwarded-For is trusted from the load generator.
     env = {"BOOKING_RATE_LIMIT": str(10 * patients), "FORWARDED_ALLOW_IPS": "127.0.0.1"}
     engine = portal_engine(ctx.db)
     races: list[Race] = []
-    spy = None
     try:
         with ctx.server(workers=workers, env=env, name="booking-rush") as server:
             # Warm the workers first (their pools open their connections), as a server that has been up.
@@ -299,23 +308,24 @@ def run(ctx: BenchContext) -> ScenarioResult:
                     label="warm-up, not measured")
             wrk_ceiling = measure_ceiling(server.base_url, connections=ctx.connections, threads=ctx.threads,
                                           seconds=ctx.seconds)
-            ceiling = run_burst(LOCUSTFILE, "PingBurst", server.base_url, users=patients, spread_s=spread)
-            for label, forwarded in variants:
+            ceiling = run_burst(LOCUSTFILE, "PingBurst", server.base_url, users=patients)
+            for name in chosen:
+                label, forwarded, spread = RACES[name]
+                if spread:
+                    label = f"{label} over {spread_s:g} s"
                 rush = prepare(engine, places=places, patients=patients, booked_before=places // 5)
                 say(f"  {label}: session #{rush.schedule_id}, capacity {rush.capacity}, {rush.booked_before} "
                     f"booked, {rush.places} places left; {patients} patients")
-                with PySpy(server.worker_pids(), name=f"booking-rush-{'each' if forwarded else 'one'}") \
-                        if profile else nullcontext() as spy:
-                    burst = run_burst(LOCUSTFILE, "RushPatient", server.base_url, users=patients, spread_s=spread,
+                with PySpy(server.worker_pids(), name=f"booking-rush-{name}") if profile else nullcontext() as spy:
+                    burst = run_burst(LOCUSTFILE, "RushPatient", server.base_url, users=patients,
+                                      spread_s=spread_s if spread else 0.0,
                                       env={"RUSH_SCHEDULE_ID": str(rush.schedule_id), "RUSH_RUN": str(rush.run),
                                            "RUSH_FORWARDED": "1" if forwarded else "0"})
                 booked = [r for r in burst.records if r.get("reference")]
                 result = check(engine, rush, [r.get("outcome", "missing") for r in burst.records],
                                [r["reference"] for r in booked],
                                {r["reference"]: patient_address(r["index"]) for r in booked} if forwarded else None)
-                races.append(Race(label, forwarded, rush, burst, result))
-                if spy is not None:
-                    races[-1].profile = spy.table()
+                races.append(Race(label, forwarded, rush, burst, result, spy.table() if spy is not None else ""))
             log_text = server.log_path.read_text(errors="replace")
     finally:
         engine.dispose()
@@ -347,20 +357,20 @@ def report(races: list[Race], ceiling: Burst, wrk_ceiling, *, workers: int, log_
             [(n, f"{s.requests:,}", f"{s.failures:,}", f"{s.p50:,.0f}",
               f"{s.percentiles_ms.get('95%', float('nan')):,.0f}", f"{s.p99:,.0f}") for n, s in sorted(pages.items())]))
         problems = race.result.problems
-        parts.append(f"{race.label}: database checks " + ("all passed." if not problems else
-                                                          "FAILED: " + "; ".join(problems) + "."))
+        parts.append(f"{race.label}: submissions by outcome: {race.burst.outcome_latencies()}. Database checks "
+                     + ("all passed." if not problems else "FAILED: " + "; ".join(problems) + "."))
         if race.profile:
             parts.append(f"{race.label}: where the workers' CPU went during the race (py-spy; forms, submissions "
                          "and confirmations together):\n\n" + race.profile)
     parts.append(f"Server log: {log_text.count('Traceback')} tracebacks.")
     first = races[0].rush
-    spread = (f"submissions spread evenly over {races[0].burst.spread_s:g} s" if races[0].burst.spread_s
-              else "all submissions released at the same moment once every form was open")
     facts = [f"{workers} uvicorn worker(s); server settings {', '.join(f'`{k}={v}`' for k, v in env.items())}",
              f"each race on a session of its own, tomorrow, capacity {first.capacity} with {first.booked_before} "
              f"booked first, so {first.places} places left",
              f"{first.patients:,} Locust users, each: `GET /book/{{id}}` (form and tokens), wait for all, "
-             f"`POST /book/{{id}}` (timed), then the winners open their confirmation; {spread}",
+             f"`POST /book/{{id}}` (timed, on a new connection), then the winners open their confirmation",
+             "all at once: every submission released at the same moment once every form is open; spread: "
+             "released evenly over the given seconds, in random order",
              "one address: every patient comes from 127.0.0.1 (as the issue sets it up: the booking limit raised); "
              "an address per patient: each sends its own `X-Forwarded-For` (as behind the hospital's proxy)",
              "ceilings: wrk on `/_ping` as in the other scenarios, and the same Locust users each "

@@ -37,7 +37,7 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
-from bench.burst import Burst, run_burst
+from bench.burst import Burst, percentile, run_burst
 from bench.harness import BenchContext, Check, ScenarioResult, markdown_table, measure_ceiling, run_wrk, say
 from bench.portal_setup import portal_engine
 from bench.profiling import PySpy
@@ -356,7 +356,10 @@ def report(race: DispensingRace, burst: Burst, ceiling: Burst, wrk_ceiling, resu
                              for n, s in sorted(pages.items())])
     refusals = sorted({m[1] for r in burst.records for m in r.get("messages") or [] if m[0] == "warning"})
     sample = f"A refusal as the pharmacist sees it: \u201c{refusals[0]}\u201d" if refusals else "No refusal was shown."
-    db_line = "database checks: " + ("all passed" if not result.problems else "; ".join(result.problems))
+    by_outcome = "; ".join(f"{k} {n:,}: p50 {p50:,.0f} ms, p95 {p95:,.0f} ms" for k, (n, p50, p95) in _by_outcome(
+        burst, race).items())
+    db_line = (f"Dispense POSTs by outcome: {by_outcome}. Database checks: "
+               + ("all passed" if not result.problems else "; ".join(result.problems)))
     body = "\n\n".join([table, detail, sample, f"{db_line}. Server log: {log_text.count('Traceback')} tracebacks."])
     facts = [f"{workers} uvicorn worker(s); {race.medicine}: {race.units} units in lots of "
              f"{', '.join(map(str, split_units(race.units)))}; {race.attempts} prescriptions of 1 unit",
@@ -378,6 +381,17 @@ def report(race: DispensingRace, burst: Burst, ceiling: Burst, wrk_ceiling, resu
               burst.rate >= TARGET_RATE),
     ]
     return ScenarioResult(body=body, checks=checks, facts=facts)
+
+
+def _by_outcome(burst: Burst, race: DispensingRace) -> dict[str, tuple[int, float, float]]:
+    """Latency of the dispense POSTs per outcome as the pharmacists saw it (flash message)."""
+    groups: dict[str, list[float]] = {}
+    for r in burst.acted:
+        label = r.get("outcome", "missing")
+        if label == "answered":
+            label = outcome_label(race, r["status"], [tuple(m) for m in r.get("messages") or []])
+        groups.setdefault(label, []).append((r["end_s"] - r["start_s"]) * 1000)
+    return {k: (len(v), percentile(v, 50), percentile(v, 95)) for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
 
 
 def _outcomes(counts: Counter) -> str:
