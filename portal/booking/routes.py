@@ -378,8 +378,8 @@ def department(request: Request, code: str) -> Response:
 
 
 def _unavailable(request: Request, page: Page, context: timetable.BookableSession, *, reason: str,
-                 raw: dict[str, str] | None = None) -> Response:
-    same, others = _read(request, timetable.alternatives, context.schedule, now=now_of(request))
+                 raw: dict[str, str] | None = None, options: tuple[list, list] | None = None) -> Response:
+    same, others = options or _read(request, timetable.alternatives, context.schedule, now=now_of(request))
     return page.render("unavailable.html", status=409, ctx=context, reason=reason, same=same, others=others,
                        carry={k: v for k, v in (raw or {}).items() if v})
 
@@ -415,13 +415,36 @@ async def submit_booking(request: Request, schedule_id: str) -> Response:
     return await run_in_threadpool(_submit_booking, request, page, schedule_id, data)
 
 
+@dataclass
+class _Submission:
+    """What one read transaction finds for a booking submission (see :func:`_submission_context`)."""
+
+    context: timetable.BookableSession | None
+    earlier: Any = None
+    options: tuple[list, list] | None = None
+
+
+def _submission_context(session: Any, schedule_id: int, key: str | None, *, now: datetime) -> _Submission:
+    """The session; when no place can be taken, also the booking this form already made (if
+    any) and, failing that, the alternatives to offer: everything in one read."""
+    context = timetable.session_with_context(session, schedule_id, now=now)
+    if context is None or context.state is timetable.SessionState.bookable or key is None:
+        return _Submission(context)
+    earlier = appointments.find_by_submission_key(session, key)
+    if earlier is not None:
+        return _Submission(context, earlier)
+    return _Submission(context, options=timetable.alternatives(session, context.schedule, now=now))
+
+
 def _submit_booking(request: Request, page: Page, schedule_id: str, data: dict[str, str]) -> Response:
     sid = _int(schedule_id)
-    context = _read(request, timetable.session_with_context, sid, now=now_of(request)) if sid else None
-    if context is None:
+    if not sid:
         return page.not_found()
     now = now_of(request)
     if data.get("step") == "review":  # coming from "choose another session": fill the form in, book nothing
+        context = _read(request, timetable.session_with_context, sid, now=now)
+        if context is None:
+            return page.not_found()
         form = BookingForm(raw={name: str(data.get(name) or "")[:2000] for name in BookingForm.FIELDS})
         if context.state is not timetable.SessionState.bookable:
             return _unavailable(request, page, context, reason=context.state.value, raw=form.raw)
@@ -432,6 +455,10 @@ def _submit_booking(request: Request, page: Page, schedule_id: str, data: dict[s
     submission = data.get("submission", "")
     key = tokens.read_submission_token(submission, str(sid), purpose=SUBMISSION_PURPOSE,
                                        max_age=SUBMISSION_MAX_AGE)
+    found = _read(request, _submission_context, sid, None if form.errors else key, now=now)
+    context = found.context
+    if context is None:
+        return page.not_found()
     if key is None:
         submission = tokens.new_submission_token(str(sid), purpose=SUBMISSION_PURPOSE)
     if form.errors:
@@ -444,11 +471,10 @@ def _submit_booking(request: Request, page: Page, schedule_id: str, data: dict[s
         # No place can be taken (the session filled up, or closed, while the form was open):
         # answer from what was read, without the rate limit's and the booking's write
         # transactions, unless this very form already booked (a repeated submission).
-        earlier = _read(request, appointments.find_by_submission_key, key)
-        if earlier is not None:
-            return RedirectResponse(view_link(earlier.id, confirmation=True), status_code=303)
+        if found.earlier is not None:
+            return RedirectResponse(view_link(found.earlier.id, confirmation=True), status_code=303)
         reason = "just_filled" if context.state is timetable.SessionState.full else context.state.value
-        return _unavailable(request, page, context, reason=reason, raw=form.raw)
+        return _unavailable(request, page, context, reason=reason, raw=form.raw, options=found.options)
 
     wait = _limit(request, "book", get_settings().booking_rate_limit, BOOKING_WINDOW_SECONDS)
     if wait:
