@@ -30,6 +30,7 @@ for 10 places.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from collections import Counter
 from contextlib import nullcontext
@@ -40,11 +41,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from bench import service_time
 from bench.burst import Burst, run_burst
 from bench.harness import BenchContext, Check, ScenarioResult, markdown_table, measure_ceiling, run_wrk, say
 from bench.portal_setup import portal_engine
 from bench.profiling import PySpy
-from bench.race_flows import BookingOutcome, patient_address, simulated_patient
+from bench.race_flows import BookingOutcome, open_booking_form, patient_address, simulated_patient, submit_booking
 from models import (
     Appointment,
     AuditEvent,
@@ -326,10 +328,43 @@ def run(ctx: BenchContext) -> ScenarioResult:
                                [r["reference"] for r in booked],
                                {r["reference"]: patient_address(r["index"]) for r in booked} if forwarded else None)
                 races.append(Race(label, forwarded, rush, burst, result, spy.table() if spy is not None else ""))
+            say("  one request at a time (cost per request)...")
+            service = service_times(engine, server)
             log_text = server.log_path.read_text(errors="replace")
     finally:
         engine.dispose()
-    return report(races, ceiling, wrk_ceiling, workers=workers, log_text=log_text, env=env)
+    scenario = report(races, ceiling, wrk_ceiling, workers=workers, log_text=log_text, env=env)
+    scenario.body += ("\n\nThe same server afterwards, one request at a time on a session of its own (what each "
+                      "request costs without queueing):\n\n" + service_time.table(service, os.cpu_count() or 1))
+    return scenario
+
+
+def service_times(engine: Engine, server, *, places: int = 30, full: int = 100) -> list[service_time.ServiceTime]:
+    """Per-request costs of the rush's requests, sent one at a time by one browser: the form,
+    a booking that gets a place, a submission for the then full session."""
+    rush = prepare(engine, places=places, patients=places + full)
+    browser = service_time.Browser(server.base_url)
+    pids = server.worker_pids()
+    forms: list[dict[str, str]] = []
+    try:
+        times = [
+            service_time.measure("`GET /book/{id}` (the form)",
+                                 lambda i: forms.append(open_booking_form(browser, rush.schedule_id)), places + full, pids),
+            service_time.measure("`POST /book/{id}`, booked", lambda i: _expect(
+                submit_booking(browser, rush.schedule_id, forms[i], simulated_patient(rush.run, i)), "booked"),
+                places, pids),
+            service_time.measure("`POST /book/{id}`, just filled up", lambda i: _expect(submit_booking(
+                browser, rush.schedule_id, forms[places + i], simulated_patient(rush.run, places + i)), "just_filled"),
+                full, pids),
+        ]
+    finally:
+        browser.close()
+    return times
+
+
+def _expect(outcome: BookingOutcome, kind: str) -> None:
+    if outcome.kind != kind:
+        raise SystemExit(f"one request at a time: {outcome.label}, expected {kind}")
 
 
 def report(races: list[Race], ceiling: Burst, wrk_ceiling, *, workers: int, log_text: str,

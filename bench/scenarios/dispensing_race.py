@@ -27,6 +27,7 @@ Ceilings as in scenario 2 (a burst of ``GET /_ping`` by the same users, and wrk)
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from collections import Counter
 from contextlib import nullcontext
@@ -37,9 +38,11 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
+from bench import service_time
 from bench.burst import Burst, percentile, run_burst
 from bench.harness import BenchContext, Check, ScenarioResult, markdown_table, measure_ceiling, run_wrk, say
 from bench.portal_setup import portal_engine
+from bench.race_flows import log_in, open_dispense, submit_dispense
 from bench.profiling import PySpy
 from models import (
     AuditEvent,
@@ -319,6 +322,8 @@ def run(ctx: BenchContext) -> ScenarioResult:
                 burst = run_burst(LOCUSTFILE, "PharmacistTab", server.base_url, users=attempts, env={
                     "RACE_PRESCRIPTIONS": ",".join(map(str, race.prescription_ids)),
                     "RACE_PHARMACISTS": ",".join(race.pharmacists), "RACE_PASSWORD": ctx.db.password})
+            say("  one request at a time (cost per request)...")
+            service = service_times(engine, server, ctx.db.password)
             log_text = server.log_path.read_text(errors="replace")
         outcomes = [r["outcome"] if r.get("outcome") != "answered"
                     else outcome_label(race, r["status"], [tuple(m) for m in r.get("messages") or []])
@@ -327,10 +332,42 @@ def run(ctx: BenchContext) -> ScenarioResult:
     finally:
         engine.dispose()
     scenario = report(race, burst, ceiling, wrk_ceiling, result, workers=workers, log_text=log_text)
+    scenario.body += ("\n\nThe same server afterwards, one request at a time (what each request costs without "
+                      "queueing):\n\n" + service_time.table(service, os.cpu_count() or 1))
     if spy is not None:
         scenario.body += ("\n\nWhere the workers' CPU went during the race (py-spy; logins, confirmation pages, "
                           "dispenses and result pages together):\n\n" + spy.table())
     return scenario
+
+
+def service_times(engine: Engine, server, password: str, *, units: int = 40,
+                  refused: int = 20) -> list[service_time.ServiceTime]:
+    """Per-request costs of the race's requests, sent one at a time by one logged-in pharmacist:
+    the confirmation page, a dispense that gets its unit, one refused for want of stock."""
+    setup = prepare(engine, units=units, attempts=units + refused, pharmacists=1, password=password)
+    browser = service_time.Browser(server.base_url)
+    pids = server.worker_pids()
+    tokens: list[str] = []
+    ids = setup.prescription_ids
+    try:
+        log_in(browser, setup.pharmacists[0], password)
+        times = [
+            service_time.measure("dispense confirmation page",
+                                 lambda i: tokens.append(open_dispense(browser, ids[i])), len(ids), pids),
+            service_time.measure("dispense POST, dispensed",
+                                 lambda i: _expect(submit_dispense(browser, ids[i], tokens[i])), units, pids),
+            service_time.measure("dispense POST, refused (no stock)",
+                                 lambda i: _expect(submit_dispense(browser, ids[units + i], tokens[units + i])),
+                                 refused, pids),
+        ]
+    finally:
+        browser.close()
+    return times
+
+
+def _expect(answer: tuple[int, str]) -> None:
+    if answer[0] != 303:
+        raise SystemExit(f"one request at a time: the dispense POST answered {answer[0]}")
 
 
 def report(race: DispensingRace, burst: Burst, ceiling: Burst, wrk_ceiling, result: RaceResult, *, workers: int,
