@@ -25,6 +25,11 @@ from bench.harness.console import markdown_table, say
 from bench.harness.server import LOG_DIR, PortalServer
 
 _LOCATION = re.compile(r" \((?P<file>[^():]+?)(?::\d+)?\)$")
+#: Frames on nearly every stack (process start, event loop, thread pool): left out of the
+#: inclusive list so that it shows what the requests spent their time on.
+PLUMBING = ("multiprocessing/", "asyncio/runners.py", "asyncio/base_events.py", "asyncio/events.py",
+            "uvicorn/_compat.py", "uvicorn/_subprocess.py", "uvicorn/server.py", "uvicorn/main.py",
+            "supervisors/", "threading.py", "<module>", "uvloop/")
 
 
 @dataclass
@@ -73,8 +78,9 @@ def summarize_collapsed(paths: list[Path], top: int = 20) -> ProfileSummary:
                 continue
             n = int(count)
             total += n
-            frames = [_short(f) for f in stack.split(";")]
-            for f in set(frames):
+            raw = stack.split(";")
+            frames = [_short(f) for f in raw]
+            for f in {_short(f) for f in raw if not any(p in f for p in PLUMBING)}:
                 inclusive[f] += n
             own[frames[-1]] += n
     if not total:
