@@ -7,7 +7,7 @@ class CatalogVersion(SQLModel, table=True):
     """A counter per department, raised by database triggers whenever what the patient pages
     show of that department may have changed.
 
-    Triggers (migration ``0002``) raise ``version`` in the same transaction as any insert,
+    Triggers (migration ``0003``) raise ``version`` in the same transaction as any insert,
     update or delete of the department, its doctor links, its doctors, or its clinic sessions
     (places booked, status, times, fees). Portal processes keep rendered pages keyed by
     these versions: a page is served from memory only while the versions it was rendered

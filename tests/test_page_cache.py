@@ -1,7 +1,7 @@
 """Rendered patient pages kept in memory are never stale: every change shows on the next request.
 
 The pages are cached per process, keyed by catalog versions that database triggers raise in
-the same transaction as any change (portal/booking/page_cache.py, migration 0002). These
+the same transaction as any change (portal/booking/page_cache.py, migration 0003). These
 tests change the data the way other processes would (another connection, plain SQL, the
 booking service) and read the pages again through HTTP.
 """
@@ -29,7 +29,7 @@ from portal.services.timetable import DOCTORS_PER_PAGE
 from portal.settings import get_settings
 from tests.factories import local_today, make_department, make_doctor, make_patient, make_schedule
 
-MIGRATION = importlib.import_module("migrations.versions.20261121_0002_catalog_version")
+MIGRATION = importlib.import_module("migrations.versions.20261121_0003_catalog_version")
 STAFF = Actor(username="frontdesk", role="receptionist")
 
 
