@@ -41,7 +41,7 @@ from bench.harness import (  # noqa: E402
     section,
 )
 
-FULL_SCALE, QUICK_SCALE = 100, 10
+FULL_SCALE, QUICK_SCALE = 100, 5
 FULL_SECONDS, QUICK_SECONDS = 15, 4
 
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None, *, command: str | None = None) -> int:
     say(f"Benchmarks ({'quick' if args.quick else 'full'}): {', '.join(m.NAME for m in chosen)}; "
         f"scale {scale}, {seconds:g} s per load run")
 
-    db = ensure_database(scale, name=args.db, reseed=args.reseed)
+    db = ensure_database(scale, name=args.db, reseed=args.reseed, settle_seconds=20 if args.quick else 120)
     machine = MachineInfo.collect(db.url)
     say(f"Machine: {machine.line()}")
     ctx = BenchContext(db=db, machine=machine, quick=args.quick, seconds=seconds, connections=args.connections,

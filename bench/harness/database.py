@@ -72,7 +72,7 @@ class BenchDatabase:
 
 
 def ensure_database(scale: int, *, name: str | None = None, server: str = DEFAULT_SERVER, reseed: bool = False,
-                    max_age_days: float = 3.0, settle: bool = True) -> BenchDatabase:
+                    max_age_days: float = 3.0, settle: bool = True, settle_seconds: float = 120) -> BenchDatabase:
     """Make sure a MariaDB database holds the demo hospital at ``scale``, migrated to head.
 
     Args:
@@ -82,6 +82,7 @@ def ensure_database(scale: int, *, name: str | None = None, server: str = DEFAUL
         reseed (bool): drop and seed again even when a matching seed exists.
         max_age_days (float): a seed older than this (days) is redone.
         settle (bool): after seeding, wait for InnoDB's dirty pages to be written.
+        settle_seconds (float): at most this long.
 
     Returns:
         BenchDatabase: the database, with its row counts.
@@ -110,7 +111,7 @@ def ensure_database(scale: int, *, name: str | None = None, server: str = DEFAUL
                     conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
                     seed(url, scale)
                     if settle:
-                        wait_until_settled(url)
+                        wait_until_settled(url, settle_seconds)
                     mark = seed_mark(url)
                 else:
                     run_main(["migrate"], url, label="migrate")
