@@ -29,7 +29,8 @@ _LOCATION = re.compile(r" \((?P<file>[^():]+?)(?::\d+)?\)$")
 #: inclusive list so that it shows what the requests spent their time on.
 PLUMBING = ("multiprocessing/", "asyncio/runners.py", "asyncio/base_events.py", "asyncio/events.py",
             "uvicorn/_compat.py", "uvicorn/_subprocess.py", "uvicorn/server.py", "uvicorn/main.py",
-            "supervisors/", "threading.py", "<module>", "uvloop/")
+            "supervisors/", "threading.py", "<module>", "uvloop/", "anyio/_backends/", "portal/cli.py",
+            "main (main.py)")
 
 
 @dataclass
