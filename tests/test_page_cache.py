@@ -287,3 +287,17 @@ def test_a_version_read_that_started_before_a_request_is_not_used_for_it(engine,
         event.remove(engine, "after_cursor_execute", hold_the_first_read)
         release.set()
     assert late[dept.id] == early[dept.id] + 1
+
+
+def test_pages_survive_the_loss_of_the_kept_version_connection(client, engine, clinic, mysql_only):
+    """The version reader keeps one connection; when the server drops it (restart, idle
+    timeout), the next request reads again on a new connection instead of failing."""
+    assert client.get("/departments/CARD").status_code == 200
+    with engine.connect() as conn:
+        others = conn.execute(text("SELECT id FROM information_schema.processlist "
+                                   "WHERE db = DATABASE() AND id <> CONNECTION_ID()")).scalars().all()
+        for connection_id in others:
+            conn.execute(text(f"KILL CONNECTION {int(connection_id)}"))
+    assert others  # the kept one among them
+    page = client.get("/departments/CARD")
+    assert page.status_code == 200 and "Wang Fang" in page.text

@@ -31,6 +31,7 @@ def install(app: FastAPI) -> None:
     """
     app.state.page_cache = PageCache()
     app.state.version_watch = VersionWatch(app.state.engine)
+    app.router.on_shutdown.append(app.state.version_watch.close)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="booking-static")
 

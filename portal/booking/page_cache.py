@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Connection, Engine
 
 from models import CatalogVersion
@@ -76,7 +77,8 @@ class VersionWatch:
 
     Reads run in one thread of their own, on one connection kept from the pool while reads
     keep coming (on MySQL/MariaDB in autocommit: one round trip per read, no ping and no
-    rollback), given back after :data:`IDLE_SECONDS` without a read or after an error.
+    rollback), given back after :data:`IDLE_SECONDS` without a read, after an error (a read
+    that fails on a kept connection is tried once more on a new one) and at shutdown.
 
     Args:
         engine (Engine): the portal's database.
@@ -93,16 +95,27 @@ class VersionWatch:
 
     # -- in the reader thread --
     def _read(self) -> dict[int, int]:
-        if self._conn is None:
-            conn = self.engine.connect()
-            if conn.dialect.name != "sqlite":
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            self._conn = conn
+        kept = self._conn is not None
         try:
-            return read_catalog_versions(self._conn)
+            return read_catalog_versions(self._connection())
+        except DBAPIError:
+            self._release()
+            if not kept:
+                raise
+        # the kept connection was broken (database restarted, idle timeout): once more on a new one
+        try:
+            return read_catalog_versions(self._connection())
         except BaseException:
             self._release()
             raise
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = self.engine.connect()  # the pool pings it first
+            if conn.dialect.name != "sqlite":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
+        return self._conn
 
     def _release(self) -> None:
         conn, self._conn = self._conn, None
@@ -137,6 +150,13 @@ class VersionWatch:
     def _release_if_idle(self, number: int) -> None:
         if self._started == number and self._inflight is None:
             self._executor.submit(self._release)
+
+    async def close(self) -> None:
+        """Give the kept connection back to the pool and stop the reader thread (app shutdown)."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._release)
+        self._executor.shutdown(wait=False)
 
     async def current(self) -> Mapping[int, int]:
         """The versions as of a read started after this call (department id -> version).
