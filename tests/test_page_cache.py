@@ -229,6 +229,14 @@ def test_a_shared_page_cannot_carry_a_csrf_token(app, client):
         page.html("lookup.html", shared=True, form=_empty_lookup(), problem=None)
 
 
+def test_shared_pages_set_no_cookie_and_the_booking_form_sets_the_csrf_cookie(client, clinic):
+    *_, session = clinic
+    for url in ("/", "/departments/CARD"):
+        assert "set-cookie" not in client.get(url).headers, url  # the same bytes for every visitor
+    form = client.get(f"/book/{session.id}")
+    assert form.headers["set-cookie"].startswith("portal_csrf=") and 'name="csrf_token"' in form.text
+
+
 def _empty_lookup():
     from portal.booking.forms import LookupForm
 

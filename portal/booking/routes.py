@@ -210,7 +210,7 @@ class Page:
         )
 
     def respond(self, html: str | bytes, *, status: int = 200, headers: dict[str, str] | None = None,
-                private: bool = False) -> HTMLResponse:
+                private: bool = False, csrf_cookie: bool = True) -> HTMLResponse:
         """The response carrying ``html``, with the page's headers and the CSRF cookie when new.
 
         Args:
@@ -219,6 +219,8 @@ class Page:
             headers (dict[str, str] | None): extra response headers.
             private (bool): the page shows personal data: ``Cache-Control: no-store`` (always so
                 for answers to a POST, which show what the patient typed).
+            csrf_cookie (bool): set the CSRF cookie when the browser has none (False for the
+                shared pages, which have no form that needs it: the booking form sets it).
 
         Returns:
             HTMLResponse: the page, setting the CSRF cookie when the browser had none.
@@ -228,7 +230,7 @@ class Page:
             response.headers["Cache-Control"] = "no-store"
         response.headers["Content-Language"] = i18n.HTML_LANG[self.locale]
         response.headers["Vary"] = "Cookie, Accept-Language"
-        if self.csrf_is_new:
+        if self.csrf_is_new and csrf_cookie:
             response.set_cookie(CSRF_COOKIE, self.csrf_value, max_age=CSRF_COOKIE_MAX_AGE, path="/",
                                 httponly=True, samesite="strict", secure=get_settings().secure_cookies)
         return response
@@ -418,14 +420,15 @@ def _all_versions(versions: Mapping[int, int]) -> tuple:
 
 
 @router.get("/")
-async def departments(request: Request, q: str = "") -> Response:
-    """The home page: active departments (filtered by ``q``) with their free sessions.
+async def departments(request: Request) -> Response:
+    """The home page: active departments (filtered by ``?q=``) with their free sessions.
 
     Without a search, served from :mod:`portal.booking.page_cache` while the catalog versions
-    and the counts' time bound hold.
+    and the counts' time bound hold. (Parameters are read from the request, not declared:
+    FastAPI's parameter machinery is a tenth of a cached page's cost.)
     """
     page = Page.of(request)
-    query = " ".join(q.split())[: timetable.MAX_QUERY_LENGTH]
+    query = " ".join(request.query_params.get("q", "").split())[: timetable.MAX_QUERY_LENGTH]
     if query:
         return await run_in_threadpool(_search_page, request, page, query)
 
@@ -436,7 +439,7 @@ async def departments(request: Request, q: str = "") -> Response:
         return Rendered(html.encode(), _all_versions(versions), listing.valid_until)
 
     rendered = await _cached(request, page, ("home", page.locale), lambda _e, v: _all_versions(v), render)
-    return page.respond(rendered.html)
+    return page.respond(rendered.html, csrf_cookie=False)
 
 
 def _search_page(request: Request, page: Page, query: str) -> Response:
@@ -446,7 +449,7 @@ def _search_page(request: Request, page: Page, query: str) -> Response:
 
 
 @router.get("/departments/{code}")
-async def department(request: Request, code: str) -> Response:
+async def department(request: Request) -> Response:
     """One page of a department's doctors and their sessions in the next 14 days (404 page if unknown).
 
     ``?page=N`` chooses the page of doctors (:data:`portal.services.timetable.DOCTORS_PER_PAGE`
@@ -458,7 +461,7 @@ async def department(request: Request, code: str) -> Response:
     number = _int(raw_number)
     if not number:
         return page.not_found()
-    canonical = code.strip().upper()[:16]
+    canonical = request.path_params["code"].strip().upper()[:16]
     here = f"/departments/{quote(canonical)}" + (f"?page={number}" if number > 1 else "")
 
     def render(versions: Mapping[int, int]) -> Rendered | None:
@@ -473,7 +476,7 @@ async def department(request: Request, code: str) -> Response:
                              lambda entry, v: v.get(entry.department_id), render)
     if rendered is None:
         return page.not_found()
-    return page.respond(rendered.html)
+    return page.respond(rendered.html, csrf_cookie=False)
 
 
 # -- booking --------------------------------------------------------------------------
