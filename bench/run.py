@@ -41,7 +41,7 @@ from bench.harness import (  # noqa: E402
     section,
 )
 
-FULL_SCALE, QUICK_SCALE = 100, 10
+FULL_SCALE, QUICK_SCALE = 100, 5
 FULL_SECONDS, QUICK_SECONDS = 15, 4
 
 
@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None, modules: list[ModuleType]) -> argparse.Na
                    help=f"length of each measured load run ({FULL_SECONDS}; {QUICK_SECONDS} with --quick)")
     p.add_argument("--connections", type=int, default=50, help="concurrent connections of the load runs (50)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    p.add_argument("--profile", action="store_true",
+                   help="sample the servers with py-spy during the measured runs; the summary is recorded")
     p.add_argument("--no-record", action="store_true", help="print only; do not append to docs/benchmarks.md")
     for module in modules:  # a scenario may add its own options (``add_arguments(parser)``)
         if hasattr(module, "add_arguments"):
@@ -105,11 +107,11 @@ def main(argv: list[str] | None = None, *, command: str | None = None) -> int:
     say(f"Benchmarks ({'quick' if args.quick else 'full'}): {', '.join(m.NAME for m in chosen)}; "
         f"scale {scale}, {seconds:g} s per load run")
 
-    db = ensure_database(scale, name=args.db, reseed=args.reseed)
+    db = ensure_database(scale, name=args.db, reseed=args.reseed, settle_seconds=20 if args.quick else 120)
     machine = MachineInfo.collect(db.url)
     say(f"Machine: {machine.line()}")
     ctx = BenchContext(db=db, machine=machine, quick=args.quick, seconds=seconds, connections=args.connections,
-                       threads=args.threads, workers=args.workers, args=args)
+                       threads=args.threads, workers=args.workers, args=args, profile=args.profile)
     results: list[tuple[ModuleType, ScenarioResult]] = []
     for i, module in enumerate(chosen, start=1):
         say(f"\n[{i}/{len(chosen)}] Scenario {module.NUMBER}: {module.TITLE}")

@@ -72,6 +72,8 @@ class BenchContext:
         threads (int): wrk threads.
         workers (int): uvicorn workers of the servers started (``--workers``).
         args (argparse.Namespace): the whole command line.
+        profile (bool): sample the servers with py-spy during the measured runs (``--profile``;
+            see :class:`bench.harness.profile.ServerProfile`).
     """
 
     db: BenchDatabase
@@ -82,6 +84,7 @@ class BenchContext:
     threads: int
     workers: int
     args: argparse.Namespace
+    profile: bool = False
 
     def server(self, *, workers: int | None = None, env: dict[str, str] | None = None,
                name: str = "portal") -> PortalServer:

@@ -18,7 +18,9 @@ import urllib.request
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bench.harness import BenchContext, Check, ScenarioResult, markdown_table, say
+import contextlib
+
+from bench.harness import BenchContext, Check, ScenarioResult, ServerProfile, markdown_table, say
 
 NUMBER = 5
 NAME = "reports"
@@ -93,17 +95,22 @@ def run(ctx: BenchContext) -> ScenarioResult:
             if user not in openers:
                 openers[user] = server.login(user)[0]
             measure(openers[user], server.base_url + path, 0, 1)
-        for i, (label, user, path) in enumerate(plan, start=1):
-            times = measure(openers[user], server.base_url + path, warmup, n)
-            results.append((label, times))
-            say(f"  [{i}/{len(plan)}] {label}: median {statistics.median(times) * 1000:,.0f} ms, "
-                f"p95 {p95(times) * 1000:,.0f} ms")
+        profile = ServerProfile(server, "reports") if ctx.profile else contextlib.nullcontext()
+        with profile:
+            for i, (label, user, path) in enumerate(plan, start=1):
+                times = measure(openers[user], server.base_url + path, warmup, n)
+                results.append((label, times))
+                say(f"  [{i}/{len(plan)}] {label}: median {statistics.median(times) * 1000:,.0f} ms, "
+                    f"p95 {p95(times) * 1000:,.0f} ms")
     rows = [(label, f"{statistics.median(t) * 1000:,.0f}", f"{p95(t) * 1000:,.0f}", f"{max(t) * 1000:,.0f}",
              "yes" if p95(t) <= BUDGET_SECONDS else "**no**") for label, t in results]
     worst_label, worst = max(results, key=lambda r: p95(r[1]))
     slow = [label for label, t in results if p95(t) > BUDGET_SECONDS]
+    body = markdown_table(["page", "median ms", "p95 ms", "max ms", "within 1 s"], rows, align="lrrrc")
+    if ctx.profile:
+        body += "\n\nProfile of the server over all measured requests, " + profile.summary_markdown()
     return ScenarioResult(
-        body=markdown_table(["page", "median ms", "p95 ms", "max ms", "within 1 s"], rows, align="lrrrc"),
+        body=body,
         facts=[f"one uvicorn worker; {n} sequential requests per page after {warmup} warm-up "
                "(and one warm-up pass over every page)"],
         checks=[Check(f"each of {len(results)} pages within 1 s (p95)",
