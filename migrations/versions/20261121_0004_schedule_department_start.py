@@ -8,8 +8,8 @@ place in the booking rush benchmark); with start_time in the index it reads them
 and stops at the fifth bookable one (about 2 ms). The new index replaces the old one,
 whose columns it begins with (it also serves the department foreign key).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-21 04:00:00
 
 """
@@ -19,8 +19,8 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision: str = "0003"
-down_revision: Union[str, Sequence[str], None] = "0002"
+revision: str = "0004"
+down_revision: Union[str, Sequence[str], None] = "0003"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -32,6 +32,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Restore revision 0002's index before dropping the wider one."""
+    """Restore revision 0003's index before dropping the wider one."""
     op.create_index("ix_schedule_department_date", "schedule", ["department_id", "session_date"])
     op.drop_index("ix_schedule_department_date_start", table_name="schedule")
