@@ -43,9 +43,17 @@ from sqlalchemy.engine import Engine
 
 from bench import service_time
 from bench.burst import Burst, run_burst
-from bench.harness import BenchContext, Check, ScenarioResult, markdown_table, measure_ceiling, run_wrk, say
+from bench.harness import (
+    BenchContext,
+    Check,
+    ScenarioResult,
+    ServerProfile,
+    markdown_table,
+    measure_ceiling,
+    run_wrk,
+    say,
+)
 from bench.portal_setup import portal_engine
-from bench.profiling import PySpy
 from bench.race_flows import BookingOutcome, open_booking_form, patient_address, simulated_patient, submit_booking
 from models import (
     Appointment,
@@ -262,8 +270,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rush-spread", type=float, default=None,
                         help="seconds over which the spread race's submissions arrive (20; 5 with --quick)")
     parser.add_argument("--rush-workers", type=int, default=None, help="uvicorn workers (--workers)")
-    parser.add_argument("--rush-profile", action="store_true",
-                        help="sample the workers with py-spy during the race; record where their CPU went")
 
 
 @dataclass
@@ -294,7 +300,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
     places = getattr(args, "rush_places", None) or (20 if ctx.quick else 100)
     spread_s = getattr(args, "rush_spread", None) or (5.0 if ctx.quick else 20.0)
     workers = getattr(args, "rush_workers", None) or ctx.workers
-    profile = getattr(args, "rush_profile", False)
+    profile = ctx.profile
     chosen = [n for n in (getattr(args, "rush_races", None) or "one,each,spread").split(",") if n]
     unknown = [n for n in chosen if n not in RACES]
     if unknown:
@@ -318,7 +324,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
                 rush = prepare(engine, places=places, patients=patients, booked_before=places // 5)
                 say(f"  {label}: session #{rush.schedule_id}, capacity {rush.capacity}, {rush.booked_before} "
                     f"booked, {rush.places} places left; {patients} patients")
-                with PySpy(server.worker_pids(), name=f"booking-rush-{name}") if profile else nullcontext() as spy:
+                with ServerProfile(server, f"booking-rush-{name}") if profile else nullcontext() as spy:
                     burst = run_burst(LOCUSTFILE, "RushPatient", server.base_url, users=patients,
                                       spread_s=spread_s if spread else 0.0,
                                       env={"RUSH_SCHEDULE_ID": str(rush.schedule_id), "RUSH_RUN": str(rush.run),
@@ -327,7 +333,8 @@ def run(ctx: BenchContext) -> ScenarioResult:
                 result = check(engine, rush, [r.get("outcome", "missing") for r in burst.records],
                                [r["reference"] for r in booked],
                                {r["reference"]: patient_address(r["index"]) for r in booked} if forwarded else None)
-                races.append(Race(label, forwarded, rush, burst, result, spy.table() if spy is not None else ""))
+                races.append(Race(label, forwarded, rush, burst, result,
+                                  spy.summary_markdown() if spy is not None else ""))
             say("  one request at a time (cost per request)...")
             service = service_times(engine, server)
             log_text = server.log_path.read_text(errors="replace")
@@ -395,8 +402,9 @@ def report(races: list[Race], ceiling: Burst, wrk_ceiling, *, workers: int, log_
         parts.append(f"{race.label}: submissions by outcome: {race.burst.outcome_latencies()}. Database checks "
                      + ("all passed." if not problems else "FAILED: " + "; ".join(problems) + "."))
         if race.profile:
-            parts.append(f"{race.label}: where the workers' CPU went during the race (py-spy; forms, submissions "
-                         "and confirmations together):\n\n" + race.profile)
+            parts.append(f"{race.label}: where the workers' time went during the race (forms, submissions and "
+                         "confirmations together; threads waiting for a pooled connection or the database are "
+                         "sampled too):\n\n" + race.profile)
     parts.append(f"Server log: {log_text.count('Traceback')} tracebacks.")
     first = races[0].rush
     facts = [f"{workers} uvicorn worker(s); server settings {', '.join(f'`{k}={v}`' for k, v in env.items())}",

@@ -40,10 +40,18 @@ from sqlalchemy.engine import Engine
 
 from bench import service_time
 from bench.burst import Burst, percentile, run_burst
-from bench.harness import BenchContext, Check, ScenarioResult, markdown_table, measure_ceiling, run_wrk, say
+from bench.harness import (
+    BenchContext,
+    Check,
+    ScenarioResult,
+    ServerProfile,
+    markdown_table,
+    measure_ceiling,
+    run_wrk,
+    say,
+)
 from bench.portal_setup import portal_engine
 from bench.race_flows import log_in, open_dispense, submit_dispense
-from bench.profiling import PySpy
 from models import (
     AuditEvent,
     BatchStatus,
@@ -293,8 +301,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--race-units", type=int, default=None, help="units in stock (120; 30 with --quick)")
     parser.add_argument("--race-pharmacists", type=int, default=10, help="pharmacist accounts logged in (10)")
     parser.add_argument("--race-workers", type=int, default=None, help="uvicorn workers (--workers)")
-    parser.add_argument("--race-profile", action="store_true",
-                        help="sample the workers with py-spy during the race; record where their CPU went")
 
 
 def run(ctx: BenchContext) -> ScenarioResult:
@@ -305,7 +311,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
     units = getattr(args, "race_units", None) or (30 if ctx.quick else 120)
     pharmacists = getattr(args, "race_pharmacists", None) or 10
     workers = getattr(args, "race_workers", None) or ctx.workers
-    profile = getattr(args, "race_profile", False)
+    profile = ctx.profile
     engine = portal_engine(ctx.db)
     try:
         race = prepare(engine, units=units, attempts=attempts, pharmacists=pharmacists, password=ctx.db.password)
@@ -318,7 +324,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
             wrk_ceiling = measure_ceiling(server.base_url, connections=ctx.connections, threads=ctx.threads,
                                           seconds=ctx.seconds)
             ceiling = run_burst(LOCUSTFILE, "PingBurst", server.base_url, users=attempts)
-            with PySpy(server.worker_pids(), name="dispensing-race") if profile else nullcontext() as spy:
+            with ServerProfile(server, "dispensing-race") if profile else nullcontext() as spy:
                 burst = run_burst(LOCUSTFILE, "PharmacistTab", server.base_url, users=attempts, env={
                     "RACE_PRESCRIPTIONS": ",".join(map(str, race.prescription_ids)),
                     "RACE_PHARMACISTS": ",".join(race.pharmacists), "RACE_PASSWORD": ctx.db.password})
@@ -335,8 +341,9 @@ def run(ctx: BenchContext) -> ScenarioResult:
     scenario.body += ("\n\nThe same server afterwards, one request at a time (what each request costs without "
                       "queueing):\n\n" + service_time.table(service, os.cpu_count() or 1))
     if spy is not None:
-        scenario.body += ("\n\nWhere the workers' CPU went during the race (py-spy; logins, confirmation pages, "
-                          "dispenses and result pages together):\n\n" + spy.table())
+        scenario.body += ("\n\nWhere the workers' time went during the race (logins, confirmation pages, dispenses "
+                          "and result pages together; threads waiting for a pooled connection or the database are "
+                          "sampled too):\n\n" + spy.summary_markdown())
     return scenario
 
 
