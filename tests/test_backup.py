@@ -32,11 +32,11 @@ from tests.factories import make_patient, make_schedule, make_staff
 
 def snapshot(url: str) -> dict[str, list[tuple]]:
     """Every row of every table, ordered by primary key, as raw driver values."""
-    engine = build_engine(url, pool_size=1)
+    engine = build_engine(url, pool_size=1)  # one connection: the inspector reads through it too
     try:
-        insp = inspect(engine)
         rows = {}
         with engine.connect() as conn:
+            insp = inspect(conn)
             quote = conn.dialect.identifier_preparer.quote
             for table in sorted(insp.get_table_names()):
                 key = insp.get_pk_constraint(table)["constrained_columns"] or [
