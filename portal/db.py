@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
@@ -34,6 +35,16 @@ T = TypeVar("T")
 #: MySQL error codes worth retrying: deadlock, lock wait timeout.
 RETRYABLE_MYSQL_CODES = {1213, 1205}
 MAX_ATTEMPTS = 4
+
+class _WriteIntent:
+    """Set by :func:`writing`: its first transaction on SQLite is still to begin."""
+
+    pending = True
+
+
+#: Set while a write runs in sessions that :func:`transaction` did not open (the admin's
+#: generic create, edit and delete).
+_write_intent: ContextVar[_WriteIntent | None] = ContextVar("portal_write_intent", default=None)
 
 _engine_lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -71,6 +82,10 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - driver hook
             mode = conn.get_execution_options().get("sqlite_begin", "")
+            intent = _write_intent.get()
+            if not mode and intent is not None and intent.pending:
+                intent.pending = False  # only the first transaction of the write
+                mode = "IMMEDIATE"
             conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
         return engine
@@ -121,6 +136,25 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """Mark the code inside as one write: the first transaction it begins on SQLite takes
+    the write lock up front (``BEGIN IMMEDIATE``), as :func:`transaction` does by default.
+
+    For sessions made elsewhere (sqladmin's own edit and delete), whose read then write
+    would otherwise have to upgrade a read transaction, which SQLite refuses at once
+    ("database is locked") when another writer committed in between. Only the first
+    transaction: reads in other sessions while it holds the lock (sqladmin's hooks)
+    begin as usual and do not wait for it. Worker threads started inside inherit the
+    mark (context variables are copied to them). No effect on MySQL/MariaDB.
+    """
+    token = _write_intent.set(_WriteIntent())
+    try:
+        yield
+    finally:
+        _write_intent.reset(token)
 
 
 def session_factory(engine: Engine | None = None, **info: Any) -> sessionmaker[Session]:
