@@ -37,9 +37,11 @@ RETRYABLE_MYSQL_CODES = {1213, 1205}
 MAX_ATTEMPTS = 4
 
 class _WriteIntent:
-    """Set by :func:`writing`: its first transaction on SQLite is still to begin."""
+    """Set by :func:`writing`: ``holder`` is the connection whose transaction holds
+    SQLite's write lock for it (None between transactions)."""
 
-    pending = True
+    def __init__(self) -> None:
+        self.holder: Any = None
 
 
 #: Set while a write runs in sessions that :func:`transaction` did not open (the admin's
@@ -83,10 +85,17 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
         def _sqlite_begin(conn):  # pragma: no cover - driver hook
             mode = conn.get_execution_options().get("sqlite_begin", "")
             intent = _write_intent.get()
-            if not mode and intent is not None and intent.pending:
-                intent.pending = False  # only the first transaction of the write
+            if not mode and intent is not None and intent.holder is None:
+                intent.holder = conn  # reads nested in its transaction begin as usual
                 mode = "IMMEDIATE"
             conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn):  # pragma: no cover - driver hook
+            intent = _write_intent.get()
+            if intent is not None and intent.holder is conn:
+                intent.holder = None
 
         return engine
 
@@ -140,15 +149,16 @@ def dispose_engines() -> None:
 
 @contextmanager
 def writing() -> Iterator[None]:
-    """Mark the code inside as one write: the first transaction it begins on SQLite takes
-    the write lock up front (``BEGIN IMMEDIATE``), as :func:`transaction` does by default.
+    """Mark the code inside as a write: its transactions on SQLite take the write lock up
+    front (``BEGIN IMMEDIATE``), as :func:`transaction` does by default.
 
-    For sessions made elsewhere (sqladmin's own edit and delete), whose read then write
-    would otherwise have to upgrade a read transaction, which SQLite refuses at once
-    ("database is locked") when another writer committed in between. Only the first
-    transaction: reads in other sessions while it holds the lock (sqladmin's hooks)
-    begin as usual and do not wait for it. Worker threads started inside inherit the
-    mark (context variables are copied to them). No effect on MySQL/MariaDB.
+    For sessions made elsewhere (sqladmin's own create, edit and delete), whose read then
+    write would otherwise have to upgrade a read transaction, which SQLite refuses at once
+    ("database is locked") when another writer committed in between. One at a time: a
+    transaction begun while another one of the same write holds the lock (a read by one
+    of sqladmin's hooks in the middle of the save) begins as usual instead of waiting
+    for a lock its own caller holds. Worker threads started inside inherit the mark
+    (context variables are copied to them). No effect on MySQL/MariaDB.
     """
     token = _write_intent.set(_WriteIntent())
     try:
