@@ -3,8 +3,10 @@
 One engine per process, built from ``DATABASE_URL``. SQLite gets WAL mode, a busy
 timeout and foreign keys; write transactions there start with ``BEGIN IMMEDIATE``
 so two writers queue instead of failing on lock upgrade. MySQL/MariaDB connections
-run in READ COMMITTED with UTC session time, pre-ping stale pooled connections and
-time out quickly when the server is gone.
+run in READ COMMITTED with UTC session time, ping pooled connections on checkout
+and time out within seconds when the server is gone or frozen (the ping and a new
+connection's greeting wait ``DB_PING_TIMEOUT_SECONDS``, queries
+``DB_READ_TIMEOUT_SECONDS``).
 
 Service functions run inside :func:`transaction` (one unit of work the caller
 controls) or :func:`run_in_transaction` (which also retries MySQL deadlocks and
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.settings import get_settings
@@ -99,10 +101,12 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
 
         return engine
 
-    size = pool_size or get_settings().db_pool_size
+    settings = get_settings()
+    size = pool_size or settings.db_pool_size
+    ping_timeout, read_timeout = settings.db_ping_timeout_seconds, settings.db_read_timeout_seconds
     engine = create_engine(
         url,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # our own ping below, with a short timeout
         pool_recycle=1800,
         pool_size=size,
         max_overflow=size,
@@ -110,14 +114,45 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
         isolation_level="READ COMMITTED",
         connect_args={
             "connect_timeout": 3,
-            "read_timeout": 30,
+            # The greeting and init_command of a new connection wait at most the ping
+            # timeout: a frozen server accepts TCP connections (the kernel does) but never
+            # greets. Queries then get the longer read timeout (_on_connect).
+            "read_timeout": ping_timeout,
             "write_timeout": 30,
             "init_command": "SET time_zone = '+00:00', innodb_lock_wait_timeout = 10",
             "charset": "utf8mb4",
         },
     )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - driver hook
+        _set_read_timeout(dbapi_conn, read_timeout)
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn, _record, _proxy):  # pragma: no cover - driver hook
+        # Pessimistic disconnect handling (SQLAlchemy's "checkout" recipe) with a short
+        # timeout: pool_pre_ping would wait the whole read timeout on a frozen server,
+        # and again for the new connection's greeting.
+        _set_read_timeout(dbapi_conn, ping_timeout)
+        try:
+            dbapi_conn.ping(False)
+        except Exception as exc:
+            raise DisconnectionError(f"the database did not answer a ping within {ping_timeout} s: {exc}") from exc
+        finally:
+            _set_read_timeout(dbapi_conn, read_timeout)
+
     event.listen(engine, "handle_error", _mariadb_check_is_integrity_error)
     return engine
+
+
+def _set_read_timeout(dbapi_conn: Any, seconds: int) -> None:
+    """Change a PyMySQL connection's read timeout (seconds) for the next reads.
+
+    PyMySQL takes ``read_timeout`` only when connecting and has no public setter; its
+    ``_read_timeout`` attribute is applied to the socket before every packet read
+    (PyMySQL 1.x, ``Connection._read_packet``).
+    """
+    dbapi_conn._read_timeout = seconds
 
 
 def _mariadb_check_is_integrity_error(ctx):

@@ -72,8 +72,11 @@ class LiveServer:
         self.wait_ready(timeout=timeout)
 
     def worker_pids(self) -> set[int]:
-        """Process ids of the live uvicorn workers (spawned children of the server)."""
+        """Process ids of the live uvicorn workers: the spawned children of the server, or
+        the server process itself when it runs one worker (uvicorn then serves in it)."""
         assert self.proc is not None
+        if self.workers == 1:
+            return {self.proc.pid} if self.proc.poll() is None else set()
         try:
             children = psutil.Process(self.proc.pid).children()
         except psutil.NoSuchProcess:
