@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="check the data's invariants (booked counts, stock ledger, dispensed units, "
                       "audit trail); exit status 1 when one is broken",
     )
+    housekeeping = sub.add_parser("housekeeping", help="daily clean-up: delete stale rate-limit buckets")
+    housekeeping.add_argument(
+        "--older-than-hours", type=int, default=24, metavar="HOURS",
+        help="age beyond which a bucket is stale (default 24; the longest window in use is 10 minutes)",
+    )
     return parser
 
 
