@@ -115,7 +115,7 @@ class Schedule(SQLModel, table=True):
         sa.CheckConstraint("end_time > start_time", name="times"),
         sa.CheckConstraint("slot_minutes >= 1", name="slot"),
         sa.CheckConstraint("fee >= 0", name="fee"),
-        sa.Index("ix_schedule_department_date", "department_id", "session_date"),
+        sa.Index("ix_schedule_department_date_start", "department_id", "session_date", "start_time"),
         sa.Index("ix_schedule_date_status", "session_date", "status"),
     )
 

@@ -207,7 +207,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _say("")
     uvicorn.run(
         "portal.app:create_app", factory=True, host=args.host, port=args.port,
-        workers=args.workers, proxy_headers=False, log_level="warning",
+        workers=args.workers, log_level="warning",
+        # behind a reverse proxy, the client is the one the proxy names (FORWARDED_ALLOW_IPS)
+        proxy_headers=bool(settings.forwarded_allow_ips), forwarded_allow_ips=settings.forwarded_allow_ips or None,
         loop="uvloop" if sys.platform != "win32" else "auto", http="httptools",
     )
     return 0

@@ -538,12 +538,13 @@ def test_controlled_medicine_needs_a_witness(client, engine):
     witness = make_staff(engine, role=Role.nurse, full_name="Nina Witness")
     morphine = make_medicine(engine, name="Morphine", is_controlled=True)
     batch = make_batch(engine, medicine=morphine, quantity=20)
-    rx = make_prescription(engine, items=[(morphine, 2)])
+    rx = make_prescription(engine, patient=make_patient(engine, full_name="Zhao Lei"), items=[(morphine, 2)])
     page, _ = open_action(client, "prescription", "dispense", [rx.id])
     assert 'name="witness_id"' in page.text and "Nina Witness" in page.text
     assert f'value="{user.id}"' not in page.text.split('name="witness_id"')[1].split("</select>")[0]
     response = do_action(client, "prescription", "dispense", [rx.id])
     assert response.status_code == 400 and "Choose the witness: Morphine" in response.text
+    assert "Zhao Lei" in response.text  # the page shown again lists the prescription with its patient
     assert load(engine, StockBatch, batch.id).quantity_on_hand == 20
     assert load(engine, Prescription, rx.id).status is PrescriptionStatus.issued
     messages = flashes(client, do_action(client, "prescription", "dispense", [rx.id], witness_id=str(witness.id)))

@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.testclient import TestClient
 
-from models import Appointment, AppointmentStatus, AuditEvent, Patient, Schedule, ScheduleStatus
+from models import Appointment, AppointmentStatus, AuditEvent, Patient, Schedule, ScheduleStatus, ThrottleBucket
 from portal.booking import routes
 from portal.db import transaction
 from portal.services import appointments as appointment_service
@@ -363,6 +364,7 @@ def test_last_place_then_full_session_shows_alternatives(client, engine, clinic)
     dept, doctor, morning, afternoon = clinic
     other_doctor = make_doctor(engine, department=dept, full_name="Zhou Min")
     elsewhere = make_schedule(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=2))
+    too_far = make_schedule(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=14))
     with transaction(engine) as session:
         session.execute(update(Schedule).where(Schedule.id == morning.id).values(capacity=1))
     tokens = open_form(client, morning.id)  # the form is opened while one place is left...
@@ -380,6 +382,7 @@ def test_last_place_then_full_session_shows_alternatives(client, engine, clinic)
     assert "Other sessions with Wang Fang" in text and "Other doctors in Cardiology" in text
     assert f'action="/book/{afternoon.id}"' in response.text and f'action="/book/{elsewhere.id}"' in response.text
     assert f'action="/book/{morning.id}"' not in response.text
+    assert f'action="/book/{too_far.id}"' not in response.text  # beyond the 14 days the pages show
     assert 'name="full_name" value="Mary O&#39;Hara"' in response.text  # details carried, escaped
     assert count(engine, Appointment) == 1 and booked(engine, morning.id) == 1
 
@@ -420,6 +423,30 @@ def test_a_repeated_submission_books_once(client, engine, clinic):
     assert reference in first_page and reference in again_page
     assert count(engine, Appointment) == 1 and count(engine, Patient) == 1
     assert booked(engine, morning.id) == 1
+
+
+def test_a_session_that_filled_while_the_form_was_open_is_answered_without_writing(client, engine, clinic):
+    dept, doctor, morning, _ = clinic
+    tokens = open_form(client, morning.id)
+    for patient in [make_patient(engine) for _ in range(3)]:  # others take the three places meanwhile
+        with transaction(engine) as session:
+            appointment_service.book(session, schedule_id=morning.id, patient_id=patient.id,
+                                     actor=Actor(username="frontdesk"))
+    response = submit(client, morning.id, tokens)
+    assert response.status_code == 409 and "Sorry, this session has just filled up" in response.text
+    assert 'value="Li Na"' in response.text  # kept for choosing another session
+    assert count(engine, ThrottleBucket) == 0  # no rate-limit hit: nothing could be written
+    assert count(engine, Patient) == 3 and booked(engine, morning.id) == 3
+
+
+def test_repeating_the_submission_that_took_the_last_place_shows_that_booking(client, engine):
+    last = make_schedule(engine, capacity=1)
+    tokens = open_form(client, last.id)
+    first = submit(client, last.id, tokens)
+    again = submit(client, last.id, tokens)  # the session is full now: this form's own booking counts
+    assert first.status_code == again.status_code == 303
+    assert again.headers["location"] == first.headers["location"]
+    assert count(engine, Appointment) == 1
 
 
 def test_booking_again_with_a_new_form_is_refused_without_revealing_the_reference(client, engine, clinic):
@@ -563,7 +590,7 @@ def test_the_csrf_cookie_is_httponly_and_strict(client):
 
 
 def test_too_many_lookups_get_429_with_retry_after(client, engine):
-    for _ in range(routes.LOOKUP_LIMIT):
+    for _ in range(get_settings().lookup_rate_limit):
         assert lookup(client, "ZZZZZ-ZZZZZ", "13800138000").status_code == 404
     refused = lookup(client, "ZZZZZ-ZZZZZ", "13800138000")
     assert refused.status_code == 429
@@ -576,11 +603,22 @@ def test_too_many_lookups_get_429_with_retry_after(client, engine):
 def test_too_many_bookings_get_429(client, engine, clinic):
     _, _, morning, _ = clinic
     tokens = open_form(client, morning.id)
-    for _ in range(routes.BOOKING_LIMIT):
+    for _ in range(get_settings().booking_rate_limit):
         assert submit(client, morning.id, tokens).status_code == 303
     refused = submit(client, morning.id, tokens)
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
     assert count(engine, Appointment) == 1
+
+
+def test_the_booking_limit_per_address_comes_from_the_setting(client, engine, clinic, monkeypatch):
+    monkeypatch.setenv("BOOKING_RATE_LIMIT", "2")
+    from portal.settings import Settings
+
+    assert Settings().booking_rate_limit == 2 and Settings(_env_file=None).lookup_rate_limit == 10
+    monkeypatch.setattr(get_settings(), "booking_rate_limit", 2)
+    _, _, morning, _ = clinic
+    tokens = open_form(client, morning.id)
+    assert [submit(client, morning.id, tokens).status_code for _ in range(3)] == [303, 303, 429]
 
 
 def test_busy_database_gives_503_and_surprises_give_a_plain_apology(client, engine, clinic, monkeypatch):
@@ -597,6 +635,13 @@ def test_busy_database_gives_503_and_surprises_give_a_plain_apology(client, engi
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
+
+    def no_connection(*args, **kwargs):
+        raise PoolTimeout("QueuePool limit of size 10 overflow 0 reached, connection timed out, timeout 10.00")
+
+    monkeypatch.setattr(routes.booking, "book_online", no_connection)
+    response = submit(client, morning.id, tokens)
+    assert response.status_code == 503 and "We are very busy" in response.text
 
     monkeypatch.setattr(routes.booking, "book_online", broken)
     response = submit(client, morning.id, tokens)

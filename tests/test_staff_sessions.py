@@ -30,6 +30,26 @@ def _error_of(response) -> str:
     return response.text.split('class="invalid-feedback">')[1].split("<")[0]
 
 
+# -- the login itself ----------------------------------------------------------------------
+def test_the_slow_password_check_holds_no_database_connection(client, engine, monkeypatch):
+    """Many staff logging in at once must not run the connection pool dry: argon2 runs
+    between the login's two short transactions, with every connection back in the pool."""
+    import views.auth
+
+    user = make_staff(engine, username="pharm1")
+    held = []
+
+    def verify(password_hash, password):
+        held.append(engine.pool.checkedout())
+        return verify_password(password_hash, password)
+
+    monkeypatch.setattr(views.auth, "verify_password", verify)
+    assert login(client, "pharm1", "not-the-password").status_code == 400
+    assert login(client, "pharm1").status_code == 302
+    assert held == [0, 0]
+    assert _user(engine, user.id).last_login_at is not None
+
+
 # -- per-username lockout ----------------------------------------------------------------
 def test_five_failures_lock_a_real_and_an_unknown_username_alike(client, engine):
     user = make_staff(engine, username="reception1")

@@ -374,8 +374,12 @@ class ActionsMixin:
 
         form = spec.form(formdata=data) if spec.form else None
         user: StaffUser = request.state.staff
-        rows, notes = await run_in_threadpool(self._gather, request, pks, spec, form, user)
+        # A POST shows no table: it loads only the relations its messages name the rows by.
+        relations = self._list_relations if not posted else self.label_relations(self._list_relations)  # type: ignore[attr-defined]
+        rows, notes = await run_in_threadpool(self._gather, request, pks, spec, form, user, relations)
         if not posted or not rows or (form is not None and not form.validate()):
+            if posted and rows and len(relations) < len(self._list_relations):  # type: ignore[attr-defined]
+                rows = await run_in_threadpool(self._load_rows, request, pks, self._list_relations)  # type: ignore[attr-defined]
             return await self._confirm_page(request, spec, pks, rows, notes, form, next_url,
                                             status_code=400 if posted else 200)
 
@@ -388,19 +392,33 @@ class ActionsMixin:
         self._flash(request, spec, outcome)
         return RedirectResponse(next_url, status_code=status.HTTP_303_SEE_OTHER)
 
+    def label_relations(self, relations: list[Any]) -> list[Any]:
+        """The list relations :meth:`row_label` and :meth:`row_mention` read (loaded for a POST,
+        which shows no table). All of them by default; a view whose labels need fewer says so."""
+        return relations
+
+    def _load_rows(self, request: Request, pks: list[int], relations: list[Any],
+                   session: Session | None = None) -> list[Any]:
+        """The selected rows the user may see (the view's row scope), in ``pks`` order, with
+        ``relations`` loaded."""
+        pk_column = self.pk_columns[0]  # type: ignore[attr-defined]
+        stmt = self._scoped(request, select(self.model).where(pk_column.in_(pks)))  # type: ignore[attr-defined]
+        for relation in relations:
+            stmt = stmt.options(selectinload(relation))
+        if session is None:
+            with transaction(self.engine, write=False) as session:
+                return self._load_rows(request, pks, relations, session)
+        found = {getattr(row, pk_column.key): row for row in session.scalars(stmt).unique()}
+        return [found[pk] for pk in pks if pk in found]
+
     def _gather(self, request: Request, pks: list[int], spec: RowAction, form: Form | None,
-                user: StaffUser) -> tuple[list[Any], dict]:
-        """Load the selected rows the user may see (the view's row scope; list relations
+                user: StaffUser, relations: list[Any]) -> tuple[list[Any], dict]:
+        """Load the selected rows the user may see (the view's row scope; ``relations``
         included) and the action's preview notes."""
         if not pks:
             return [], {}
-        pk_column = self.pk_columns[0]  # type: ignore[attr-defined]
-        stmt = self._scoped(request, select(self.model).where(pk_column.in_(pks)))  # type: ignore[attr-defined]
-        for relation in self._list_relations:  # type: ignore[attr-defined]
-            stmt = stmt.options(selectinload(relation))
         with transaction(self.engine, write=False) as session:
-            found = {getattr(row, pk_column.key): row for row in session.scalars(stmt).unique()}
-            rows = [found[pk] for pk in pks if pk in found]
+            rows = self._load_rows(request, pks, relations, session)
             notes = (spec.preview(self, session, rows, form, user) if spec.preview else None) or {}
         return rows, notes
 

@@ -72,11 +72,22 @@ class AdminAuth(AuthenticationBackend):
     def _login_sync(self, request: Request, username: str, password: str) -> bool:
         ip = client_ip(request)
         now = utcnow()
-        with transaction(self.engine) as session:
+        # Two short transactions around the password check: argon2 is slow on purpose
+        # (about 0.1-0.6 s of CPU), and a pooled connection held through it runs the pool
+        # dry when many staff log in at once (the shift change).
+        with transaction(self.engine, write=False) as session:
             user = session.query(StaffUser).filter(StaffUser.username == username).one_or_none()
             wait = login_throttle.wait_time(session, username=username, user=user, ip=ip, now=now)
-            ok = wait is None and verify_password(user.password_hash if user else None, password)
-            if not (ok and user and user.is_active):
+        ok = wait is None and verify_password(user.password_hash if user else None, password)
+        with transaction(self.engine) as session:
+            # Still active, with the password just checked (not reset or deactivated meanwhile).
+            current = ok and user is not None and user.is_active and session.execute(
+                update(StaffUser)
+                .where(StaffUser.id == user.id, StaffUser.is_active.is_(True),
+                       StaffUser.session_epoch == user.session_epoch)
+                .values(last_login_at=now)
+            ).rowcount == 1
+            if not current:
                 if wait is None:
                     wait = login_throttle.record_failure(session, username=username, user=user, ip=ip, now=now)
                     why = "" if user is None or user.is_active or not ok else " (account inactive)"
@@ -93,7 +104,6 @@ class AdminAuth(AuthenticationBackend):
                     request.state.login_refusal = login_throttle.refusal_message(wait)
                 return False
             login_throttle.record_success(session, user=user)
-            user.last_login_at = now
             audit.record(
                 session, actor=actor_for(user, request), action="login", entity="staff_user",
                 entity_id=user.id, summary=f"{user.username} logged in",

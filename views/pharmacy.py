@@ -369,6 +369,10 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
         )
 
     # -- workflow actions ---------------------------------------------------------------
+    def label_relations(self, relations: list) -> list:
+        """Prescriptions are named by their number: an action's POST loads no related rows."""
+        return []
+
     @row_action("dispense", "Dispense", done="dispensed", form=DispenseForm, preview=dispense_preview,
                 explain="Everything still owed on each selected prescription is taken from usable stock, "
                 "earliest expiry first. A prescription that stock cannot cover in full is skipped and "

@@ -47,8 +47,9 @@ from portal.booking import i18n
 from portal.booking.forms import N_, BookingForm, LookupForm, Message, clean_cancel_reason
 from portal.booking.page_cache import PageCache, Rendered, VersionWatch
 from portal.db import run_in_transaction, transaction
+from portal.faults import unavailable_cause
 from portal.security import ratelimit, tokens
-from portal.services import booking, timetable
+from portal.services import appointments, booking, timetable
 from portal.services.actor import Actor
 from portal.services.errors import (
     Busy,
@@ -68,11 +69,10 @@ T = TypeVar("T")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
-#: Lookups ("My booking" form) allowed per client address per window.
-LOOKUP_LIMIT = 10
+#: Window of the per-address limits; how many lookups ("My booking" form) and booking
+#: submissions (that pass validation) an address may make in it is set by the settings
+#: ``LOOKUP_RATE_LIMIT`` (10) and ``BOOKING_RATE_LIMIT`` (5).
 LOOKUP_WINDOW_SECONDS = 60
-#: Booking submissions (that pass validation) allowed per client address per window.
-BOOKING_LIMIT = 5
 BOOKING_WINDOW_SECONDS = 60
 
 CSRF_COOKIE = "portal_csrf"
@@ -125,8 +125,8 @@ def now_of(request: Request) -> datetime:
 
 
 def client_ip(request: Request) -> str:
-    """The client's address as seen by this process (behind a proxy: run uvicorn with
-    ``--proxy-headers --forwarded-allow-ips`` so this is the real client)."""
+    """The client's address as seen by this process (behind a reverse proxy, the one it
+    names in ``X-Forwarded-For`` when the setting ``FORWARDED_ALLOW_IPS`` trusts it)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -306,7 +306,8 @@ class Page:
 class PatientRoute(APIRoute):
     """A route whose errors become friendly pages: never a traceback, never a bare 500.
 
-    ``Busy`` and database outages give the 503 page; other domain errors a 409 page with a
+    ``Busy`` and database outages (a pool with no connection free in time included) give
+    the 503 page; other domain errors a 409 page with a
     neutral sentence; malformed requests the 404 page; anything unexpected is logged and
     answered with a plain apology (500).
     """
@@ -335,7 +336,10 @@ class PatientRoute(APIRoute):
                     N_("We could not do this"),
                     N_("Nothing was changed. Please try again, or contact the front desk."),
                     status=409, links=(("/", N_("Find a doctor")),))
-            except Exception:
+            except Exception as exc:
+                if unavailable_cause(exc) is not None:  # e.g. no pooled connection free in time
+                    log.warning("database unavailable on %s: %s", request.url.path, exc)
+                    return Page.of(request).busy()
                 log.exception("unexpected error on %s", request.url.path)
                 return Page.of(request).message(
                     N_("Something went wrong"),
@@ -489,8 +493,8 @@ async def department(request: Request) -> Response:
 
 
 def _unavailable(request: Request, page: Page, context: timetable.BookableSession, *, reason: str,
-                 raw: dict[str, str] | None = None) -> Response:
-    same, others = _read(request, timetable.alternatives, context.schedule, now=now_of(request))
+                 raw: dict[str, str] | None = None, options: tuple[list, list] | None = None) -> Response:
+    same, others = options or _read(request, timetable.alternatives, context.schedule, now=now_of(request))
     return page.render("unavailable.html", status=409, ctx=context, reason=reason, same=same, others=others,
                        carry={k: v for k, v in (raw or {}).items() if v})
 
@@ -526,13 +530,36 @@ async def submit_booking(request: Request, schedule_id: str) -> Response:
     return await run_in_threadpool(_submit_booking, request, page, schedule_id, data)
 
 
+@dataclass
+class _Submission:
+    """What one read transaction finds for a booking submission (see :func:`_submission_context`)."""
+
+    context: timetable.BookableSession | None
+    earlier: Any = None
+    options: tuple[list, list] | None = None
+
+
+def _submission_context(session: Any, schedule_id: int, key: str | None, *, now: datetime) -> _Submission:
+    """The session; when no place can be taken, also the booking this form already made (if
+    any) and, failing that, the alternatives to offer: everything in one read."""
+    context = timetable.session_with_context(session, schedule_id, now=now)
+    if context is None or context.state is timetable.SessionState.bookable or key is None:
+        return _Submission(context)
+    earlier = appointments.find_by_submission_key(session, key)
+    if earlier is not None:
+        return _Submission(context, earlier)
+    return _Submission(context, options=timetable.alternatives(session, context.schedule, now=now))
+
+
 def _submit_booking(request: Request, page: Page, schedule_id: str, data: dict[str, str]) -> Response:
     sid = _int(schedule_id)
-    context = _read(request, timetable.session_with_context, sid, now=now_of(request)) if sid else None
-    if context is None:
+    if not sid:
         return page.not_found()
     now = now_of(request)
     if data.get("step") == "review":  # coming from "choose another session": fill the form in, book nothing
+        context = _read(request, timetable.session_with_context, sid, now=now)
+        if context is None:
+            return page.not_found()
         form = BookingForm(raw={name: str(data.get(name) or "")[:2000] for name in BookingForm.FIELDS})
         if context.state is not timetable.SessionState.bookable:
             return _unavailable(request, page, context, reason=context.state.value, raw=form.raw)
@@ -543,6 +570,10 @@ def _submit_booking(request: Request, page: Page, schedule_id: str, data: dict[s
     submission = data.get("submission", "")
     key = tokens.read_submission_token(submission, str(sid), purpose=SUBMISSION_PURPOSE,
                                        max_age=SUBMISSION_MAX_AGE)
+    found = _read(request, _submission_context, sid, None if form.errors else key, now=now)
+    context = found.context
+    if context is None:
+        return page.not_found()
     if key is None:
         submission = tokens.new_submission_token(str(sid), purpose=SUBMISSION_PURPOSE)
     if form.errors:
@@ -551,7 +582,16 @@ def _submit_booking(request: Request, page: Page, schedule_id: str, data: dict[s
         return _booking_page(page, context, form, submission=submission, status=400, problem=page.gettext(
             N_("This form was open for too long. Please check your details and send it again.")))
 
-    wait = _limit(request, "book", BOOKING_LIMIT, BOOKING_WINDOW_SECONDS)
+    if context.state is not timetable.SessionState.bookable:
+        # No place can be taken (the session filled up, or closed, while the form was open):
+        # answer from what was read, without the rate limit's and the booking's write
+        # transactions, unless this very form already booked (a repeated submission).
+        if found.earlier is not None:
+            return RedirectResponse(view_link(found.earlier.id, confirmation=True), status_code=303)
+        reason = "just_filled" if context.state is timetable.SessionState.full else context.state.value
+        return _unavailable(request, page, context, reason=reason, raw=form.raw, options=found.options)
+
+    wait = _limit(request, "book", get_settings().booking_rate_limit, BOOKING_WINDOW_SECONDS)
     if wait:
         return page.too_many(wait)
     values = form.values
@@ -624,7 +664,7 @@ async def lookup(request: Request) -> Response:
 
 
 def _lookup(request: Request, page: Page, data: dict[str, str]) -> Response:
-    wait = _limit(request, "lookup", LOOKUP_LIMIT, LOOKUP_WINDOW_SECONDS)
+    wait = _limit(request, "lookup", get_settings().lookup_rate_limit, LOOKUP_WINDOW_SECONDS)
     if wait:
         return page.too_many(wait)
     form = LookupForm.validate(data)

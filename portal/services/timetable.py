@@ -326,6 +326,10 @@ def alternatives(
 ) -> tuple[list[BookableSession], list[BookableSession]]:
     """The nearest other bookable sessions, for a patient whose session is full or closed.
 
+    Only sessions in the booking horizon (today and the next ``HORIZON_DAYS - 1`` days, as
+    the department pages show them) are offered; the bound also keeps the query to a few
+    hundred rows of the department's index on a large hospital.
+
     Args:
         session (Session): open transaction.
         schedule (Schedule): the session that could not be booked.
@@ -343,7 +347,7 @@ def alternatives(
         .join(Doctor, Doctor.id == Schedule.doctor_id)
         .join(Department, Department.id == Schedule.department_id)
         .where(Schedule.department_id == schedule.department_id, Schedule.id != schedule.id,
-               Doctor.is_active, _bookable(now))
+               Schedule.session_date <= horizon(now)[1], Doctor.is_active, _bookable(now))
         .order_by(Schedule.session_date, Schedule.start_time, Schedule.id)
         .limit(limit)
     )
