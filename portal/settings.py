@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         secure_cookies (bool): mark cookies ``Secure`` (set when served over HTTPS).
         db_pool_size (int): MySQL connections per process, opened as needed and kept; the
             most a process opens (requests beyond it wait for a free one).
+        db_read_timeout_seconds (int): MySQL: seconds a query's answer may take before the
+            connection is given up (long reports and backups stay well within it).
+        db_ping_timeout_seconds (int): MySQL: seconds the liveness ping of a pooled
+            connection, and the greeting of a new one, may take; a frozen or overloaded
+            server then gets the 503 page within a few seconds instead of a long wait.
         booking_rate_limit (int): booking submissions accepted per client address per
             minute on the patient pages (5); raised only for load tests, where every
             simulated patient comes from one address.
@@ -63,6 +68,8 @@ class Settings(BaseSettings):
     session_max_hours: int = Field(default=12, ge=1)
     secure_cookies: bool = False
     db_pool_size: int = Field(default=10, ge=1)
+    db_read_timeout_seconds: int = Field(default=30, ge=1)
+    db_ping_timeout_seconds: int = Field(default=3, ge=1)
     booking_rate_limit: int = Field(default=5, ge=1)
     lookup_rate_limit: int = Field(default=10, ge=1)
     forwarded_allow_ips: str = ""
