@@ -39,6 +39,8 @@ class Settings(BaseSettings):
         session_max_hours (int): staff sessions end after this many hours at most.
         secure_cookies (bool): mark cookies ``Secure`` (set when served over HTTPS).
         db_pool_size (int): connections kept per process for MySQL.
+        portal_bench_plain_admin (bool): also mount sqladmin's plain appointment list at
+            ``/plain-admin`` (``views.plain_admin``), for the admin-list benchmark only.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -53,6 +55,7 @@ class Settings(BaseSettings):
     session_max_hours: int = Field(default=12, ge=1)
     secure_cookies: bool = False
     db_pool_size: int = Field(default=10, ge=1)
+    portal_bench_plain_admin: bool = False
 
     @field_validator("portal_timezone")
     @classmethod
