@@ -176,21 +176,26 @@ class RowScopedView:
         """Relations shown as plain text rather than links: the view's own choice, plus
         those whose target the current user may not open (no link that answers 403).
 
-        sqladmin's list and detail templates read this attribute; the user is the
-        request's (``current_actor``, set when the request is authenticated).
+        sqladmin's list and detail templates read this attribute, once per cell; the user
+        is the request's (``current_actor``, set when the request is authenticated). The
+        answer depends only on the role and the permission table, so it is kept per role.
         """
         actor = current_actor.get()
         role = actor.role if actor is not None else None
-        closed = [
-            name for name in self._relation_names
-            if (view := self._view_for(self._mapper.relationships[name].mapper.class_)) is None
-            or not allowed(role, view.identity, "details")
-        ]
-        return [*self.__dict__.get("_own_non_link_related_fields", []), *closed]
+        by_role = self.__dict__.setdefault("_non_link_by_role", {})
+        if role not in by_role:
+            closed = [
+                name for name in self._relation_names
+                if (view := self._view_for(self._mapper.relationships[name].mapper.class_)) is None
+                or not allowed(role, view.identity, "details")
+            ]
+            by_role[role] = [*self.__dict__.get("_own_non_link_related_fields", []), *closed]
+        return by_role[role]
 
     @_non_link_related_fields.setter
     def _non_link_related_fields(self, value: builtins.list[str]) -> None:
         self.__dict__["_own_non_link_related_fields"] = list(value)
+        self.__dict__.pop("_non_link_by_role", None)
 
     # -- related rows -----------------------------------------------------------------
     def _view_for(self, model: type) -> Any:

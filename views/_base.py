@@ -22,7 +22,7 @@ from starlette.requests import Request
 
 from portal.settings import get_settings
 from views._access import RowScopedView
-from views._paging import BoundedListMixin
+from views._large_lists import LargeListMixin
 
 
 def local_datetime(value: datetime | None) -> str:
@@ -97,12 +97,12 @@ _FK_PATTERNS = (
 )
 
 
-class PortalModelView(BoundedListMixin, RowScopedView, ModelView):
+class PortalModelView(LargeListMixin, RowScopedView, ModelView):
     """Base for every admin view: row scope, hospital-time formatting, readable errors, safe delete.
 
     Which rows a user sees and may pick is each view's ``scope()`` (``views._access``);
     lists count at most ``count_limit`` rows past the page and load a page by its keys
-    first (``views._paging``), so they stay fast on millions of rows.
+    first (``views._large_lists``), so they stay fast on millions of rows.
 
     Class attributes (besides sqladmin's own):
         constraint_messages (dict[str, str]): constraint or column name -> sentence

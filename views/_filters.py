@@ -74,12 +74,12 @@ class SearchableForeignKeyFilter(ForeignKeyFilter):
     Args:
         foreign_key, foreign_display_field, title, parameter_name: as for ``ForeignKeyFilter``
             (``foreign_display_field`` is a column attribute such as ``Doctor.full_name``).
-        max_choices (int): most choices listed (50).
+        max_choices (int): most choices listed (20).
     """
 
     template = "portal/filters/searchable_lookup_filter.html"
 
-    def __init__(self, foreign_key: Any, foreign_display_field: Any, *, max_choices: int = 50, **kw: Any) -> None:
+    def __init__(self, foreign_key: Any, foreign_display_field: Any, *, max_choices: int = 20, **kw: Any) -> None:
         super().__init__(foreign_key, foreign_display_field, **kw)
         self.max_choices = max_choices
 

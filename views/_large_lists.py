@@ -1,4 +1,4 @@
-"""Paging of large admin lists: bounded counts and deferred-join pages.
+"""Admin lists that stay fast on millions of rows: bounded counts, deferred-join pages, cheap links.
 
 sqladmin counts a list with ``SELECT count(*) FROM (the whole filtered query)`` and
 fetches a page with ``LIMIT n OFFSET m`` over whole rows. On a table of a million
@@ -13,28 +13,38 @@ keeps the same rows in the same order, and instead:
   after it, can be reached and is counted exactly.
 * **finds the page's keys first** (``SELECT id ... ORDER BY ... LIMIT n OFFSET m`` as a
   derived table, which an index that matches the filter and sort answers without
-  touching the rows), then loads only those rows and their related rows (a deferred
-  join).
+  touching the rows), then loads only those rows, with the related rows of many-to-one
+  columns (patient, doctor, department) joined in the same statement (a deferred join).
 * **orders ties by the primary key**, in the direction of the last sort column, so
   pages never overlap or skip rows when many rows share the sorted value.
 
 The filters, search, sort and row scope are those of ``filtered_query``
 (``views._access``), as for the export.
+
+Rendering a page builds a link per row and per related cell; Starlette's ``url_for``
+walks the routes each time (about 150 times a page). :meth:`LargeListMixin._build_url_for`
+builds each kind of link once per request and fills in the key.
 """
 
 from __future__ import annotations
 
 import builtins
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from sqladmin.helpers import get_object_identifier
 from sqlalchemy import asc, desc, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.sql.expression import Select
 from sqladmin.pagination import Pagination
 from starlette import status
 from starlette.exceptions import HTTPException
+from starlette.datastructures import URL
 from starlette.requests import Request
 
+
+#: Stands for the key in a link built once per request (no key contains it).
+_KEY_MARK = "\x00key\x00"
 
 #: Highest page number looked for (a larger one is clamped like any page past the end).
 _MAX_PAGE = 10**9
@@ -64,7 +74,7 @@ class CountAtLeast(int):
         return f"CountAtLeast({self.bound})"
 
 
-class BoundedListMixin:
+class LargeListMixin:
     """List paging for ``ModelView`` subclasses that may hold millions of rows.
 
     Class attributes:
@@ -116,15 +126,16 @@ class BoundedListMixin:
             offset (int): rows before the page.
 
         Returns:
-            Select: the page's rows in the list's order, related rows of the list's columns
-            loaded with ``selectinload``.
+            Select: the page's rows in the list's order; the related row of a many-to-one
+            column joined in the same statement, related collections with ``selectinload``.
         """
         (pk,) = self.pk_columns
         keys = stmt.with_only_columns(pk).limit(limit).offset(offset).subquery("page_keys")
         outer = select(self.model).join(keys, pk == keys.c[pk.key])
         outer = self._with_tie_breaker(self.sort_query(outer, request), request)
         for relation in self._list_relations:
-            outer = outer.options(selectinload(relation))
+            one = relation.property.direction is MANYTOONE
+            outer = outer.options(joinedload(relation) if one else selectinload(relation))
         return outer
 
     async def list(self, request: Request) -> Pagination:
@@ -144,3 +155,15 @@ class BoundedListMixin:
         page = min(page, Pagination.max_page(count, page_size))
         rows = await self._run_query(self.page_query(stmt, request, limit=page_size, offset=(page - 1) * page_size))
         return Pagination(rows=rows, page=page, page_size=page_size, count=count)
+
+    def _build_url_for(self, name: str, request: Request, obj: Any) -> URL:
+        """The URL of route ``name`` (details, edit) for ``obj``: sqladmin's, built once per
+        request, route and entity, with the key filled in (the same string ``url_for`` gives)."""
+        cache = getattr(request.state, "portal_link_templates", None)
+        if cache is None:
+            cache = request.state.portal_link_templates = {}
+        identity = self._identity_for_object(obj)
+        template = cache.get((name, identity))
+        if template is None:
+            template = cache[(name, identity)] = str(request.url_for(name, identity=identity, pk=_KEY_MARK))
+        return URL(template.replace(_KEY_MARK, str(get_object_identifier(obj))))
