@@ -79,7 +79,8 @@ class LargeListMixin:
 
     Class attributes:
         count_limit (int): rows counted beyond the current page's offset before the
-            count becomes "more than N" (10,000).
+            count becomes "more than N" (10,000; at least a page, so the next page is
+            always offered when there is one).
     """
 
     count_limit: ClassVar[int] = 10_000
@@ -151,7 +152,7 @@ class LargeListMixin:
             raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="Invalid page or pageSize parameter")
         page = min(max(page, 1), _MAX_PAGE)
         stmt = self._with_tie_breaker(await self.filtered_query(request), request)
-        count = await self.bounded_count(request, stmt, (page - 1) * page_size + self.count_limit)
+        count = await self.bounded_count(request, stmt, (page - 1) * page_size + max(self.count_limit, page_size))
         page = min(page, Pagination.max_page(count, page_size))
         rows = await self._run_query(self.page_query(stmt, request, limit=page_size, offset=(page - 1) * page_size))
         return Pagination(rows=rows, page=page, page_size=page_size, count=count)
