@@ -41,7 +41,7 @@ from bench.harness import (  # noqa: E402
     section,
 )
 
-FULL_SCALE, QUICK_SCALE = 100, 10
+FULL_SCALE, QUICK_SCALE = 100, 5
 FULL_SECONDS, QUICK_SECONDS = 15, 4
 
 
@@ -57,8 +57,9 @@ def discover() -> list[ModuleType]:
     return sorted(found, key=lambda m: (m.NUMBER, m.NAME))
 
 
-def parse_args(argv: list[str] | None, names: list[str]) -> argparse.Namespace:
-    """The command line (``names``: the scenarios found, for ``--only``)."""
+def parse_args(argv: list[str] | None, modules: list[ModuleType]) -> argparse.Namespace:
+    """The command line (``modules``: the scenarios found, for ``--only`` and their own options)."""
+    names = [m.NAME for m in modules]
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help=f"scale {QUICK_SCALE} and {QUICK_SECONDS} s load runs (about two minutes)")
@@ -73,7 +74,12 @@ def parse_args(argv: list[str] | None, names: list[str]) -> argparse.Namespace:
                    help=f"length of each measured load run ({FULL_SECONDS}; {QUICK_SECONDS} with --quick)")
     p.add_argument("--connections", type=int, default=50, help="concurrent connections of the load runs (50)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    p.add_argument("--profile", action="store_true",
+                   help="sample the servers with py-spy during the measured runs; the summary is recorded")
     p.add_argument("--no-record", action="store_true", help="print only; do not append to docs/benchmarks.md")
+    for module in modules:  # a scenario may add its own options (``add_arguments(parser)``)
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(p.add_argument_group(f"scenario {module.NAME}"))
     args = p.parse_args(argv)
     unknown = [n for n in args.only.split(",") if n and n not in names]
     if unknown:
@@ -81,10 +87,15 @@ def parse_args(argv: list[str] | None, names: list[str]) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks; return the exit status."""
+def main(argv: list[str] | None = None, *, command: str | None = None) -> int:
+    """Run the benchmarks; return the exit status.
+
+    Args:
+        argv (list[str] | None): the options (``sys.argv[1:]`` when omitted).
+        command (str | None): the command line to record; the one that ran when omitted.
+    """
     modules = discover()
-    args = parse_args(argv, [m.NAME for m in modules])
+    args = parse_args(argv, modules)
     if args.list:
         for m in modules:
             print(f"{m.NUMBER}. {m.NAME:<20} {m.TITLE}")
@@ -96,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Benchmarks ({'quick' if args.quick else 'full'}): {', '.join(m.NAME for m in chosen)}; "
         f"scale {scale}, {seconds:g} s per load run")
 
-    db = ensure_database(scale, name=args.db, reseed=args.reseed)
+    db = ensure_database(scale, name=args.db, reseed=args.reseed, settle_seconds=20 if args.quick else 120)
     machine = MachineInfo.collect(db.url)
     say(f"Machine: {machine.line()}")
     ctx = BenchContext(db=db, machine=machine, quick=args.quick, seconds=seconds, connections=args.connections,
-                       threads=args.threads, workers=args.workers, args=args)
+                       threads=args.threads, workers=args.workers, args=args, profile=args.profile)
     results: list[tuple[ModuleType, ScenarioResult]] = []
     for i, module in enumerate(chosen, start=1):
         say(f"\n[{i}/{len(chosen)}] Scenario {module.NUMBER}: {module.TITLE}")
@@ -122,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         f"### {m.NUMBER}. {m.TITLE}\n\n" + "".join(f"- {f}\n" for f in r.facts) + ("\n" if r.facts else "")
         + r.body.strip() for m, r in results)
     text = section(
-        f"Benchmark run ({'quick' if args.quick else 'full'})", command=command_line(argv=argv), machine=machine,
+        f"Benchmark run ({'quick' if args.quick else 'full'})", command=command or command_line(argv=argv), machine=machine,
         facts=[f"data: `main.py seed --scale {scale}` in MariaDB `{db.name}` ({db.counts_line()})",
                f"load: {args.connections} connections, {args.threads} wrk threads, {seconds:g} s per run; "
                f"servers with {args.workers} uvicorn worker(s) unless a scenario says otherwise"],

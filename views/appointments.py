@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from sqladmin import expose
-from sqladmin.filters import ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+from sqladmin.filters import ForeignKeyFilter, StaticValuesFilter
 from sqladmin.flash import Flash
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,7 +18,7 @@ from portal.services.errors import DomainError
 from portal.services.references import normalise_reference
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, row_action
-from views._base import LocalDateTimeFilter, PortalModelView
+from views._base import PortalModelView, date_range, enum_choices
 from views._filters import SearchableForeignKeyFilter
 from views._booking import BookForm, book_from_form, lookup_results, selection_texts
 from views._forms import ReasonForm
@@ -35,17 +37,17 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
     can_edit = False
     can_delete = False
     column_list = [Appointment.reference, Appointment.session_date, Appointment.queue_number, Appointment.patient, Appointment.doctor, Appointment.department, Appointment.status, Appointment.channel, Appointment.booked_at]
-    column_labels = {Appointment.session_date: "Date", Appointment.queue_number: "No.", Appointment.booked_at: "Booked"}
-    column_searchable_list = [Appointment.reference]
-    column_sortable_list = [Appointment.id, Appointment.session_date, Appointment.queue_number, Appointment.status, Appointment.booked_at]
+    column_labels = {Appointment.session_date: "Date", Appointment.queue_number: "No.", Appointment.booked_at: "Booked", Appointment.is_overbooked: "Overbooked"}
+    column_searchable_list = [Appointment.reference, "patient.full_name", "patient.medical_record_number", "patient.phone"]
+    column_sortable_list = [Appointment.id, Appointment.reference, Appointment.session_date, Appointment.queue_number, Appointment.status, Appointment.channel, Appointment.booked_at]
     column_default_sort = [(Appointment.id, True)]
     column_filters = [
-        StaticValuesFilter(Appointment.status, values=[(s.value, s.value.replace("_", " ").title()) for s in AppointmentStatus]),
+        StaticValuesFilter(Appointment.status, values=enum_choices(AppointmentStatus)),
         ForeignKeyFilter(Appointment.department_id, Department.name, title="Department"),
         SearchableForeignKeyFilter(Appointment.doctor_id, Doctor.full_name, title="Doctor"),
-        OperationColumnFilter(Appointment.session_date, title="Date"),
-        StaticValuesFilter(Appointment.channel, values=[(c.value, c.value.replace("_", " ").title()) for c in BookingChannel]),
-        LocalDateTimeFilter(Appointment.booked_at, title="Booked"),
+        *date_range(Appointment.session_date, "Date"),
+        StaticValuesFilter(Appointment.channel, values=enum_choices(BookingChannel)),
+        *date_range(Appointment.booked_at, "Booked"),
     ]
     column_details_exclude_list = [Appointment.active_marker, Appointment.submission_key]
     column_export_exclude_list = [Appointment.active_marker, Appointment.submission_key]
@@ -56,17 +58,20 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         return by_role(request, stmt, doctor=lambda me: Appointment.doctor_id == me.doctor_id)
 
     def search_query(self, stmt, term):
-        """A whole booking reference (any case, with or without the dash, O/I/L/U read
-        as 0/1/1/V) finds its appointment through the unique index; any other text is
-        searched for inside the references, as sqladmin does.
+        """Search the reference and the patient's name, MRN and phone, as sqladmin does,
+        except for a whole booking reference typed with its dash (``K7MX9-3QD2A``, any case,
+        O/I/L/U read as 0/1/1/V): that finds its appointment through the unique index
+        instead of reading a million rows.
 
-        Every reference the portal issues (``portal.services.references``) has the same
-        length, so for a reference typed as stored "contains" and "equals" find the same
-        row; the equality reads one or two index entries instead of a million rows.
+        The answer is the same: every reference the portal issues has one length, so
+        "contains" is "equals" for it, and no other searched field can hold such a text
+        (an MRN is ``MRN-`` and 8 digits, a phone only digits and ``+``; a name holding a
+        booking reference is not a name).
         """
-        reference = normalise_reference(term)
+        typed = term.strip().upper()
+        reference = normalise_reference(typed) if _REFERENCE_SHAPE.fullmatch(typed) else None
         if reference is not None:
-            return stmt.where(Appointment.reference.in_({reference, term.strip()}))
+            return stmt.where(Appointment.reference.in_(sorted({reference, typed})))
         return super().search_query(stmt, term)
 
     # -- workflow actions (each calls one service function per selected row) ----------
@@ -148,6 +153,10 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         return JSONResponse({"results": results})
 
 
+#: A whole booking reference as typed: five letters or digits, a dash, five more.
+_REFERENCE_SHAPE = re.compile(r"[0-9A-Z]{5}-[0-9A-Z]{5}")
+
+
 def _int_or_none(value: str | None) -> int | None:
     try:
         return int(value) if value else None
@@ -163,12 +172,13 @@ class EncounterView(PortalModelView, model=Encounter):
     icon = "fa-solid fa-notes-medical"
     category = "Patients"
     column_list = [Encounter.created_at, Encounter.patient, Encounter.doctor, Encounter.chief_complaint, Encounter.diagnosis]
-    column_searchable_list = [Encounter.chief_complaint, Encounter.diagnosis_code]
-    column_sortable_list = [Encounter.created_at]
+    column_labels = {Encounter.created_at: "Date"}
+    column_searchable_list = [Encounter.chief_complaint, Encounter.diagnosis_code, "diagnosis.title", "patient.full_name", "patient.medical_record_number"]
+    column_sortable_list = [Encounter.created_at, Encounter.diagnosis_code]
     column_default_sort = [(Encounter.id, True)]
     column_filters = [
         ForeignKeyFilter(Encounter.doctor_id, Doctor.full_name, title="Doctor"),
-        LocalDateTimeFilter(Encounter.created_at, title="Date"),
+        *date_range(Encounter.created_at, "Date"),
     ]
     form_columns = [Encounter.appointment, Encounter.patient, Encounter.doctor, Encounter.chief_complaint, Encounter.diagnosis, Encounter.notes]
     form_ajax_refs = {
@@ -185,5 +195,6 @@ class EncounterView(PortalModelView, model=Encounter):
         return by_role(request, stmt, doctor=lambda me: Encounter.doctor_id == me.doctor_id)
 
     def validate_model(self, data, model, is_created):
+        """A visit needs a chief complaint."""
         if not (data.get("chief_complaint") or "").strip():
             raise ValueError("Enter the chief complaint.")

@@ -6,6 +6,7 @@
 ``run_wrk(url, paths)``        wrk ``--latency`` over the paths, parsed into ``WrkResult``
 ``measure_with_ceiling(...)``  ``/_ping`` then the pages, the same way: ``Throughput`` (+ ratio)
 ``run_locust(file, url, ...)`` a headless locustfile, its CSV statistics parsed
+``ServerProfile(server, name)``  py-spy on the server's workers, summarised (``--profile``)
 ``MachineInfo.collect(url)``   nproc, CPU, Python, MariaDB, buffer pool, load average, commit
 ``section`` / ``append_section``  a Markdown section appended to ``docs/benchmarks.md``
 ``BenchContext`` / ``ScenarioResult`` / ``Check``  the contract of ``bench/scenarios/*``
@@ -23,6 +24,7 @@ from bench.harness.database import (
 )
 from bench.harness.locust_run import LocustError, LocustResult, LocustStats, run_locust
 from bench.harness.machine import ROOT, MachineInfo, git_commit, load_average
+from bench.harness.profile import ProfileSummary, ServerProfile, summarize_collapsed
 from bench.harness.record import BENCHMARKS_MD, append_section, command_line, section
 from bench.harness.scenario import BenchContext, Check, ScenarioResult
 from bench.harness.server import PortalServer, free_port
@@ -40,8 +42,8 @@ from bench.harness.wrk import (
 __all__ = [
     "BENCH_PASSWORD", "BENCHMARKS_MD", "CEILING_PATH", "ROOT",
     "BenchContext", "BenchDatabase", "Check", "LocustError", "LocustResult", "LocustStats", "MachineInfo",
-    "PortalServer", "ScenarioResult", "Throughput", "WrkError", "WrkResult",
+    "PortalServer", "ProfileSummary", "ScenarioResult", "ServerProfile", "Throughput", "WrkError", "WrkResult",
     "append_section", "command_line", "default_database_name", "ensure_database", "free_port", "git_commit",
     "load_average", "markdown_table", "measure_ceiling", "measure_with_ceiling", "parse_wrk_output", "row_counts",
-    "run_locust", "run_wrk", "say", "section", "wait_until_settled",
+    "run_locust", "run_wrk", "say", "section", "summarize_collapsed", "wait_until_settled",
 ]

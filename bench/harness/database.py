@@ -1,8 +1,9 @@
 """The MariaDB database the benchmarks run against: created, migrated and seeded once, then reused.
 
 A database is reused when the seed's own audit event ("Demo hospital seeded (scale N, seed S)")
-names the wanted scale and is younger than ``max_age_days`` (the demo hospital's sessions are
-laid out around the day of the seed, so an old seed has few future sessions left). Otherwise,
+names the wanted scale, is younger than ``max_age_days`` (the demo hospital's sessions are
+laid out around the day of the seed, so an old seed has few future sessions left) and its
+schema is at a revision this code knows (then it is upgraded to head). Otherwise,
 or with ``reseed=True``, it is dropped and seeded again with ``python main.py seed --scale N``,
 and the harness waits for InnoDB to write out what the load left dirty. Two benchmark runs
 preparing the same database at once queue on a MariaDB named lock instead of seeding twice.
@@ -71,7 +72,7 @@ class BenchDatabase:
 
 
 def ensure_database(scale: int, *, name: str | None = None, server: str = DEFAULT_SERVER, reseed: bool = False,
-                    max_age_days: float = 3.0, settle: bool = True) -> BenchDatabase:
+                    max_age_days: float = 3.0, settle: bool = True, settle_seconds: float = 120) -> BenchDatabase:
     """Make sure a MariaDB database holds the demo hospital at ``scale``, migrated to head.
 
     Args:
@@ -81,6 +82,7 @@ def ensure_database(scale: int, *, name: str | None = None, server: str = DEFAUL
         reseed (bool): drop and seed again even when a matching seed exists.
         max_age_days (float): a seed older than this (days) is redone.
         settle (bool): after seeding, wait for InnoDB's dirty pages to be written.
+        settle_seconds (float): at most this long.
 
     Returns:
         BenchDatabase: the database, with its row counts.
@@ -102,14 +104,14 @@ def ensure_database(scale: int, *, name: str | None = None, server: str = DEFAUL
                 conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` "
                                   "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
                 mark = seed_mark(url)
-                why = _reason_to_seed(mark, scale, reseed, max_age_days)
+                why = _reason_to_seed(mark, scale, reseed, max_age_days) or _unknown_revision(url)
                 if why:
                     say(f"Database {name}: {why}; seeding at scale {scale}...")
                     conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
                     conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
                     seed(url, scale)
                     if settle:
-                        wait_until_settled(url)
+                        wait_until_settled(url, settle_seconds)
                     mark = seed_mark(url)
                 else:
                     run_main(["migrate"], url, label="migrate")
@@ -134,6 +136,24 @@ def _reason_to_seed(mark: tuple[int, int, datetime] | None, scale: int, reseed: 
     if age > max_age_days:
         return f"seeded {age:.1f} days ago (sessions are laid out around the seed's day)"
     return ""
+
+
+def _unknown_revision(url: str) -> str:
+    """Why the database cannot be migrated by this code (another branch's revision), or ""."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from portal import schema
+
+    engine = create_engine(url)
+    try:
+        current = schema.current_revision(engine)
+    finally:
+        engine.dispose()
+    if current is None:
+        return ""
+    known = {rev.revision for rev in ScriptDirectory.from_config(schema.alembic_config(url)).walk_revisions()}
+    return "" if current in known else f"its schema is at revision {current}, unknown to this code"
 
 
 def seed_mark(url: str) -> tuple[int, int, datetime] | None:

@@ -8,6 +8,8 @@ A scenario is a module in ``bench/scenarios/`` with::
 
     def run(ctx: BenchContext) -> ScenarioResult: ...
 
+    def add_arguments(parser) -> None: ...   # optional: the scenario's own options
+
 ``bench/run.py`` finds every such module, prepares the database once, runs the scenarios in
 order and records one section with all their tables and a summary of their targets.
 """
@@ -70,6 +72,8 @@ class BenchContext:
         threads (int): wrk threads.
         workers (int): uvicorn workers of the servers started (``--workers``).
         args (argparse.Namespace): the whole command line.
+        profile (bool): sample the servers with py-spy during the measured runs (``--profile``;
+            see :class:`bench.harness.profile.ServerProfile`).
     """
 
     db: BenchDatabase
@@ -80,6 +84,7 @@ class BenchContext:
     threads: int
     workers: int
     args: argparse.Namespace
+    profile: bool = False
 
     def server(self, *, workers: int | None = None, env: dict[str, str] | None = None,
                name: str = "portal") -> PortalServer:

@@ -10,7 +10,17 @@ ceiling's rate in the same run, with no errors.
 
 from __future__ import annotations
 
-from bench.harness import BenchContext, Check, ScenarioResult, markdown_table, measure_with_ceiling, say
+from bench.harness import (
+    BenchContext,
+    Check,
+    ScenarioResult,
+    ServerProfile,
+    Throughput,
+    markdown_table,
+    measure_ceiling,
+    run_wrk,
+    say,
+)
 
 NUMBER = 1
 NAME = "browsing"
@@ -47,8 +57,16 @@ def run(ctx: BenchContext) -> ScenarioResult:
             if status != 200:
                 raise SystemExit(f"{path} answered {status} before the load; see {server.log_path}")
         say(f"  {len(set(paths))} pages answer 200; measuring...")
-        t = measure_with_ceiling("browsing", server.base_url, paths, connections=ctx.connections,
-                                 threads=ctx.threads, seconds=ctx.seconds, warmup_seconds=2 if ctx.quick else 5)
+        load = {"connections": ctx.connections, "threads": ctx.threads}
+        run_wrk(server.base_url, paths, seconds=2 if ctx.quick else 5, label="browsing (warm-up, not measured)",
+                **load)
+        ceiling = measure_ceiling(server.base_url, seconds=ctx.seconds, **load)
+        if ctx.profile:
+            with ServerProfile(server, "browsing") as profile:
+                result = run_wrk(server.base_url, paths, seconds=ctx.seconds, label="browsing", **load)
+        else:
+            result = run_wrk(server.base_url, paths, seconds=ctx.seconds, label="browsing", **load)
+        t = Throughput("browsing", result, ceiling)
     r, c = t.result, t.ceiling
     rows = [
         ("ceiling `/_ping`", f"{c.rps:,.0f}", f"{c.p50:,.1f}", f"{c.p90:,.1f}", f"{c.p99:,.1f}", f"{c.errors:,}",
@@ -57,6 +75,8 @@ def run(ctx: BenchContext) -> ScenarioResult:
          f"{t.ratio:.1%}"),
     ]
     body = markdown_table(["what", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "of ceiling"], rows)
+    if ctx.profile:
+        body += "\n\nProfile of the server during the measured run (not the ceiling), " + profile.summary_markdown()
     return ScenarioResult(
         body=body,
         facts=[f"{ctx.workers} uvicorn worker(s); {ctx.connections} connections; `/` and "
