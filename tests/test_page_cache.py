@@ -309,3 +309,11 @@ def test_pages_survive_the_loss_of_the_kept_version_connection(client, engine, c
     assert others  # the kept one among them
     page = client.get("/departments/CARD")
     assert page.status_code == 200 and "Wang Fang" in page.text
+
+
+def test_an_app_started_twice_serves_its_pages_both_times(app, clinic):
+    from starlette.testclient import TestClient
+
+    for _ in range(2):  # the version reader gives its connection back at shutdown and reads again after
+        with TestClient(app) as client:
+            assert "Wang Fang" in client.get("/departments/CARD").text

@@ -152,11 +152,10 @@ class VersionWatch:
             self._executor.submit(self._release)
 
     async def close(self) -> None:
-        """Give the kept connection back to the pool and stop the reader thread (app shutdown)."""
+        """Give the kept connection back to the pool (app shutdown; the app may start again)."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._release)
-        self._executor.shutdown(wait=False)
 
     async def current(self) -> Mapping[int, int]:
         """The versions as of a read started after this call (department id -> version).

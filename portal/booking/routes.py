@@ -156,11 +156,17 @@ class Page:
     csrf_is_new: bool
 
     @classmethod
-    def of(cls, request: Request) -> "Page":
-        """Build the context from the request's cookies and headers."""
+    def of(cls, request: Request, *, csrf: bool = True) -> "Page":
+        """Build the context from the request's cookies and headers.
+
+        Args:
+            request (Request): the request.
+            csrf (bool): make a CSRF cookie value when the browser has none (False for the
+                shared pages, which neither show nor set one).
+        """
         locale = i18n.choose_locale(request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language"))
         value = request.cookies.get(CSRF_COOKIE) or ""
-        fresh = not (16 <= len(value) <= 64)
+        fresh = csrf and not (16 <= len(value) <= 64)
         return cls(request, locale, i18n.Formatter(locale), tokens.new_csrf_cookie_value() if fresh else value, fresh)
 
     def gettext(self, message: str | Message, **params: Any) -> str:
@@ -427,10 +433,10 @@ async def departments(request: Request) -> Response:
     and the counts' time bound hold. (Parameters are read from the request, not declared:
     FastAPI's parameter machinery is a tenth of a cached page's cost.)
     """
-    page = Page.of(request)
     query = " ".join(request.query_params.get("q", "").split())[: timetable.MAX_QUERY_LENGTH]
     if query:
-        return await run_in_threadpool(_search_page, request, page, query)
+        return await run_in_threadpool(_search_page, request, Page.of(request), query)
+    page = Page.of(request, csrf=False)
 
     def render(versions: Mapping[int, int]) -> Rendered:
         listing = _read(request, timetable.department_listing, now=now_of(request))
@@ -456,7 +462,7 @@ async def department(request: Request) -> Response:
     each). Served from :mod:`portal.booking.page_cache` while the department's catalog version
     and the page's time bound hold.
     """
-    page = Page.of(request)
+    page = Page.of(request, csrf=False)
     raw_number = request.query_params.get("page", "1")
     number = _int(raw_number)
     if not number:
