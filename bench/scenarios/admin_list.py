@@ -28,6 +28,7 @@ with no errors, on at least 1,000,000 appointments. The plain list is measured, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import time
@@ -40,6 +41,7 @@ from bench.harness import (
     Check,
     PortalServer,
     ScenarioResult,
+    ServerProfile,
     WrkResult,
     ensure_database,
     markdown_table,
@@ -74,7 +76,7 @@ end
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    """This scenario's options (for a runner that asks scenarios for theirs; defaults otherwise)."""
+    """This scenario's options."""
     group.add_argument("--admin-scale", type=int, default=None,
                        help=f"seed scale of the admin-list database ({FULL_SCALE}: 1,002,000 appointments; "
                             f"{QUICK_SCALE} with --quick)")
@@ -200,8 +202,8 @@ def footer_count(html: bytes) -> str:
 
 def run(ctx: BenchContext) -> ScenarioResult:
     """Prepare the million-appointment database, then measure both lists on one server."""
-    scale = getattr(ctx.args, "admin_scale", None) or (QUICK_SCALE if ctx.quick else FULL_SCALE)
-    connections = getattr(ctx.args, "admin_connections", None) or 1
+    scale = ctx.args.admin_scale or (QUICK_SCALE if ctx.quick else FULL_SCALE)
+    connections = ctx.args.admin_connections
     threads = max(1, min(ctx.threads, connections))
     plain_seconds = max(ctx.seconds, PLAIN_MIN_SECONDS)
     started = time.monotonic()
@@ -224,13 +226,17 @@ def run(ctx: BenchContext) -> ScenarioResult:
                           seconds=ctx.seconds, script=PERCENTILES_LUA, label=f"ceiling {CEILING_PATH}")
         # Ours first, then plain: a plain request still running when its wrk run ends (wrk does
         # not wait for it) would otherwise load the server during the next run.
-        for label, prefix, seconds in (("ours", OURS, ctx.seconds), ("plain sqladmin", PLAIN, plain_seconds)):
+        def measure(label: str, prefix: str, seconds: float) -> None:
             for r in requests:
                 wait_until_idle(server, db.url)
                 figures[(r.name, label)] = run_wrk(
-                    server.base_url, [r.path(prefix)], connections=connections, threads=threads,
-                    seconds=seconds, headers={"Cookie": cookie}, timeout_seconds=120, script=PERCENTILES_LUA,
-                    label=f"{label}: {r.name}")
+                    server.base_url, [r.path(prefix)], connections=connections, threads=threads, seconds=seconds,
+                    headers={"Cookie": cookie}, timeout_seconds=120, script=PERCENTILES_LUA, label=f"{label}: {r.name}")
+
+        profile = ServerProfile(server, "admin-list") if ctx.profile else contextlib.nullcontext()
+        with profile:  # py-spy samples busy stacks only: the idle waits between runs add nothing
+            measure("ours", OURS, ctx.seconds)
+        measure("plain sqladmin", PLAIN, plain_seconds)
 
     table = []
     for r in requests:
@@ -251,6 +257,8 @@ def run(ctx: BenchContext) -> ScenarioResult:
             [(r.name, n, f"{a:,.0f}", f"{b:,.0f}", f"{ka:,.0f}", f"{kb:,.0f}") for r, n, a, b, ka, kb in compared]),
         f"First page footer: ours \"of {counts[0]} items\", plain \"of {counts[1]} items\".",
     ])
+    if ctx.profile:
+        body += "\n\nProfile of the server over our four runs, " + profile.summary_markdown()
     checks = [Check(f"≥ {TARGET_ROWS:,} appointments", f"{appointments:,}", appointments >= TARGET_ROWS)]
     for r in requests:
         res = figures[(r.name, "ours")]
