@@ -15,6 +15,8 @@ keeps the same rows in the same order, and instead:
   derived table, which an index that matches the filter and sort answers without
   touching the rows), then loads only those rows, with the related rows of many-to-one
   columns (patient, doctor, department) joined in the same statement (a deferred join).
+* **runs the count and the page's query at once**, on two connections (a page past the
+  end is answered with the last page's number, and sqladmin redirects there).
 * **orders ties by the primary key**, in the direction of the last sort column, so
   pages never overlap or skip rows when many rows share the sorted value.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, ClassVar
 
+import anyio
 from sqladmin.helpers import get_object_identifier
 from sqlalchemy import asc, desc, func, select
 from sqlalchemy.orm import joinedload, selectinload
@@ -152,10 +155,23 @@ class LargeListMixin:
             raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="Invalid page or pageSize parameter")
         page = min(max(page, 1), _MAX_PAGE)
         stmt = self._with_tie_breaker(await self.filtered_query(request), request)
-        count = await self.bounded_count(request, stmt, (page - 1) * page_size + max(self.count_limit, page_size))
-        page = min(page, Pagination.max_page(count, page_size))
-        rows = await self._run_query(self.page_query(stmt, request, limit=page_size, offset=(page - 1) * page_size))
-        return Pagination(rows=rows, page=page, page_size=page_size, count=count)
+        bound = (page - 1) * page_size + max(self.count_limit, page_size)
+        found: dict[str, Any] = {}
+
+        async def count() -> None:
+            found["count"] = await self.bounded_count(request, stmt, bound)
+
+        async def rows() -> None:
+            query = self.page_query(stmt, request, limit=page_size, offset=(page - 1) * page_size)
+            found["rows"] = await self._run_query(query)
+
+        async with anyio.create_task_group() as tg:  # two connections: the count and the page at once
+            tg.start_soon(count)
+            tg.start_soon(rows)
+        last = Pagination.max_page(found["count"], page_size)
+        if page > last:  # past the end: sqladmin's list route redirects to the last page
+            return Pagination(rows=[], page=last, page_size=page_size, count=found["count"])
+        return Pagination(rows=found["rows"], page=page, page_size=page_size, count=found["count"])
 
     def _build_url_for(self, name: str, request: Request, obj: Any) -> URL:
         """The URL of route ``name`` (details, edit) for ``obj``: sqladmin's, built once per
