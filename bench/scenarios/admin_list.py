@@ -44,6 +44,7 @@ from bench.harness import (
     ServerProfile,
     WrkResult,
     ensure_database,
+    load_average,
     markdown_table,
     run_wrk,
     say,
@@ -194,6 +195,11 @@ def wait_until_idle(server: PortalServer, url: str) -> None:
         engine.dispose()
 
 
+def times(factor: float) -> str:
+    """A ratio as "2.5 x" (one decimal below 10, none above)."""
+    return f"{factor:.1f} x" if factor < 10 else f"{factor:,.0f} x"
+
+
 def footer_count(html: bytes) -> str:
     """The "of N items" of a list page's footer."""
     m = re.search(r"Showing\s+[\d,]+\s+to\s+[\d,]+\s+of\s+(.+?)\s+items", html.decode("utf-8", "replace"))
@@ -215,6 +221,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
         + "; ".join(f"{r.name} ({r.query or '-'})" for r in requests))
 
     figures: dict[tuple[str, str], WrkResult] = {}
+    loads: dict[tuple[str, str], float | None] = {}
     with PortalServer(db, workers=ctx.workers, env={"PORTAL_BENCH_PLAIN_ADMIN": "1"}, name="admin-list") as server:
         _, cookie = server.login("admin")
         compared = compare_lists(server, cookie, requests)
@@ -222,6 +229,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
         _, first_plain = server.get(requests[0].path(PLAIN), cookie=cookie, timeout=120)
         counts = (footer_count(first), footer_count(first_plain))
         wait_until_idle(server, db.url)
+        ceiling_load = load_average()
         ceiling = run_wrk(server.base_url, [CEILING_PATH], connections=connections, threads=threads,
                           seconds=ctx.seconds, script=PERCENTILES_LUA, label=f"ceiling {CEILING_PATH}")
         # Ours first, then plain: a plain request still running when its wrk run ends (wrk does
@@ -229,6 +237,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
         def measure(label: str, prefix: str, seconds: float) -> None:
             for r in requests:
                 wait_until_idle(server, db.url)
+                loads[(r.name, label)] = load_average()
                 figures[(r.name, label)] = run_wrk(
                     server.base_url, [r.path(prefix)], connections=connections, threads=threads, seconds=seconds,
                     headers={"Cookie": cookie}, timeout_seconds=120, script=PERCENTILES_LUA, label=f"{label}: {r.name}")
@@ -244,14 +253,24 @@ def run(ctx: BenchContext) -> ScenarioResult:
         for label, res in (("ours", ours), ("plain sqladmin", plain)):
             p = percentiles(res) if res.requests else {}
             cell = lambda q: f"{p[q]:,.0f}" if q in p else "none finished"  # noqa: E731
+            load = loads.get((r.name, label))
             table.append((r.name, label, f"{res.rps:,.1f}", cell(50), cell(95), cell(99), f"{res.requests:,}",
-                          f"{res.errors:,}", f"{res.rps / ceiling.rps:.2%}"))
+                          f"{res.errors:,}", f"{res.rps / ceiling.rps:.2%}", "?" if load is None else f"{load:.1f}"))
     c = percentiles(ceiling)
+    versus = []
+    for r in requests:
+        ours, plain = figures[(r.name, "ours")], figures[(r.name, "plain sqladmin")]
+        po, pp = percentiles(ours), percentiles(plain) if plain.requests else {}
+        ratio = lambda q: times(pp[q] / po[q]) if q in pp and po.get(q) else "-"  # noqa: E731
+        versus.append((r.name, ratio(50), ratio(95), times(ours.rps / plain.rps) if plain.rps else "-"))
     body = "\n\n".join([
         markdown_table(["request", "list", "req/s", "p50 ms", "p95 ms", "p99 ms", "requests", "errors",
-                        "of ceiling"],
+                        "of ceiling", "load avg"],
                        [("ceiling `/_ping`", "", f"{ceiling.rps:,.0f}", f"{c[50]:,.1f}", f"{c[95]:,.1f}", f"{c[99]:,.1f}",
-                         f"{ceiling.requests:,}", f"{ceiling.errors:,}", "100 %"), *table]),
+                         f"{ceiling.requests:,}", f"{ceiling.errors:,}", "100 %", "?" if ceiling_load is None
+                         else f"{ceiling_load:.1f}"), *table]),
+        "Ours against plain sqladmin (plain's figure divided by ours; req/s ours divided by plain's):\n\n"
+        + markdown_table(["request", "p50", "p95", "req/s"], versus),
         "Same rows in both lists (fetched once each before the load; page size 25):\n\n" + markdown_table(
             ["request", "rows", "ours ms", "plain ms", "ours KB", "plain KB"],
             [(r.name, n, f"{a:,.0f}", f"{b:,.0f}", f"{ka:,.0f}", f"{kb:,.0f}") for r, n, a, b, ka, kb in compared]),
