@@ -177,7 +177,7 @@ class EncounterView(PortalModelView, model=Encounter):
     column_sortable_list = [Encounter.created_at, Encounter.diagnosis_code]
     column_default_sort = [(Encounter.id, True)]
     column_filters = [
-        ForeignKeyFilter(Encounter.doctor_id, Doctor.full_name, title="Doctor"),
+        SearchableForeignKeyFilter(Encounter.doctor_id, Doctor.full_name, title="Doctor"),
         *date_range(Encounter.created_at, "Date"),
     ]
     form_columns = [Encounter.appointment, Encounter.patient, Encounter.doctor, Encounter.chief_complaint, Encounter.diagnosis, Encounter.notes]
