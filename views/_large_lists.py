@@ -35,16 +35,15 @@ from typing import Any, ClassVar
 
 import anyio
 from sqladmin.helpers import get_object_identifier
-from sqlalchemy import asc, desc, func, select
+from sqladmin.pagination import Pagination
+from sqlalchemy import and_, asc, desc, func, select
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.sql.expression import Select
-from sqladmin.pagination import Pagination
 from starlette import status
-from starlette.exceptions import HTTPException
 from starlette.datastructures import URL
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-
 
 #: Stands for the key in a link built once per request (no key contains it).
 _KEY_MARK = "\x00key\x00"
@@ -97,12 +96,12 @@ class LargeListMixin:
 
     def _with_tie_breaker(self, stmt: Select, request: Request) -> Select:
         """``stmt`` ordered by the primary key after its own sort (same direction as the last sort column)."""
-        (pk,) = self.pk_columns
+        keys = list(self.pk_columns)
         fields = self._list_sort_order(request)
-        if fields and fields[-1][0] == pk.key:
+        if fields and fields[-1][0] in {k.key for k in keys}:
             return stmt
         last_desc = fields[-1][1] if fields else False
-        return stmt.order_by(desc(pk) if last_desc else asc(pk))
+        return stmt.order_by(*[desc(k) if last_desc else asc(k) for k in keys])
 
     async def bounded_count(self, request: Request, stmt: Select, bound: int) -> int:
         """Count the rows of ``stmt``, stopping after ``bound``.
@@ -115,8 +114,7 @@ class LargeListMixin:
         Returns:
             int: the exact count when it is at most ``bound``, else ``CountAtLeast(bound)``.
         """
-        (pk,) = self.pk_columns
-        keys = stmt.with_only_columns(pk).order_by(None).limit(bound + 1).subquery()
+        keys = stmt.with_only_columns(*self.pk_columns).order_by(None).limit(bound + 1).subquery()
         counted = await self.count(request, select(func.count()).select_from(keys))
         return CountAtLeast(bound) if counted > bound else counted
 
@@ -133,9 +131,8 @@ class LargeListMixin:
             Select: the page's rows in the list's order; the related row of a many-to-one
             column joined in the same statement, related collections with ``selectinload``.
         """
-        (pk,) = self.pk_columns
-        keys = stmt.with_only_columns(pk).limit(limit).offset(offset).subquery("page_keys")
-        outer = select(self.model).join(keys, pk == keys.c[pk.key])
+        keys = stmt.with_only_columns(*self.pk_columns).limit(limit).offset(offset).subquery("page_keys")
+        outer = select(self.model).join(keys, and_(*[k == keys.c[k.key] for k in self.pk_columns]))
         outer = self._with_tie_breaker(self.sort_query(outer, request), request)
         for relation in self._list_relations:
             one = relation.property.direction is MANYTOONE
