@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         db_pool_size (int): connections kept per process for MySQL.
         portal_bench_plain_admin (bool): also mount sqladmin's plain appointment list at
             ``/plain-admin`` (``views.plain_admin``), for the admin-list benchmark only.
+        db_read_timeout_seconds (int): MySQL: seconds a query's answer may take before the
+            connection is given up (long reports and backups stay well within it).
+        db_ping_timeout_seconds (int): MySQL: seconds the liveness ping of a pooled
+            connection, and the greeting of a new one, may take; a frozen or overloaded
+            server then gets the 503 page within a few seconds instead of a long wait.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -56,6 +61,8 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     db_pool_size: int = Field(default=10, ge=1)
     portal_bench_plain_admin: bool = False
+    db_read_timeout_seconds: int = Field(default=30, ge=1)
+    db_ping_timeout_seconds: int = Field(default=3, ge=1)
 
     @field_validator("portal_timezone")
     @classmethod

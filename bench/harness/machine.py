@@ -36,12 +36,14 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str:
-    """The short commit id of the work tree, with ``+dirty`` when tracked files changed."""
+    """The short commit id of the work tree, with ``+dirty`` when tracked files other than
+    ``docs/benchmarks.md`` changed."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(  # the record itself (appended by the previous run) does not count
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md"], cwd=ROOT,
+            capture_output=True, text=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
