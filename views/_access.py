@@ -24,14 +24,13 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import anyio
-from sqlalchemy import String, cast, false, func, or_, select
+from sqlalchemy import String, cast, false, or_, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import Select
 from sqladmin._types import _UNSET
 from sqladmin.ajax import QueryAjaxModelLoader
 from sqladmin.helpers import get_direction, get_object_identifier, get_primary_keys
-from sqladmin.pagination import Pagination
 from starlette import status
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -177,21 +176,26 @@ class RowScopedView:
         """Relations shown as plain text rather than links: the view's own choice, plus
         those whose target the current user may not open (no link that answers 403).
 
-        sqladmin's list and detail templates read this attribute; the user is the
-        request's (``current_actor``, set when the request is authenticated).
+        sqladmin's list and detail templates read this attribute, once per cell; the user
+        is the request's (``current_actor``, set when the request is authenticated). The
+        answer depends only on the role and the permission table, so it is kept per role.
         """
         actor = current_actor.get()
         role = actor.role if actor is not None else None
-        closed = [
-            name for name in self._relation_names
-            if (view := self._view_for(self._mapper.relationships[name].mapper.class_)) is None
-            or not allowed(role, view.identity, "details")
-        ]
-        return [*self.__dict__.get("_own_non_link_related_fields", []), *closed]
+        by_role = self.__dict__.setdefault("_non_link_by_role", {})
+        if role not in by_role:
+            closed = [
+                name for name in self._relation_names
+                if (view := self._view_for(self._mapper.relationships[name].mapper.class_)) is None
+                or not allowed(role, view.identity, "details")
+            ]
+            by_role[role] = [*self.__dict__.get("_own_non_link_related_fields", []), *closed]
+        return by_role[role]
 
     @_non_link_related_fields.setter
     def _non_link_related_fields(self, value: builtins.list[str]) -> None:
         self.__dict__["_own_non_link_related_fields"] = list(value)
+        self.__dict__.pop("_non_link_by_role", None)
 
     # -- related rows -----------------------------------------------------------------
     def _view_for(self, model: type) -> Any:
@@ -269,21 +273,6 @@ class RowScopedView:
         if search:
             stmt = self.search_query(stmt=stmt, term=search)
         return stmt
-
-    async def list(self, request: Request) -> Pagination:
-        """One page of ``filtered_query`` (sqladmin's list, with the shared query)."""
-        page = self.validate_page_number(request.query_params.get("page"), 1)
-        page_size = self.validate_page_number(request.query_params.get("pageSize"), self.page_size)
-        page_size = min(page_size, max(self.page_size_options))
-        if page_size < 1:
-            raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="Invalid page or pageSize parameter")
-        stmt = await self.filtered_query(request)
-        count = await self.count(request, select(func.count()).select_from(stmt.subquery()))
-        page = min(max(page, 1), Pagination.max_page(count, page_size))
-        for relation in self._list_relations:
-            stmt = stmt.options(selectinload(relation))
-        rows = await self._run_query(stmt.limit(page_size).offset((page - 1) * page_size))
-        return Pagination(rows=rows, page=page, page_size=page_size, count=count)
 
     async def get_model_objects(self, request: Request, limit: int | None = 0) -> builtins.list[Any]:
         """The export's rows: the list's filtered query, capped, and one AuditEvent for it."""

@@ -38,6 +38,7 @@ from portal.settings import get_settings
 from views._access import RowScopedView
 from views._fields import MoneyField, PortalConverter, enum_choices, enum_label, money
 from views._filters import LocalDateTimeFilter, date_range
+from views._large_lists import LargeListMixin
 
 __all__ = [
     "FORMATTERS", "LocalDateTimeFilter", "PortalModelView", "date_range", "enum_choices",
@@ -123,10 +124,12 @@ _FOREIGN_KEY = (
 )
 
 
-class PortalModelView(RowScopedView, ModelView):
+class PortalModelView(LargeListMixin, RowScopedView, ModelView):
     """Base for every admin view: row scope, readable values and labels, readable errors, safe delete.
 
-    Which rows a user sees and may pick is each view's ``scope()`` (``views._access``).
+    Which rows a user sees and may pick is each view's ``scope()`` (``views._access``);
+    lists count at most ``count_limit`` rows past the page and load a page by its keys
+    first (``views._large_lists``), so they stay fast on millions of rows.
 
     Class attributes (besides sqladmin's own):
         constraint_messages (dict[str, str]): constraint name (``uq_...``, ``ck_...``)

@@ -22,7 +22,7 @@ from portal.services import appointments, dashboard, reports
 from views._access import by_role
 from views._actions import ActionsMixin, row_action
 from views._base import PortalModelView, date_range, enum_choices
-from views._filters import PresetFilter
+from views._filters import PresetFilter, SearchableForeignKeyFilter
 from views._forms import ReasonForm
 
 
@@ -115,7 +115,7 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
     column_filters = [
         StaticValuesFilter(Schedule.status, values=enum_choices(ScheduleStatus)),
         ForeignKeyFilter(Schedule.department_id, Department.name, title="Department"),
-        ForeignKeyFilter(Schedule.doctor_id, Doctor.full_name, title="Doctor"),
+        SearchableForeignKeyFilter(Schedule.doctor_id, Doctor.full_name, title="Doctor"),
         *date_range(Schedule.session_date, "Date"),
         PresetFilter("held", "Taking place", {
             "yes": ("Not cancelled", lambda: Schedule.status != ScheduleStatus.cancelled),

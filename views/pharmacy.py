@@ -33,7 +33,7 @@ from views._access import by_role
 from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import PortalModelView, date_range, enum_choices, money
 from views._dispensing import DispenseForm, dispense_preview, dispensed_detail
-from views._filters import PresetFilter
+from views._filters import PresetFilter, SearchableForeignKeyFilter
 from views._forms import reason_form
 from views._stock import (
     BelowReorderLevelFilter,
@@ -338,7 +338,7 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
     column_default_sort = [(Prescription.id, True)]
     column_filters = [
         StaticValuesFilter(Prescription.status, values=enum_choices(PrescriptionStatus)),
-        ForeignKeyFilter(Prescription.doctor_id, Doctor.full_name, title="Doctor"),
+        SearchableForeignKeyFilter(Prescription.doctor_id, Doctor.full_name, title="Doctor"),
         *date_range(Prescription.created_at, "Date"),
         PresetFilter("dispensing", "Dispensing", {
             "waiting": ("Waiting (issued or partly dispensed)", dashboard.prescriptions_waiting_condition),
