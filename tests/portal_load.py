@@ -441,7 +441,7 @@ class Load:
         try:
             while not self.stop.is_set():
                 task = rng.choices(tasks, weights)[0]
-                if task == "book" and bookings_here >= booking_routes.BOOKING_LIMIT:
+                if task == "book" and bookings_here >= get_settings().booking_rate_limit:
                     client.close()  # the next patient, from another address
                     client, bookings_here = self._client(self._address()), 0
                 try:
