@@ -30,7 +30,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import Select
 from sqladmin._types import _UNSET
 from sqladmin.ajax import QueryAjaxModelLoader
-from sqladmin.helpers import get_direction, get_object_identifier, get_primary_keys
+from sqladmin.helpers import get_direction, get_object_identifier, get_primary_keys, object_identifier_values
 from sqladmin.pagination import Pagination
 from starlette import status
 from starlette.exceptions import HTTPException
@@ -41,10 +41,13 @@ from portal.services import audit
 from portal.services.actor import SYSTEM, current_actor
 from portal.services.errors import PermissionDenied
 from portal.settings import get_settings
+from views._list_params import check_list_params
 from views.authorization import allowed, role_of
 
 #: Query parameters of the list page that are not filters.
 _PAGING_PARAMS = {"page", "pageSize"}
+#: Largest id (signed 64-bit: the primary key columns' range on every database).
+MAX_ID = 2**63 - 1
 
 
 def staff_of(request: Request) -> StaffUser | None:
@@ -136,6 +139,21 @@ class RowScopedView:
     def form_edit_query(self, request: Request) -> Select:
         """The edit form's query, within scope."""
         return self._scoped(request, super().form_edit_query(request))
+
+    def _stmt_by_identifier(self, identifier: str) -> Select:
+        """sqladmin's select of the row named by a URL id (details, edit, delete).
+
+        Raises:
+            HTTPException: 404 for an id that cannot name a row: not of the primary key's
+                type, or a whole number outside the 64-bit range ids are stored in.
+        """
+        try:
+            values = object_identifier_values(str(identifier), self.model)
+        except (TypeError, ValueError):
+            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND) from None
+        if any(isinstance(v, int) and not -MAX_ID <= v <= MAX_ID for v in values):
+            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND)
+        return super()._stmt_by_identifier(identifier)
 
     async def _in_scope(self, request: Request, pk: Any) -> bool:
         stmt = self._scoped(request, self._stmt_by_identifier(str(pk)))
@@ -250,8 +268,10 @@ class RowScopedView:
         """The list's query for ``request``: scope, then its filters, sort and search.
 
         The list page and the export both use it, so an export holds exactly the rows
-        the list shows (all pages of them).
+        the list shows (all pages of them). Query parameters the list does not offer are
+        refused first with 400 (``views._list_params``).
         """
+        await check_list_params(self, request)
         stmt = self.list_query(request)
         for filter_ in self.get_filters():
             param = filter_.parameter_name
@@ -272,12 +292,12 @@ class RowScopedView:
 
     async def list(self, request: Request) -> Pagination:
         """One page of ``filtered_query`` (sqladmin's list, with the shared query)."""
+        stmt = await self.filtered_query(request)  # first: it refuses parameters the list does not offer
         page = self.validate_page_number(request.query_params.get("page"), 1)
         page_size = self.validate_page_number(request.query_params.get("pageSize"), self.page_size)
         page_size = min(page_size, max(self.page_size_options))
         if page_size < 1:
             raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="Invalid page or pageSize parameter")
-        stmt = await self.filtered_query(request)
         count = await self.count(request, select(func.count()).select_from(stmt.subquery()))
         page = min(max(page, 1), Pagination.max_page(count, page_size))
         for relation in self._list_relations:

@@ -101,6 +101,14 @@ class PortalModelView(RowScopedView, ModelView):
 
     Which rows a user sees and may pick is each view's ``scope()`` (``views._access``).
 
+    Query parameters of the list and export (``views._list_params``): a parameter whose
+    choices are fixed in code (``pageSize``, ``sortBy``, ``sort``, ``<filter>_op``, a
+    yes/no, status or preset filter) must be one of them, and a free value (``page``,
+    ``search``, a comparison or id filter) must have its column's type; anything else
+    is a 400 naming the parameter and what it takes. A well-formed value that matches
+    nothing lists nothing; a page out of range is redirected to the nearest page.
+    Unknown parameters are ignored. A URL id that cannot name a row is a 404.
+
     Class attributes (besides sqladmin's own):
         constraint_messages (dict[str, str]): constraint or column name -> sentence
             shown when the database refuses a save because of it.

@@ -6,9 +6,36 @@ import json
 from typing import Any
 
 from markupsafe import Markup
+from starlette import status
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from wtforms import Form, IntegerField, TextAreaField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import html_params
+
+
+#: Most fields an admin form may post (the largest has about 20).
+MAX_FIELDS = 200
+NO_FILES = "This form takes no files: send its fields as text."
+
+
+async def posted_form(request: Request) -> FormData:
+    """The form posted to an admin page, read once (later ``request.form()`` calls get it too).
+
+    No admin form takes a file, and code reading a field expects text, so a body with a
+    file part is refused here rather than reach a form field as an ``UploadFile``.
+
+    Raises:
+        HTTPException: 400 for a file part, more than ``MAX_FIELDS`` fields, or a
+            malformed multipart body (Starlette's own sentence).
+    """
+    try:
+        return await request.form(max_files=0, max_fields=MAX_FIELDS)
+    except HTTPException as exc:
+        if str(exc.detail).startswith("Too many files"):
+            raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail=NO_FILES) from None
+        raise
 
 
 class LookupWidget:

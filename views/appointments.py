@@ -17,7 +17,7 @@ from views._access import by_role
 from views._actions import ActionsMixin, PageLink, row_action
 from views._base import LocalDateTimeFilter, PortalModelView
 from views._booking import BookForm, book_from_form, lookup_results, selection_texts
-from views._forms import ReasonForm
+from views._forms import ReasonForm, posted_form
 
 
 class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
@@ -98,7 +98,7 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
             form = BookForm(data={"schedule_id": _int_or_none(request.query_params.get("schedule_id"))})
             status_code = 200
         else:
-            posted = await request.form()
+            posted = await posted_form(request)
             self.require_csrf(request, posted)
             form = BookForm(formdata=posted)
             if form.validate():

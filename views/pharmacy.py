@@ -33,7 +33,7 @@ from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import LocalDateTimeFilter, PortalModelView, money
 from views._dispensing import DispenseForm, dispense_preview, dispensed_detail
 from views._filters import PresetFilter
-from views._forms import reason_form
+from views._forms import posted_form, reason_form
 from views._stock import (
     BelowReorderLevelFilter,
     CountForm,
@@ -208,7 +208,7 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
         form = ReceiveForm(formdata=None)
         status_code = 200
         if request.method == "POST":
-            posted = await request.form()
+            posted = await posted_form(request)
             self.require_csrf(request, posted)
             form = ReceiveForm(formdata=posted)
             await run_in_threadpool(fill_receive_choices, self.engine, form)
@@ -258,7 +258,7 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
         form = CountForm(formdata=None)
         status_code = 200
         if request.method == "POST":
-            posted = await request.form()
+            posted = await posted_form(request)
             self.require_csrf(request, posted)
             form = CountForm(formdata=posted)
             if form.validate():
