@@ -166,3 +166,83 @@ def test_a_file_in_a_workflow_form_with_a_valid_token_is_a_400_not_a_500(admin, 
                         data={"csrf_token": token, "pks": world.sample["appointment"]},
                         files={"reason": ("reason.txt", b"no show")}, what="file in action form")
     assert response.status_code == 400 and "This form takes no files" in reason(response)
+
+
+# -- numbers beyond what the columns store ----------------------------------------------------
+
+@pytest.mark.parametrize("identity, field, value", [
+    ("schedule", "capacity", str(2**31)),
+    ("schedule", "fee", "9" * 30),
+    ("medicine", "unit_price", str(2**63)),
+    ("prescription-item", "duration_days", str(-(2**31) - 1)),
+])
+def test_a_whole_number_too_large_for_its_column_is_a_form_error(admin, engine, world, identity, field, value):  # noqa: F811
+    """Was: "Python int too large to convert to SQLite INTEGER" on the form (SQLite), a
+    database error with its SQL on MariaDB (INT is 32 bits there)."""
+    url = f"/admin/{identity}/edit/{world.sample[identity]}"
+    form = forms_on(admin.get(url).text)[-1]
+    response = exchange(admin, engine, "POST", url, data={**form.defaults(), field: value}, what="edit")
+    assert response.status_code == 400
+    assert "Enter a whole number from -2,147,483,648 to 2,147,483,647." in reason(response)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("unit_cost", "NaN", "Not a valid decimal value"),
+    ("unit_cost", "Infinity", "Not a valid decimal value"),
+    ("unit_cost", "1e309", "The cost is at most 21,474,836.47"),
+    ("quantity", str(2**31), "Receive at most 2,147,483,647 units"),
+    ("medicine_id", "9" * 30, "Choose an entry from the list"),
+])
+def test_receiving_stock_with_numbers_out_of_range_is_a_form_error(admin, engine, world, field, value, words):  # noqa: F811
+    """Was: a 500 for a cost of 1e309 (decimal.InvalidOperation) and a huge medicine id
+    (OverflowError on SQLite); a quantity past 2**31 reached MariaDB's 32-bit INT column."""
+    form = forms_on(admin.get("/admin/stock-batch/receive").text)[-1]
+    data = {**form.defaults(), "medicine_id": str(world.medicine_id), "lot_number": "L9", "expiry_date": "2099-01-31",
+            "quantity": "5", "unit_cost": "0.35", field: value}
+    response = exchange(admin, engine, "POST", "/admin/stock-batch/receive", data=data, what="receive")
+    assert response.status_code == 400 and words in reason(response)
+
+
+def test_counting_more_than_a_batch_can_hold_is_a_form_error(admin, engine, world):  # noqa: F811
+    url = f"/admin/stock-batch/count/{world.sample['stock-batch']}"
+    form = forms_on(admin.get(url).text)[-1]
+    response = exchange(admin, engine, "POST", url, what="count",
+                        data={**form.defaults(), "counted_quantity": "9" * 30, "reason": "stocktake"})
+    assert response.status_code == 400 and "The count is at most 2,147,483,647" in reason(response)
+    assert get(admin, engine, "/admin/stock-batch/count/" + "9" * 30).status_code == 404
+
+
+def test_the_stock_services_refuse_counts_the_columns_cannot_hold(engine, world):  # noqa: F811
+    """The services' own check, behind the forms: a typed ValidationFailed, not a database error."""
+    from datetime import date
+
+    from portal.db import transaction
+    from portal.services import stock
+    from portal.services.actor import Actor
+    from portal.services.errors import ValidationFailed
+
+    for kwargs in ({"quantity": 2**31, "unit_cost": 1}, {"quantity": 1, "unit_cost": 10**30}):
+        with pytest.raises(ValidationFailed, match="at most 2,147,483,647"), transaction(engine) as session:
+            stock.receive_stock(session, medicine_id=world.medicine_id, lot_number="L1", expiry_date=date(2099, 1, 1),
+                                actor=Actor(username="test"), **kwargs)
+    with pytest.raises(ValidationFailed, match="at most"), transaction(engine) as session:
+        stock.adjust_stock(session, batch_id=int(world.sample["stock-batch"]), counted_quantity=2**40,
+                           reason="stocktake", actor=Actor(username="test"))
+
+
+def test_the_booking_page_with_an_id_too_large_is_a_form_error(admin, engine, world):  # noqa: F811
+    """Was: OverflowError on SQLite looking the session or patient up: a 500."""
+    assert get(admin, engine, "/admin/appointment/book", schedule_id="9" * 30).status_code == 200
+    form = forms_on(admin.get("/admin/appointment/book").text)[-1]
+    for field in ("schedule_id", "patient_id"):
+        data = {**form.defaults(), "schedule_id": world.sample["schedule"], "patient_id": world.foreign["patient"],
+                field: "9" * 30}
+        response = exchange(admin, engine, "POST", "/admin/appointment/book", data=data, what="book")
+        assert response.status_code == 400 and "Choose an entry from the list." in reason(response)
+
+
+def test_the_dashboard_department_written_in_other_digits_is_a_400(admin, engine):  # noqa: F811
+    """Was: ValueError from int("²") (str.isdigit() is true for it): a 500."""
+    for value in ("²", "١", "9" * 30):
+        response = get(admin, engine, "/admin/", department=value)
+        assert response.status_code == 400 and "Unknown department" in reason(response)

@@ -61,7 +61,7 @@ from portal.services.actor import Actor
 from portal.services.errors import DomainError
 from views._csrf import FIELD as CSRF_FIELD
 from views._csrf import csrf_token, csrf_valid
-from views._forms import posted_form
+from views._forms import parse_id, posted_form
 from views.auth import actor_for
 
 log = logging.getLogger(__name__)
@@ -326,8 +326,8 @@ class ActionsMixin:
         """The selected primary keys from ``"1,2,3"`` (order kept, duplicates dropped).
 
         Raises:
-            HTTPException: 400 when a part is not an id (digits only, at most 18 of them:
-                a larger number would overflow the database's integer) or more than
+            HTTPException: 400 when a part is not an id (``views._forms.parse_id``: ASCII
+                digits, 1 to 2**63 - 1, beyond which SQLite cannot bind it) or more than
                 ``MAX_ROWS`` rows are selected.
         """
         pks: list[int] = []
@@ -335,9 +335,9 @@ class ActionsMixin:
             part = part.strip()
             if not part:
                 continue
-            if not (part.isascii() and part.isdigit() and len(part) <= 18):  # an id: 1 to 10**18 - 1
+            pk = parse_id(part)
+            if pk is None:
                 raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="The selection is not valid.")
-            pk = int(part)
             if pk not in pks:
                 pks.append(pk)
         if len(pks) > MAX_ROWS:

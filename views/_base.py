@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from portal.settings import get_settings
 from views._access import RowScopedView
+from views._forms import limit_whole_numbers
 
 
 def local_datetime(value: datetime | None) -> str:
@@ -123,6 +124,10 @@ class PortalModelView(RowScopedView, ModelView):
     page_size_options = [25, 50, 100]
     constraint_messages: ClassVar[dict[str, str]] = {}
     delete_blockers: ClassVar[list[tuple[Any, str]]] = []
+
+    async def scaffold_form(self, rules: list[str] | None = None) -> type:
+        """sqladmin's form, each whole-number field limited to what its column stores."""
+        return limit_whole_numbers(await super().scaffold_form(rules), self.model)
 
     # -- errors -------------------------------------------------------------------
     def describe_integrity_error(self, exc: IntegrityError) -> str:

@@ -10,11 +10,17 @@ from starlette import status
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from sqlalchemy import BigInteger, Integer
 from wtforms import Form, IntegerField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.fields.core import UnboundField
+from wtforms.validators import DataRequired, Length, NumberRange
 from wtforms.widgets import html_params
 
 
+#: Largest id a form or URL may name (signed 64-bit: more cannot be bound on SQLite).
+MAX_ID = 2**63 - 1
+#: What an INTEGER column stores on every database (MariaDB's INT is 32 bits).
+INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
 #: Most fields an admin form may post (the largest has about 20).
 MAX_FIELDS = 200
 NO_FILES = "This form takes no files: send its fields as text."
@@ -70,15 +76,50 @@ class LookupField(IntegerField):
         self.display = ""
 
     def process_formdata(self, valuelist: list[Any]) -> None:
-        """Read the id; an empty choice is None (left to the validators), junk an error."""
+        """Read the id; an empty choice is None (left to the validators), anything but an
+        id (1 to ``MAX_ID``, ASCII digits) an error."""
         if not valuelist or valuelist[0] in ("", None):
             self.data = None
             return
-        try:
-            self.data = int(valuelist[0])
-        except (TypeError, ValueError):
-            self.data = None
-            raise ValueError("Choose an entry from the list.") from None
+        self.data = parse_id(valuelist[0])
+        if self.data is None:
+            raise ValueError("Choose an entry from the list.")
+
+
+def parse_id(value: Any) -> int | None:
+    """``value`` as a row id (ASCII digits, 1 to ``MAX_ID``), or None when it cannot be one."""
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_ID else None
+
+
+def limit_whole_numbers(form_class: type[Form], model: Any) -> type[Form]:
+    """Limit every whole-number field of a scaffolded model form to what its column stores.
+
+    sqladmin's IntegerField takes any whole number; past the column's range SQLite fails
+    to bind it and MariaDB refuses it with a database error. The limit is a
+    form error instead: ``INTEGER_MIN``..``INTEGER_MAX`` for INTEGER columns, 64 bits
+    for BIGINT ones.
+
+    Args:
+        form_class (type[Form]): the form class sqladmin built (its fields still unbound).
+        model (Any): the view's model.
+
+    Returns:
+        type[Form]: the same class, its whole-number fields with one more validator.
+    """
+    columns = model.__table__.columns
+    for name, unbound in list(vars(form_class).items()):
+        column = columns.get(name)
+        if not isinstance(unbound, UnboundField) or not issubclass(unbound.field_class, IntegerField) \
+                or column is None or not isinstance(column.type, Integer):
+            continue
+        low, high = (-(2**63), MAX_ID) if isinstance(column.type, BigInteger) else (INTEGER_MIN, INTEGER_MAX)
+        limit = NumberRange(low, high, message=f"Enter a whole number from {low:,} to {high:,}.")
+        unbound.kwargs["validators"] = [*(unbound.kwargs.get("validators") or []), limit]
+    return form_class
 
 
 def reason_form(*, max_length: int = 500, label: str = "Reason", description: str = "Recorded in the audit log.") -> type[Form]:

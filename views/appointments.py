@@ -17,7 +17,7 @@ from views._access import by_role
 from views._actions import ActionsMixin, PageLink, row_action
 from views._base import LocalDateTimeFilter, PortalModelView
 from views._booking import BookForm, book_from_form, lookup_results, selection_texts
-from views._forms import ReasonForm, posted_form
+from views._forms import ReasonForm, parse_id, posted_form
 
 
 class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
@@ -95,7 +95,7 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         """Book a patient into a clinic session (front desk or phone); calls ``appointments.book``."""
         self.require_permission(request, "book")
         if request.method == "GET":
-            form = BookForm(data={"schedule_id": _int_or_none(request.query_params.get("schedule_id"))})
+            form = BookForm(data={"schedule_id": parse_id(request.query_params.get("schedule_id"))})
             status_code = 200
         else:
             posted = await posted_form(request)
@@ -130,13 +130,6 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         term = request.query_params.get("term", "").strip()[:60]
         results = await run_in_threadpool(lookup_results, self.engine, name, term)
         return JSONResponse({"results": results})
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
 
 
 class EncounterView(PortalModelView, model=Encounter):

@@ -33,7 +33,7 @@ from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import LocalDateTimeFilter, PortalModelView, money
 from views._dispensing import DispenseForm, dispense_preview, dispensed_detail
 from views._filters import PresetFilter
-from views._forms import posted_form, reason_form
+from views._forms import parse_id, posted_form, reason_form
 from views._stock import (
     BelowReorderLevelFilter,
     CountForm,
@@ -250,10 +250,9 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
     async def page_count(self, request: Request) -> Response:
         """Stocktake of one batch: record the counted quantity (calls ``stock.adjust_stock``)."""
         self.require_permission(request, "count")
-        try:
-            batch_id = int(request.path_params["pk"])
-        except ValueError:
-            raise HTTPException(status_code=404) from None
+        batch_id = parse_id(request.path_params["pk"])
+        if batch_id is None:
+            raise HTTPException(status_code=404)
         batch = await run_in_threadpool(self._load_batch, batch_id)
         form = CountForm(formdata=None)
         status_code = 200
