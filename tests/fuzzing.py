@@ -355,8 +355,8 @@ def assert_unchanged(before: Snapshot, after: Snapshot, what: str) -> None:
     changed = []
     for name in before:
         if before[name] != after[name]:
-            old, new = set(before[name]), set(after[name])
-            changed.append(f"{name}: -{sorted(old - new, key=repr)[:3]!r} +{sorted(new - old, key=repr)[:3]!r}")
+            old, new = {repr(r) for r in before[name]}, {repr(r) for r in after[name]}
+            changed.append(f"{name}: -{sorted(old - new)[:3]} +{sorted(new - old)[:3]}")
     assert not changed, f"{what} changed the database: " + "; ".join(changed)
 
 
@@ -395,41 +395,105 @@ def is_local(location: str) -> bool:
         parts.scheme == "http" and parts.netloc == "testserver")
 
 
-def exchange(client, engine: Engine, method: str, url: str, *, what: str, may_write: bool = False,
-             allowed: Mapping[str, Collection[str] | None] | None = None, refused=None, **kwargs: Any):
-    """Send one request and check the rules of bad input.
+class Exchanger:
+    """Sends requests to the app and checks each against the rules of bad input.
 
     * the answer is below 500 and shows no internal error (:func:`check_answer`);
     * a redirect goes to this site, and the page it leads to obeys the same rule;
     * the database is unchanged unless the request was accepted: ``may_write`` and a
       redirect (or ``refused(response)`` false, when given), ``allowed`` tables aside.
 
+    One per test: the snapshot taken after a request is the "before" of the next one
+    (the test must call :meth:`forget` if it writes to the database itself, other than
+    to tables every snapshot leaves out).
+
     Args:
         client: the test client.
         engine (Engine): the database.
-        method (str): HTTP method.
-        url (str): the path and query.
-        what (str): names the request in failure messages.
-        may_write (bool): an accepted answer may change the database.
-        allowed: extra tables/columns a refused request may write (see :func:`snapshot`).
-        refused (Callable | None): decides from the response whether the request was refused.
-        **kwargs: passed to ``client.request`` (``data``, ``params``, ``content``, ``headers``).
-
-    Returns:
-        the response.
     """
-    before = snapshot(engine, allowed)
-    response = client.request(method, url, **kwargs)
-    label = f"{what}: {method} {url} {kwargs.get('params') or ''} {_short(kwargs.get('data'))}"
-    check_answer(response, label)
-    accepted = (refused is None and is_redirect(response)) or (refused is not None and not refused(response))
-    if not (may_write and accepted):
-        assert_unchanged(before, snapshot(engine, allowed), label)
-    if is_redirect(response):
-        location = response.headers.get("location", "")
-        assert is_local(location), f"{label}: redirects off the site to {location!r}"
-        check_answer(client.get(location), f"{label}, then GET {location}")
-    return response
+
+    def __init__(self, client, engine: Engine) -> None:
+        self.client = client
+        self.engine = engine
+        self._last: tuple[Any, Snapshot] | None = None
+
+    def forget(self) -> None:
+        """Take a fresh snapshot before the next request."""
+        self._last = None
+
+    def __call__(self, method: str, url: str, *, what: str, may_write: bool = False,
+                 allowed: Mapping[str, Collection[str] | None] | None = None, refused=None, **kwargs: Any):
+        """Send one request and check it.
+
+        Args:
+            method (str): HTTP method.
+            url (str): the path and query.
+            what (str): names the request in failure messages.
+            may_write (bool): an accepted answer may change the database.
+            allowed: extra tables/columns a refused request may write (see :func:`snapshot`).
+            refused (Callable | None): decides from the response whether the request was refused.
+            **kwargs: passed to ``client.request`` (``data``, ``params``, ``content``, ``headers``).
+
+        Returns:
+            the response.
+        """
+        key = repr(sorted((allowed or {}).items()))
+        if self._last is not None and self._last[0] == key:
+            before = self._last[1]
+        else:
+            before = snapshot(self.engine, allowed)
+        self._last = None
+        response = self.client.request(method, url, **kwargs)
+        label = f"{what}: {method} {url} {kwargs.get('params') or ''} {_short(kwargs.get('data'))}"
+        check_answer(response, label)
+        if is_redirect(response):
+            location = response.headers.get("location", "")
+            assert is_local(location), f"{label}: redirects off the site to {location!r}"
+            check_answer(self.client.get(location), f"{label}, then GET {location}")
+        after = snapshot(self.engine, allowed)
+        accepted = (refused is None and is_redirect(response)) or (refused is not None and not refused(response))
+        if not (may_write and accepted):
+            assert_unchanged(before, after, label)
+        self._last = (key, after)
+        return response
+
+
+def exchange(client, engine: Engine, method: str, url: str, **kwargs: Any):
+    """Send one request and check it (:class:`Exchanger`, without a remembered snapshot)."""
+    return Exchanger(client, engine)(method, url, **kwargs)
+
+
+#: Per kind of field, values that broke forms here: numbers past an INTEGER column or
+#: past 64 bits, a non-finite decimal, a digit str.isdigit() accepts but int() does not;
+#: dates at the ends of the calendar or that do not exist; text past a column, a NUL.
+NUMBER_EDGES = ("9" * 30, str(2**31), str(-(2**31) - 1), "1e309", "NaN", "\u00b2")
+DATE_EDGES = ("0001-01-01", "9999-12-31", "2026-02-30", "25:00")
+TEXT_EDGES = ("x" * 300, "\x00", "y" * 70000)
+_DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}")
+
+
+def edge_cases(form: HtmlForm, *, keep: Collection[str] = (), baseline: Mapping[str, Any] | None = None):
+    """Every field of ``form`` in turn set to each edge value of its kind, the others as
+    in ``baseline`` (or the page's own values): ``(field name, data)`` pairs.
+
+    A field's kind is read from the page: ``type="number"``, a select of ids or a search
+    picker, or digits as its value make a number; ``type="date"``/``"time"`` or a
+    date-looking value a date; anything else text.
+    """
+    base = {**form.defaults(), **(baseline or {})}
+    for name, f in form.fields.items():
+        if name in keep or f.kind in ("submit", "button", "reset", "checkbox", "radio"):
+            continue
+        value = str(base.get(name) or "")
+        if f.kind in ("number", "hidden") or (f.kind == "select" and all(o.isdigit() for o in f.options if o)) \
+                or value.lstrip("-").isdigit():
+            edges = NUMBER_EDGES
+        elif f.kind in ("date", "time", "datetime-local") or _DATE_LIKE.fullmatch(value):
+            edges = DATE_EDGES
+        else:
+            edges = TEXT_EDGES
+        for edge in edges:
+            yield name, {**base, name: edge}
 
 
 def _short(data: Any) -> str:

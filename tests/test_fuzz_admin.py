@@ -13,7 +13,12 @@ itself so a new view is covered without editing this file:
   count) and their search pickers; ids in detail/edit/delete URLs; the ajax lookups;
 * the dashboard's and the reports' query parameters, the login form, the change-password form.
 
-Each request is checked by ``tests.fuzzing.exchange``: below 500, no internal error on
+Every form is also swept (``tests.fuzzing.edge_cases``): each field in turn gets each
+edge value of its kind (numbers past the columns, non-finite decimals, non-ASCII digits,
+calendar edges, text past the columns), the others staying believable, so the checks
+behind the first field are reached every run, not only when Hypothesis happens to.
+
+Each request is checked by ``tests.fuzzing.Exchanger``: below 500, no internal error on
 the page, redirects stay on the site, and the database is unchanged unless the request
 was accepted (tables a refused request may write are named there).
 """
@@ -48,7 +53,16 @@ from tests.fuzz_targets import (  # noqa: F401 - admin and world are fixtures
     the_form,
     world,
 )
-from tests.fuzzing import EXPORT_WRITES, LOGIN_WRITES, exchange, form_data, fuzz, query_values, url_junk
+from tests.fuzzing import (
+    EXPORT_WRITES,
+    LOGIN_WRITES,
+    Exchanger,
+    edge_cases,
+    form_data,
+    fuzz,
+    query_values,
+    url_junk,
+)
 
 
 def test_the_catalogue_holds_every_kind_of_target():
@@ -84,10 +98,12 @@ def test_create_form_never_fails_on_bad_input(admin, engine, world, identity):
     baseline = the_form(admin, f"/admin/{identity}/edit/{edit_target(world, identity)}").defaults()
     baseline.update(CREATE_BASELINES.get(identity, {}))
 
-    @fuzz(25)
+    send = Exchanger(admin, engine)
+
+    @fuzz(15)
     @given(data=form_data(form, baseline=baseline, all_ids=all_ids(world), today=local_today()))
     def run(data):
-        exchange(admin, engine, "POST", url, data=data, may_write=True, what=f"create {identity}")
+        send("POST", url, data=data, may_write=True, what=f"create {identity}")
 
     run()
 
@@ -96,11 +112,14 @@ def test_create_form_never_fails_on_bad_input(admin, engine, world, identity):
 def test_edit_form_never_fails_on_bad_input(admin, engine, world, identity):
     url = f"/admin/{identity}/edit/{edit_target(world, identity)}"
     form = the_form(admin, url)
+    send = Exchanger(admin, engine)
+    for name, data in edge_cases(form):  # the create form has the same fields and checks
+        send("POST", url, data=data, may_write=True, what=f"edit {identity}, edge value in {name}")
 
-    @fuzz(25)
+    @fuzz(15)
     @given(data=form_data(form, all_ids=all_ids(world), today=local_today()))
     def run(data):
-        exchange(admin, engine, "POST", url, data=data, may_write=True, what=f"edit {identity}")
+        send("POST", url, data=data, may_write=True, what=f"edit {identity}")
 
     run()
 
@@ -124,14 +143,16 @@ def test_list_and_export_never_fail_on_bad_query_params(admin, engine, world, id
     assert page.status_code == 200
     offered = query_values(page.text, f"/{identity}/list")
 
-    @fuzz(30)
+    send = Exchanger(admin, engine)
+
+    @fuzz(20)
     @given(params=list_params(offered, bool(view.column_searchable_list)),
            target=st.one_of(st.sampled_from(["list", "list", "list", "export/csv", "export/json"]),
                             url_junk.map(lambda t: f"export/{quote(t, safe='')}")))
     def run(params, target):
-        response = exchange(admin, engine, "GET", f"/admin/{identity}/{target}", params=params,
-                            allowed=EXPORT_WRITES if target in ("export/csv", "export/json") else None,
-                            what=f"{identity} {target}")
+        response = send("GET", f"/admin/{identity}/{target}", params=params,
+                        allowed=EXPORT_WRITES if target in ("export/csv", "export/json") else None,
+                        what=f"{identity} {target}")
         assert response.status_code in (200, 302, 400, 404), response.status_code
 
     run()
@@ -145,21 +166,27 @@ def pk_lists(ids: list[str]) -> st.SearchStrategy[str]:
     return st.one_of(url_junk, st.lists(one, max_size=4).map(",".join))
 
 
+#: A believable reason for the actions that ask for one.
+REASON = {"reason": "Checked with the patient"}
+
+
 @pytest.mark.parametrize("identity, slug", ROW_ACTIONS)
 def test_row_action_never_fails_on_bad_input(admin, engine, world, identity, slug):
     url = f"/admin/{identity}/action/{slug}"
     form = the_form(admin, f"{url}?pks={world.sample[identity]}")
     ids = all_ids(world)
-    fields = form_data(form, keep=("csrf_token",), baseline={"reason": "Checked with the patient"}, all_ids=ids,
-                       today=local_today())
+    send = Exchanger(admin, engine)
+    for name, data in edge_cases(form, keep=("csrf_token", "next"), baseline=REASON):
+        send("POST", url, data=data, may_write=True, what=f"action {identity}/{slug}, edge value in {name}")
 
-    @fuzz(25)
-    @given(data=fields, get_pks=pk_lists(ids), post=st.booleans())
+    @fuzz(12)
+    @given(data=form_data(form, keep=("csrf_token",), baseline=REASON, all_ids=ids, today=local_today()),
+           get_pks=pk_lists(ids), post=st.booleans())
     def run(data, get_pks, post):
         if post:
-            exchange(admin, engine, "POST", url, data=data, may_write=True, what=f"action {identity}/{slug}")
+            send("POST", url, data=data, may_write=True, what=f"action {identity}/{slug}")
         else:
-            exchange(admin, engine, "GET", url, params={"pks": get_pks}, what=f"action page {identity}/{slug}")
+            send("GET", url, params={"pks": get_pks}, what=f"action page {identity}/{slug}")
 
     run()
 
@@ -182,32 +209,37 @@ def test_custom_page_form_never_fails_on_bad_input(admin, engine, world, identit
     url = f"/admin/{identity}" + path.replace("{pk}", world.sample[identity])
     form = the_form(admin, url)
     baseline = {k: v for k, v in page_baseline(world).items() if k in form.fields}
+    send = Exchanger(admin, engine)
+    for name, data in edge_cases(form, keep=("csrf_token",), baseline=baseline):
+        send("POST", url, data=data, may_write=True, what=f"page {url}, edge value in {name}")
 
-    @fuzz(30)
+    @fuzz(20)
     @given(data=form_data(form, keep=("csrf_token",), baseline=baseline, all_ids=all_ids(world),
                           today=local_today()),
            query=st.fixed_dictionaries({}, optional={"schedule_id": url_junk}),
            pk=st.one_of(url_junk, st.sampled_from(all_ids(world))))
     def run(data, query, pk):
-        exchange(admin, engine, "GET", url, params=query, what=f"page {url}")
+        send("GET", url, params=query, what=f"page {url}")
         if "{pk}" in path:
             other = f"/admin/{identity}" + path.replace("{pk}", quote(pk, safe=""))
-            exchange(admin, engine, "GET", other, what=f"page {other}")
-        exchange(admin, engine, "POST", url, data=data, may_write=True, what=f"page {url}")
+            send("GET", other, what=f"page {other}")
+        send("POST", url, data=data, may_write=True, what=f"page {url}")
 
     run()
 
 
-@pytest.mark.parametrize("identity, path", [*LOOKUP_PAGES, *((i, "/ajax/lookup") for i, _ in dict.fromkeys(AJAX))])
-def test_search_pickers_never_fail_on_bad_input(admin, engine, world, identity, path):
-    names = sorted({name for i, name in AJAX if i == identity} | {"schedule_id", "patient_id", "medicine_id"})
+def test_search_pickers_never_fail_on_bad_input(admin, engine, world):
+    """Every custom page's picker and every sqladmin ajax lookup, with junk names and terms."""
+    pickers = [*(f"/admin/{i}{p}" for i, p in LOOKUP_PAGES), *(f"/admin/{i}/ajax/lookup" for i, _ in AJAX)]
+    names = sorted({name for _, name in AJAX} | {"schedule_id", "patient_id", "medicine_id"})
+    send = Exchanger(admin, engine)
 
-    @fuzz(20)
-    @given(params=st.fixed_dictionaries({}, optional={"name": st.one_of(st.sampled_from(names), url_junk),
+    @fuzz(30)
+    @given(url=st.sampled_from(sorted(set(pickers))),
+           params=st.fixed_dictionaries({}, optional={"name": st.one_of(st.sampled_from(names), url_junk),
                                                       "term": url_junk}))
-    def run(params):
-        response = exchange(admin, engine, "GET", f"/admin/{identity}{path}", params=params,
-                            what=f"lookup {identity}{path}")
+    def run(url, params):
+        response = send("GET", url, params=params, what="lookup")
         assert response.status_code in (200, 400)
 
     run()
@@ -215,19 +247,20 @@ def test_search_pickers_never_fail_on_bad_input(admin, engine, world, identity, 
 
 # -- ids in URLs -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("identity", LISTED)
-def test_ids_in_urls_never_fail(admin, engine, world, identity):
+def test_ids_in_urls_never_fail(admin, engine, world):
+    """Details, edit and delete of every view with junk ids (only unknown rows can be deleted)."""
     ids = all_ids(world)
+    send = Exchanger(admin, engine)
 
-    @fuzz(15)
-    @given(pk=st.one_of(url_junk, st.sampled_from(ids)), page=st.sampled_from(["details", "edit"]),
-           delete_pks=pk_lists(ids))
-    def run(pk, page, delete_pks):
-        exchange(admin, engine, "GET", f"/admin/{identity}/{page}/{quote(pk, safe='')}", what=f"{identity} {page}")
+    @fuzz(40)
+    @given(identity=st.sampled_from(LISTED), pk=st.one_of(url_junk, st.sampled_from(ids)),
+           page=st.sampled_from(["details", "edit"]), delete_pks=pk_lists(ids))
+    def run(identity, pk, page, delete_pks):
+        send("GET", f"/admin/{identity}/{page}/{quote(pk, safe='')}", what=f"{identity} {page}")
         # sqladmin answers a delete with the list's URL, carrying ?error= when it refused
-        response = exchange(admin, engine, "DELETE", f"/admin/{identity}/delete", params={"pks": delete_pks},
-                            may_write=True, refused=lambda r: r.status_code >= 400 or "error=" in r.text,
-                            what=f"{identity} delete")
+        response = send("DELETE", f"/admin/{identity}/delete", params={"pks": delete_pks},
+                        may_write=True, refused=lambda r: r.status_code >= 400 or "error=" in r.text,
+                        what=f"{identity} delete")
         assert response.status_code in (200, 400, 403, 404)
 
     run()
@@ -236,36 +269,39 @@ def test_ids_in_urls_never_fail(admin, engine, world, identity):
 # -- dashboard and reports ------------------------------------------------------------------
 
 def test_dashboard_never_fails_on_bad_query_params(admin, engine, world):
-    @fuzz(25)
+    send = Exchanger(admin, engine)
+
+    @fuzz(20)
     @given(params=st.fixed_dictionaries({}, optional={
         "day": st.one_of(url_junk, st.dates().map(date.isoformat)),
         "department": st.one_of(url_junk, st.just(str(world.department_id))),
     }))
     def run(params):
-        response = exchange(admin, engine, "GET", "/admin/", params=params, what="dashboard")
+        response = send("GET", "/admin/", params=params, what="dashboard")
         assert response.status_code in (200, 400)
 
     run()
 
 
-@pytest.mark.parametrize("path", [type(r).page._path for r in REPORTS])
-def test_reports_never_fail_on_bad_query_params(admin, engine, world, path):
-    page = admin.get(f"/admin{path}")
-    assert page.status_code == 200
-    offered = query_values(page.text, path)
-    exports = sorted(v for v in offered.get("export", ()) if v)
+def test_reports_never_fail_on_bad_query_params(admin, engine, world):
+    paths = [type(r).page._path for r in REPORTS]
+    exports = set()
+    for path in paths:
+        page = admin.get(f"/admin{path}")
+        assert page.status_code == 200
+        exports |= {v for v in query_values(page.text, path).get("export", ()) if v}
+    send = Exchanger(admin, engine)
 
-    @fuzz(25)
-    @given(params=st.fixed_dictionaries({}, optional={
+    @fuzz(30)
+    @given(path=st.sampled_from(paths), params=st.fixed_dictionaries({}, optional={
         "date_from": st.one_of(url_junk, st.dates().map(date.isoformat)),
         "date_to": st.one_of(url_junk, st.dates().map(date.isoformat)),
         "department": st.one_of(url_junk, st.just(str(world.department_id))),
         "grain": st.one_of(url_junk, st.sampled_from(["day", "month"])),
-        "export": st.one_of(url_junk, st.sampled_from(exports or ["x"])),
+        "export": st.one_of(url_junk, st.sampled_from(sorted(exports))),
     }))
-    def run(params):
-        response = exchange(admin, engine, "GET", f"/admin{path}", params=params, allowed=EXPORT_WRITES,
-                            what=f"report {path}")
+    def run(path, params):
+        response = send("GET", f"/admin{path}", params=params, allowed=EXPORT_WRITES, what=f"report {path}")
         assert response.status_code in (200, 400, 404)
 
     run()
@@ -275,13 +311,17 @@ def test_reports_never_fail_on_bad_query_params(admin, engine, world, path):
 
 def test_login_form_never_fails_on_bad_input(client, engine, world):
     form = the_form(client, "/admin/login")
+    send = Exchanger(client, engine)
+    for name, data in edge_cases(form, baseline={"username": "admin"}):
+        _forget_failed_logins(engine)
+        response = send("POST", "/admin/login", data=data, allowed=LOGIN_WRITES, what=f"login, edge value in {name}")
+        assert response.status_code == 400
 
-    @fuzz(20)
+    @fuzz(10)
     @given(data=form_data(form, baseline={"username": "admin"}))
     def run(data):
         _forget_failed_logins(engine)
-        response = exchange(client, engine, "POST", "/admin/login", data=data, allowed=LOGIN_WRITES,
-                            what="login")
+        response = send("POST", "/admin/login", data=data, allowed=LOGIN_WRITES, what="login")
         assert response.status_code in (400, 429)
 
     run()
@@ -296,14 +336,23 @@ def _forget_failed_logins(engine) -> None:
 
 def test_change_password_form_never_fails_on_bad_input(admin, engine, world):
     form = the_form(admin, "/admin/password")
+    send = Exchanger(admin, engine)
+    baseline = {"current_password": PASSWORD}
 
-    @fuzz(20)
-    @given(data=form_data(form, keep=("csrf_token",), baseline={"current_password": PASSWORD}))
-    def run(data):
+    def refuse_only(data: dict) -> dict:
         new = data.get("new_password")
         if data.get("current_password") == PASSWORD and isinstance(new, str) and new == data.get("new_password_again"):
             data["new_password_again"] = f"{new}!"  # never accept: the session must live on
-        response = exchange(admin, engine, "POST", "/admin/password", data=data, what="change password")
+        return data
+
+    for name, data in edge_cases(form, keep=("csrf_token",), baseline=baseline):
+        response = send("POST", "/admin/password", data=refuse_only(data), what=f"change password, edge in {name}")
+        assert response.status_code == 400
+
+    @fuzz(10)
+    @given(data=form_data(form, keep=("csrf_token",), baseline=baseline))
+    def run(data):
+        response = send("POST", "/admin/password", data=refuse_only(data), what="change password")
         assert response.status_code in (400, 403)
 
     run()

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from portal.booking.routes import view_link
 from portal.limits import MAX_BODY_BYTES
 from tests.fuzz_targets import CREATABLE, EDITABLE, FORM_PAGES, ROW_ACTIONS, admin, edit_target, world  # noqa: F401
-from tests.fuzzing import LOGIN_WRITES, exchange, forms_on, fuzz, url_junk
+from tests.fuzzing import LOGIN_WRITES, Exchanger, forms_on, fuzz, url_junk
 
 
 @pytest.fixture
@@ -45,11 +45,12 @@ def test_every_post_endpoint_refuses_a_body_over_the_limit(admin, engine, target
             yield b"x" * 65536
             sent += 65536
 
+    send = Exchanger(admin, engine)
     for url in targets:
-        response = exchange(admin, engine, "POST", url, content=too_big, what="declared oversized body",
+        response = send("POST", url, content=too_big, what="declared oversized body",
                             headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert response.status_code == 413, (url, response.status_code)
-        response = exchange(admin, engine, "POST", url, content=chunks(), what="chunked oversized body",
+        response = send("POST", url, content=chunks(), what="chunked oversized body",
                             headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert response.status_code == 413, (url, response.status_code)
     assert admin.get("/admin/").status_code == 200
@@ -101,12 +102,14 @@ def with_tokens(tokens: list[str]) -> st.SearchStrategy[tuple[str, bytes]]:
 def test_malformed_bodies_are_refused_cleanly(admin, engine, targets):  # noqa: F811
     tokens = [forms_on(admin.get(page).text)[-1].fields["csrf_token"].value for page in ("/admin/password", "/booking")]
 
-    @fuzz(60)
+    send = Exchanger(admin, engine)
+
+    @fuzz(50)
     @given(url=st.sampled_from(targets), body=st.one_of(bodies, with_tokens(tokens)))
     def run(url, body):
         content_type, content = body
         headers = {"Content-Type": content_type} if content_type else {}
-        exchange(admin, engine, "POST", url, content=content, headers=headers, may_write=True,
+        send("POST", url, content=content, headers=headers, may_write=True,
                  allowed=LOGIN_WRITES if url == "/admin/login" else None, what=f"malformed body ({content_type})")
 
     run()
