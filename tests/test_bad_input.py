@@ -186,6 +186,16 @@ def test_a_whole_number_too_large_for_its_column_is_a_form_error(admin, engine, 
     assert "Enter a whole number from -2,147,483,648 to 2,147,483,647." in reason(response)
 
 
+@pytest.mark.parametrize("identity, field", [("doctor", "bio"), ("prescription", "notes"), ("patient", "allergies")])
+def test_text_longer_than_a_text_column_holds_is_a_form_error(admin, engine, world, identity, field):  # noqa: F811
+    """Was: on MariaDB, "Data too long for column" with its SQL on the form (TEXT holds
+    65,535 bytes); on SQLite the text was stored."""
+    url = f"/admin/{identity}/edit/{world.sample[identity]}"
+    form = forms_on(admin.get(url).text)[-1]
+    response = exchange(admin, engine, "POST", url, data={**form.defaults(), field: "y" * 70000}, what="edit")
+    assert response.status_code == 400 and "Keep this under 10,000 characters." in reason(response)
+
+
 @pytest.mark.parametrize("field, value, words", [
     ("unit_cost", "NaN", "Not a valid decimal value"),
     ("unit_cost", "Infinity", "Not a valid decimal value"),

@@ -22,7 +22,7 @@ from starlette.requests import Request
 
 from portal.settings import get_settings
 from views._access import RowScopedView
-from views._forms import limit_whole_numbers
+from views._forms import limit_to_columns
 
 
 def local_datetime(value: datetime | None) -> str:
@@ -126,8 +126,8 @@ class PortalModelView(RowScopedView, ModelView):
     delete_blockers: ClassVar[list[tuple[Any, str]]] = []
 
     async def scaffold_form(self, rules: list[str] | None = None) -> type:
-        """sqladmin's form, each whole-number field limited to what its column stores."""
-        return limit_whole_numbers(await super().scaffold_form(rules), self.model)
+        """sqladmin's form, each field limited to what its column stores (``limit_to_columns``)."""
+        return limit_to_columns(await super().scaffold_form(rules), self.model)
 
     # -- errors -------------------------------------------------------------------
     def describe_integrity_error(self, exc: IntegrityError) -> str:

@@ -10,7 +10,7 @@ from starlette import status
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from sqlalchemy import BigInteger, Integer
+from sqlalchemy import BigInteger, Integer, String
 from wtforms import Form, IntegerField, TextAreaField
 from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, Length, NumberRange
@@ -21,6 +21,8 @@ from wtforms.widgets import html_params
 MAX_ID = 2**63 - 1
 #: What an INTEGER column stores on every database (MariaDB's INT is 32 bits).
 INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
+#: Longest text of a column without a length (MariaDB's TEXT: 65,535 bytes, 4 per character at worst).
+MAX_TEXT = 10_000
 #: Most fields an admin form may post (the largest has about 20).
 MAX_FIELDS = 200
 NO_FILES = "This form takes no files: send its fields as text."
@@ -95,30 +97,36 @@ def parse_id(value: Any) -> int | None:
     return number if 0 < number <= MAX_ID else None
 
 
-def limit_whole_numbers(form_class: type[Form], model: Any) -> type[Form]:
-    """Limit every whole-number field of a scaffolded model form to what its column stores.
+def limit_to_columns(form_class: type[Form], model: Any) -> type[Form]:
+    """Limit the fields of a scaffolded model form to what their columns store.
 
-    sqladmin's IntegerField takes any whole number; past the column's range SQLite fails
-    to bind it and MariaDB refuses it with a database error. The limit is a
-    form error instead: ``INTEGER_MIN``..``INTEGER_MAX`` for INTEGER columns, 64 bits
-    for BIGINT ones.
+    sqladmin limits text to a ``String(n)``'s length but nothing else: past an INTEGER
+    column's range SQLite fails to bind a number and MariaDB refuses it, and MariaDB's
+    TEXT holds 65,535 bytes. These limits become form errors instead:
+
+    * whole numbers: ``INTEGER_MIN``..``INTEGER_MAX`` (64 bits for BIGINT columns);
+    * text without a length: at most ``MAX_TEXT`` characters (4 bytes each at worst).
 
     Args:
         form_class (type[Form]): the form class sqladmin built (its fields still unbound).
         model (Any): the view's model.
 
     Returns:
-        type[Form]: the same class, its whole-number fields with one more validator.
+        type[Form]: the same class, its number and long-text fields with one more validator.
     """
     columns = model.__table__.columns
     for name, unbound in list(vars(form_class).items()):
         column = columns.get(name)
-        if not isinstance(unbound, UnboundField) or not issubclass(unbound.field_class, IntegerField) \
-                or column is None or not isinstance(column.type, Integer):
+        if not isinstance(unbound, UnboundField) or column is None:
             continue
-        low, high = (-(2**63), MAX_ID) if isinstance(column.type, BigInteger) else (INTEGER_MIN, INTEGER_MAX)
-        limit = NumberRange(low, high, message=f"Enter a whole number from {low:,} to {high:,}.")
-        unbound.kwargs["validators"] = [*(unbound.kwargs.get("validators") or []), limit]
+        limit: Any = None
+        if issubclass(unbound.field_class, IntegerField) and isinstance(column.type, Integer):
+            low, high = (-(2**63), MAX_ID) if isinstance(column.type, BigInteger) else (INTEGER_MIN, INTEGER_MAX)
+            limit = NumberRange(low, high, message=f"Enter a whole number from {low:,} to {high:,}.")
+        elif isinstance(column.type, String) and not column.type.length:
+            limit = Length(max=MAX_TEXT, message=f"Keep this under {MAX_TEXT:,} characters.")
+        if limit is not None:
+            unbound.kwargs["validators"] = [*(unbound.kwargs.get("validators") or []), limit]
     return form_class
 
 
