@@ -463,10 +463,10 @@ def exchange(client, engine: Engine, method: str, url: str, **kwargs: Any):
     return Exchanger(client, engine)(method, url, **kwargs)
 
 
-#: Per kind of field, values that broke forms here: numbers past an INTEGER column or
-#: past 64 bits, a non-finite decimal, a digit str.isdigit() accepts but int() does not;
+#: Per kind of field, values that broke forms here: numbers past an INTEGER column, past
+#: 64 bits or past a float (WTForms' NumberRange), a non-finite decimal, a digit str.isdigit() accepts but int() does not;
 #: dates at the ends of the calendar or that do not exist; text past a column, a NUL.
-NUMBER_EDGES = ("9" * 30, str(2**31), str(-(2**31) - 1), "1e309", "NaN", "\u00b2")
+NUMBER_EDGES = ("9" * 30, str(2**31), str(-(2**31) - 1), "1" + "0" * 400, "1e309", "NaN", "\u00b2")
 DATE_EDGES = ("0001-01-01", "9999-12-31", "2026-02-30", "25:00")
 TEXT_EDGES = ("x" * 300, "\x00", "y" * 70000)
 _DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}")

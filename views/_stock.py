@@ -27,7 +27,7 @@ from portal.services import stock
 from portal.services._ledger import MAX_COUNT, hospital_today, usable_batch_clauses
 from portal.services.actor import Actor
 from portal.services.errors import DomainError
-from views._forms import LookupField
+from views._forms import LookupField, WholeNumberRange
 
 #: "Expiring soon" on the medicine list, in days.
 EXPIRY_WINDOW_DAYS = 30
@@ -79,8 +79,8 @@ class ReceiveForm(Form):
     expiry_date = _IsoDateField("Expiry date", [InputRequired("Enter the expiry date printed on the pack.")],
                                 render_kw={"data-role": "datepicker", "placeholder": "YYYY-MM-DD"})
     quantity = IntegerField("Quantity received", [InputRequired("Enter the quantity received."),
-                                                  NumberRange(min=1, message="Receive at least 1 unit."),
-                                                  NumberRange(max=MAX_COUNT, message=f"Receive at most {MAX_COUNT:,} units.")],
+                                                  WholeNumberRange(min=1, message="Receive at least 1 unit."),
+                                                  WholeNumberRange(max=MAX_COUNT, message=f"Receive at most {MAX_COUNT:,} units.")],
                             description="In dispensing units (tablets, ampoules, bottles...), not packs.")
     unit_cost = _AmountField("Cost of one unit", [InputRequired("Enter the cost of one unit."),
                                                    NumberRange(min=0, message="The cost cannot be negative."),
@@ -112,8 +112,8 @@ class CountForm(Form):
 
     counted_quantity = IntegerField(
         "Counted quantity", [InputRequired("Enter the quantity you counted."),
-                             NumberRange(min=0, message="The count cannot be negative."),
-                             NumberRange(max=MAX_COUNT, message=f"The count is at most {MAX_COUNT:,}.")],
+                             WholeNumberRange(min=0, message="The count cannot be negative."),
+                             WholeNumberRange(max=MAX_COUNT, message=f"The count is at most {MAX_COUNT:,}.")],
         description="Units physically on the shelf for this lot.",
     )
     reason = TextAreaField(
