@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore = sub.add_parser("restore", help="restore a backup into an empty database, verify it, upgrade it")
     restore.add_argument("path", help="backup directory or .tar.gz archive")
+    housekeeping = sub.add_parser("housekeeping", help="daily clean-up: delete stale rate-limit buckets")
+    housekeeping.add_argument(
+        "--older-than-hours", type=int, default=24, metavar="HOURS",
+        help="age beyond which a bucket is stale (default 24; the longest window in use is 10 minutes)",
+    )
     return parser
 
 

@@ -65,7 +65,8 @@ class Appointment(SQLModel, table=True):
         sa.Index("ix_appointment_status_dept", "status", "department_id", "id"),
         sa.Index("ix_appointment_dept_date", "department_id", "session_date"),
         sa.Index("ix_appointment_doctor_date", "doctor_id", "session_date"),
-        sa.Index("ix_appointment_date_status", "session_date", "status"),
+        # Covers the outpatient-volume and doctor-workload reports (range on date, group by the rest).
+        sa.Index("ix_appointment_date_status_cover", "session_date", "status", "department_id", "doctor_id"),
         sa.Index("ix_appointment_status_booked", "status", "booked_at"),
     )
 

@@ -197,7 +197,8 @@ class StockMovement(SQLModel, table=True):
     __tablename__ = "stock_movement"
     __table_args__ = (
         sa.Index("ix_movement_batch", "batch_id", "id"),
-        sa.Index("ix_movement_kind_created", "kind", "created_at"),
+        # Covers the pharmacy report (dispensed and written off per period and medicine).
+        sa.Index("ix_movement_kind_created_cover", "kind", "created_at", "medicine_id", "quantity", "unit_cost"),
         sa.Index("ix_movement_medicine_created", "medicine_id", "created_at"),
         sa.CheckConstraint("balance_after >= 0", name="balance"),
     )

@@ -146,6 +146,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_housekeeping(args: argparse.Namespace) -> int:
+    """Delete rate-limit and login-throttle buckets older than ``--older-than-hours`` (daily job).
+
+    Returns:
+        int: 0 (the number of deleted buckets is printed); 2 when ``--older-than-hours``
+        is below 1 (nothing is deleted).
+    """
+    from portal.db import run_in_transaction
+    from portal.security import ratelimit
+
+    hours = args.older_than_hours
+    if hours < 1:
+        _say("--older-than-hours must be at least 1 (the longest rate-limit window is 10 minutes).")
+        return 2
+    deleted = run_in_transaction(ratelimit.purge, older_than_seconds=hours * 3600)
+    _say(f"Housekeeping: deleted {deleted:,} throttle bucket(s) older than {hours} h.")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Upgrade the schema, seed an empty database with the demo hospital, then serve."""
     import uvicorn
@@ -179,4 +198,5 @@ COMMANDS = {
     "create-staff": cmd_create_staff,
     "backup": cmd_backup,
     "restore": cmd_restore,
+    "housekeeping": cmd_housekeeping,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, date, datetime, time, timedelta
 
+from argon2 import PasswordHasher
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
@@ -19,9 +20,9 @@ from models import (
     BatchStatus,
     Department,
     Doctor,
+    Encounter,
     Gender,
     Icd10Code,
-    BatchStatus,
     Medicine,
     MovementKind,
     Patient,
@@ -37,12 +38,24 @@ from models import (
     Supplier,
 )
 from portal.db import transaction
-from portal.security.passwords import hash_password
 from portal.services.actor import Actor
 from portal.settings import get_settings
 
 PASSWORD = "correct-horse-battery"
 _seq = itertools.count(1)
+
+# A real argon2id hash with the cheapest parameters: verify_password reads the
+# parameters from the hash, so logging in as a factory-made user stays real but takes
+# a millisecond instead of a third of a second. Hashed once per password.
+_FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+_hashes: dict[str, str] = {}
+
+
+def fast_hash(password: str) -> str:
+    """An argon2id hash of ``password`` with minimal cost (for test accounts only)."""
+    if password not in _hashes:
+        _hashes[password] = _FAST_HASHER.hash(password)
+    return _hashes[password]
 
 
 def local_today() -> date:
@@ -115,7 +128,7 @@ def make_staff(engine: Engine, *, role: Role = Role.admin, password: str = PASSW
     n = next(_seq)
     kw.setdefault("username", f"{role.value}{n}")
     kw.setdefault("full_name", f"{role.value.title()} {n}")
-    return _save(engine, StaffUser(role=role, password_hash=hash_password(password), **kw))
+    return _save(engine, StaffUser(role=role, password_hash=fast_hash(password), **kw))
 
 
 def make_medicine(engine: Engine, **kw) -> Medicine:
@@ -190,8 +203,11 @@ def make_batch(
     lot_number: str | None = None,
     unit_cost: int = 30,
     status: BatchStatus = BatchStatus.active,
+    supplier: Supplier | None = None,
+    note: str | None = None,
 ) -> StockBatch:
-    """A batch received through ``stock.receive_stock`` (so the ledger holds its receipt).
+    """A batch received through ``stock.receive_stock`` (so the ledger holds its receipt),
+    from ``supplier`` if given, ``note`` on the receipt movement.
 
     ``expiry`` defaults to a year ahead; a past expiry is received "in the past" (with
     ``today`` the day before it). ``status`` other than active is then set directly.
@@ -205,7 +221,8 @@ def make_batch(
     with transaction(engine) as session:
         batch = receive_stock(
             session, medicine_id=medicine.id, lot_number=lot_number or f"LOT{n:05d}", expiry_date=expiry,
-            quantity=quantity, unit_cost=unit_cost, actor=Actor(username="factory"),
+            quantity=quantity, unit_cost=unit_cost, supplier_id=supplier.id if supplier else None,
+            actor=Actor(username="factory"), note=note,
             today=min(local_today(), expiry - timedelta(days=1)),
         )
         if status != BatchStatus.active:
@@ -293,8 +310,12 @@ def make_movement(
     quantity: int,
     created_at: datetime,
     prescription_item: PrescriptionItem | None = None,
+    **kw,
 ) -> StockMovement:
-    """Record a signed stock movement of ``batch`` and apply it to the batch's quantity."""
+    """Record a signed stock movement of ``batch`` and apply it to the batch's quantity.
+
+    Further keywords (``note``, ``staff_user_id`` ...) are columns of the movement.
+    """
     with transaction(engine) as session:
         session.execute(update(StockBatch).where(StockBatch.id == batch.id)
                         .values(quantity_on_hand=StockBatch.quantity_on_hand + quantity))
@@ -302,7 +323,7 @@ def make_movement(
     return _save(engine, StockMovement(
         batch_id=batch.id, medicine_id=batch.medicine_id, kind=kind, quantity=quantity, balance_after=balance,
         unit_cost=batch.unit_cost, created_at=created_at,
-        prescription_item_id=prescription_item.id if prescription_item else None,
+        prescription_item_id=prescription_item.id if prescription_item else None, **kw,
     ))
 
 
@@ -325,6 +346,27 @@ def make_prescription_lines(
     items = [_save(engine, PrescriptionItem(prescription_id=rx.id, medicine_id=m.id, quantity=q, dosage="as directed"))
              for m, q in lines]
     return rx, items
+
+
+def make_encounter(
+    engine: Engine, *, patient: Patient, doctor: Doctor, appointment: Appointment | None = None, **kw
+) -> Encounter:
+    """Insert a visit record of ``patient`` with ``doctor`` (optionally for ``appointment``)."""
+    kw.setdefault("chief_complaint", "Headache")
+    return _save(engine, Encounter(
+        patient_id=patient.id, doctor_id=doctor.id,
+        appointment_id=appointment.id if appointment else None, **kw,
+    ))
+
+
+def make_prescription_item(
+    engine: Engine, *, prescription: Prescription, medicine: Medicine, quantity: int = 10, **kw
+) -> PrescriptionItem:
+    """Insert one medicine line of ``prescription`` (``quantity`` in dispensing units)."""
+    kw.setdefault("dosage", "1 tablet three times daily")
+    return _save(engine, PrescriptionItem(
+        prescription_id=prescription.id, medicine_id=medicine.id, quantity=quantity, **kw,
+    ))
 
 
 def login(client, username: str, password: str = PASSWORD):

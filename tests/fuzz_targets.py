@@ -11,7 +11,6 @@ and ``admin`` (a client logged in as the administrator) are shared by
 from __future__ import annotations
 
 import time
-from functools import cache
 
 import pytest
 from sqladmin import Admin, ModelView
@@ -20,10 +19,7 @@ from starlette.routing import Mount
 
 from models import Appointment, Schedule
 from portal.db import transaction
-from portal.security.passwords import hash_password
-from tests import factories
 from tests.access_world import World, build_world, session_cookie
-from tests.factories import PASSWORD
 from tests.fuzzing import forms_on
 from views._actions import ActionsMixin
 
@@ -68,15 +64,10 @@ AJAX = [(v.identity, name) for v in MODEL_VIEWS for name in v.form_ajax_refs]
 
 # -- fixtures -------------------------------------------------------------------------------
 
-@cache
-def _password_hash() -> str:
-    return hash_password(PASSWORD)
-
-
 @pytest.fixture
-def world(engine, monkeypatch) -> World:
-    """The access tests' hospital (``tests.access_world``), its accounts hashed once per run."""
-    monkeypatch.setattr(factories, "hash_password", lambda password: _password_hash())
+def world(engine) -> World:
+    """The access tests' hospital (``tests.access_world``), its sessions' counters set
+    from the appointments it inserts directly (so booking through the services works)."""
     world = build_world(engine)
     with transaction(engine) as session:  # the world inserts appointments directly: count them in
         used = select(func.max(Appointment.queue_number)).where(Appointment.schedule_id == Schedule.id)

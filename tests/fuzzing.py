@@ -469,6 +469,7 @@ def exchange(client, engine: Engine, method: str, url: str, **kwargs: Any):
 NUMBER_EDGES = ("9" * 30, str(2**31), str(-(2**31) - 1), "1" + "0" * 400, "1e309", "NaN", "\u00b2")
 DATE_EDGES = ("0001-01-01", "9999-12-31", "2026-02-30", "25:00")
 TEXT_EDGES = ("x" * 300, "\x00", "y" * 70000)
+_NUMBER_LIKE = re.compile(r"-?\d+(\.\d+)?")
 _DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}")
 
 
@@ -486,7 +487,7 @@ def edge_cases(form: HtmlForm, *, keep: Collection[str] = (), baseline: Mapping[
             continue
         value = str(base.get(name) or "")
         if f.kind in ("number", "hidden") or (f.kind == "select" and all(o.isdigit() for o in f.options if o)) \
-                or value.lstrip("-").isdigit():
+                or _NUMBER_LIKE.fullmatch(value):
             edges = NUMBER_EDGES
         elif f.kind in ("date", "time", "datetime-local") or _DATE_LIKE.fullmatch(value):
             edges = DATE_EDGES

@@ -80,3 +80,22 @@ def test_concurrent_hits_never_exceed_the_limit(engine):
     for t in threads:
         t.join()
     assert sorted(outcomes) == [False] * 7 + [True] * 5
+
+
+def test_housekeeping_command_purges_stale_buckets(engine, db_url, monkeypatch, capsys):
+    import main
+    from portal.settings import get_settings
+
+    now = datetime.now(UTC)
+    hit(engine, "stale", now=now - timedelta(days=2))
+    hit(engine, "fresh", now=now)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        assert main.main(["housekeeping", "--older-than-hours", "0"]) == 2
+        assert main.main(["housekeeping"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "deleted 1 throttle bucket(s) older than 24 h" in capsys.readouterr().out
+    with transaction(engine, write=False) as session:
+        assert session.scalars(select(ThrottleBucket.key)).all() == ["fresh"]

@@ -11,6 +11,7 @@ import models
 from models import Appointment, Doctor, Patient, Schedule, StaffUser, StockBatch, StockMovement
 from portal import schema
 from portal.db import build_engine
+from portal.national_id import national_id_valid
 from portal.seed.demo import seed_demo
 from portal.seed.reference import parse_forms_and_strengths
 
@@ -48,6 +49,9 @@ def test_same_seed_same_hospital_and_consistent(fresh_db_url):
             count = lambda model: conn.scalar(select(func.count()).select_from(model))  # noqa: E731
             assert count(Doctor) == 40 and count(Patient) == 500 and count(Appointment) == 3000
             assert count(StaffUser) == 5
+            # demo patients can find their booking with their ID: every ID passes GB 11643's check
+            ids = conn.scalars(select(Patient.national_id).where(Patient.national_id.is_not(None))).all()
+            assert len(ids) > 300 and all(national_id_valid(i) for i in ids)
             # booked_count equals the active appointments of every session
             bad = conn.execute(text(
                 "SELECT s.id FROM schedule s LEFT JOIN appointment a ON a.schedule_id = s.id AND a.active_marker = 1 "

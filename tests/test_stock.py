@@ -97,6 +97,14 @@ def test_receiving_the_same_lot_adds_to_its_batch_and_averages_the_cost(engine, 
     assert [(m.quantity, m.balance_after, m.unit_cost) for m in movements] == [(10, 10, 100), (30, 40, 200)]
 
 
+def test_lot_numbers_are_one_lot_whatever_their_case(engine, pharmacist):
+    med = make_medicine(engine)
+    first = _receive(engine, medicine_id=med.id, lot_number="ab-12c", quantity=10, actor=pharmacist)
+    second = _receive(engine, medicine_id=med.id, lot_number="AB-12C", quantity=5, actor=pharmacist)
+    assert second.id == first.id and second.lot_number == "AB-12C"
+    assert [b.quantity_on_hand for b in _batches(engine, med.id)] == [15]
+
+
 def test_the_same_lot_with_another_expiry_date_is_refused(engine, pharmacist):
     med = make_medicine(engine)
     batch = _receive(engine, medicine_id=med.id, lot_number="L1", quantity=10, actor=pharmacist,

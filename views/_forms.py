@@ -14,6 +14,8 @@ from sqlalchemy import BigInteger, Integer, String
 from wtforms import Form, IntegerField, TextAreaField
 from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, Length, NumberRange, ValidationError
+
+from views._fields import MoneyField
 from wtforms.widgets import html_params
 
 
@@ -122,7 +124,8 @@ def limit_to_columns(form_class: type[Form], model: Any) -> type[Form]:
     column's range SQLite fails to bind a number and MariaDB refuses it, and MariaDB's
     TEXT holds 65,535 bytes. These limits become form errors instead:
 
-    * whole numbers: ``INTEGER_MIN``..``INTEGER_MAX`` (64 bits for BIGINT columns);
+    * whole numbers, and money typed in yuan and stored in fen (``views._fields.MoneyField``):
+      ``INTEGER_MIN``..``INTEGER_MAX`` (64 bits for BIGINT columns);
     * text without a length: at most ``MAX_TEXT`` characters (4 bytes each at worst).
 
     Args:
@@ -138,9 +141,11 @@ def limit_to_columns(form_class: type[Form], model: Any) -> type[Form]:
         if not isinstance(unbound, UnboundField) or column is None:
             continue
         limit: Any = None
+        low, high = (-(2**63), MAX_ID) if isinstance(column.type, BigInteger) else (INTEGER_MIN, INTEGER_MAX)
         if issubclass(unbound.field_class, IntegerField) and isinstance(column.type, Integer):
-            low, high = (-(2**63), MAX_ID) if isinstance(column.type, BigInteger) else (INTEGER_MIN, INTEGER_MAX)
             limit = WholeNumberRange(low, high, message=f"Enter a whole number from {low:,} to {high:,}.")
+        elif issubclass(unbound.field_class, MoneyField) and isinstance(column.type, Integer):  # data in fen
+            limit = WholeNumberRange(low, high, message=f"Enter an amount from {low / 100:,.2f} to {high / 100:,.2f}.")
         elif isinstance(column.type, String) and not column.type.length:
             limit = Length(max=MAX_TEXT, message=f"Keep this under {MAX_TEXT:,} characters.")
         if limit is not None:

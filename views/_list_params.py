@@ -11,10 +11,11 @@ what it takes, never a 500 and never a query without bounds. The rule, for every
   preset conditions) and the ``<filter>_op`` of a comparison filter. An empty value
   means "not set".
 * **Free values must have the column's type**: ``page`` is a whole number of at most
-  :data:`MAX_PAGE_DIGITS` digits; a comparison filter's value is a number, a date, a
-  date and time or at most :data:`MAX_TEXT` characters of text, as its column holds;
-  a filter whose choices come from the data (a doctor, an audit action) takes a value
-  of its column's type. A well-formed value that matches no row lists no row, like a
+  :data:`MAX_PAGE_DIGITS` digits; the value of a comparison filter or of a filter that
+  offers no choices (the From/To dates of ``views._filters.date_range``) is a number, a
+  date, a date and time or at most :data:`MAX_TEXT` characters of text, as its column
+  holds; a filter whose choices come from the data (a doctor, an audit action) takes a
+  value of its column's type. A well-formed value that matches no row lists no row, like a
   search: rows come and go, so this is not an error.
 * **Pages out of range are normalised**: a ``page`` below 1 or past the last page is
   redirected to the nearest page that exists (sqladmin's own behaviour), since the rows
@@ -120,8 +121,13 @@ async def _check_filter(view: Any, request: Request, filter_: Any) -> None:
             _check_typed(name, value, get_column_obj(column, view.model))
         return
     offered = [str(v) for v, _ in await filter_.lookups(request, view.model, view._run_query)]
-    if value not in offered:
-        raise BadListParameter(f"{name} must be one of {_choices(offered)}, not {_shown(value)}.")
+    if offered:
+        if value not in offered:
+            raise BadListParameter(f"{name} must be one of {_choices(offered)}, not {_shown(value)}.")
+    elif getattr(filter_, "column", None) is not None:  # no choices: a free value of its column (From/To dates)
+        _check_typed(name, value, get_column_obj(filter_.column, view.model))
+    elif len(value) > MAX_TEXT:
+        raise BadListParameter(f"{name} takes at most {MAX_TEXT} characters.")
 
 
 def _check_typed(name: str, value: str, column: Any) -> None:

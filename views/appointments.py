@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqladmin import expose
-from sqladmin.filters import ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+from sqladmin.filters import ForeignKeyFilter, StaticValuesFilter
 from sqladmin.flash import Flash
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -15,7 +15,7 @@ from portal.services import appointments
 from portal.services.errors import DomainError
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, row_action
-from views._base import LocalDateTimeFilter, PortalModelView
+from views._base import PortalModelView, date_range, enum_choices
 from views._booking import BookForm, book_from_form, lookup_results, selection_texts
 from views._forms import ReasonForm, parse_id, posted_form
 
@@ -33,17 +33,17 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
     can_edit = False
     can_delete = False
     column_list = [Appointment.reference, Appointment.session_date, Appointment.queue_number, Appointment.patient, Appointment.doctor, Appointment.department, Appointment.status, Appointment.channel, Appointment.booked_at]
-    column_labels = {Appointment.session_date: "Date", Appointment.queue_number: "No.", Appointment.booked_at: "Booked"}
-    column_searchable_list = [Appointment.reference]
-    column_sortable_list = [Appointment.id, Appointment.session_date, Appointment.queue_number, Appointment.status, Appointment.booked_at]
+    column_labels = {Appointment.session_date: "Date", Appointment.queue_number: "No.", Appointment.booked_at: "Booked", Appointment.is_overbooked: "Overbooked"}
+    column_searchable_list = [Appointment.reference, "patient.full_name", "patient.medical_record_number", "patient.phone"]
+    column_sortable_list = [Appointment.id, Appointment.reference, Appointment.session_date, Appointment.queue_number, Appointment.status, Appointment.channel, Appointment.booked_at]
     column_default_sort = [(Appointment.id, True)]
     column_filters = [
-        StaticValuesFilter(Appointment.status, values=[(s.value, s.value.replace("_", " ").title()) for s in AppointmentStatus]),
+        StaticValuesFilter(Appointment.status, values=enum_choices(AppointmentStatus)),
         ForeignKeyFilter(Appointment.department_id, Department.name, title="Department"),
         ForeignKeyFilter(Appointment.doctor_id, Doctor.full_name, title="Doctor"),
-        OperationColumnFilter(Appointment.session_date, title="Date"),
-        StaticValuesFilter(Appointment.channel, values=[(c.value, c.value.replace("_", " ").title()) for c in BookingChannel]),
-        LocalDateTimeFilter(Appointment.booked_at, title="Booked"),
+        *date_range(Appointment.session_date, "Date"),
+        StaticValuesFilter(Appointment.channel, values=enum_choices(BookingChannel)),
+        *date_range(Appointment.booked_at, "Booked"),
     ]
     column_details_exclude_list = [Appointment.active_marker, Appointment.submission_key]
     column_export_exclude_list = [Appointment.active_marker, Appointment.submission_key]
@@ -140,12 +140,13 @@ class EncounterView(PortalModelView, model=Encounter):
     icon = "fa-solid fa-notes-medical"
     category = "Patients"
     column_list = [Encounter.created_at, Encounter.patient, Encounter.doctor, Encounter.chief_complaint, Encounter.diagnosis]
-    column_searchable_list = [Encounter.chief_complaint, Encounter.diagnosis_code]
-    column_sortable_list = [Encounter.created_at]
+    column_labels = {Encounter.created_at: "Date"}
+    column_searchable_list = [Encounter.chief_complaint, Encounter.diagnosis_code, "diagnosis.title", "patient.full_name", "patient.medical_record_number"]
+    column_sortable_list = [Encounter.created_at, Encounter.diagnosis_code]
     column_default_sort = [(Encounter.id, True)]
     column_filters = [
         ForeignKeyFilter(Encounter.doctor_id, Doctor.full_name, title="Doctor"),
-        LocalDateTimeFilter(Encounter.created_at, title="Date"),
+        *date_range(Encounter.created_at, "Date"),
     ]
     form_columns = [Encounter.appointment, Encounter.patient, Encounter.doctor, Encounter.chief_complaint, Encounter.diagnosis, Encounter.notes]
     form_ajax_refs = {
@@ -162,5 +163,6 @@ class EncounterView(PortalModelView, model=Encounter):
         return by_role(request, stmt, doctor=lambda me: Encounter.doctor_id == me.doctor_id)
 
     def validate_model(self, data, model, is_created):
+        """A visit needs a chief complaint."""
         if not (data.get("chief_complaint") or "").strip():
             raise ValueError("Enter the chief complaint.")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqladmin.filters import AllUniqueStringValuesFilter, OperationColumnFilter
+from sqladmin.filters import AllUniqueStringValuesFilter
 
 from models import AuditEvent
-from views._base import LocalDateTimeFilter, PortalModelView
+from views._base import PortalModelView, date_range
+from views._filters import ColumnFilter
 
 
 class AuditEventView(PortalModelView, model=AuditEvent):
@@ -19,15 +20,16 @@ class AuditEventView(PortalModelView, model=AuditEvent):
     can_edit = False
     can_delete = False
     column_list = [AuditEvent.occurred_at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity, AuditEvent.entity_id, AuditEvent.summary, AuditEvent.ip]
+    column_labels = {AuditEvent.occurred_at: "When", AuditEvent.entity_id: "Row", AuditEvent.ip: "IP address"}
     column_searchable_list = [AuditEvent.summary, AuditEvent.actor, AuditEvent.entity_id]
     column_sortable_list = [AuditEvent.occurred_at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity]
     column_default_sort = [(AuditEvent.id, True)]
     column_filters = [
-        OperationColumnFilter(AuditEvent.actor, title="Actor"),
+        ColumnFilter(AuditEvent.actor, title="Actor"),
         AllUniqueStringValuesFilter(AuditEvent.action, title="Action"),
         AllUniqueStringValuesFilter(AuditEvent.entity, title="Entity"),
-        OperationColumnFilter(AuditEvent.entity_id, title="Row id"),
-        LocalDateTimeFilter(AuditEvent.occurred_at, title="Date"),
+        ColumnFilter(AuditEvent.entity_id, title="Row id"),
+        *date_range(AuditEvent.occurred_at, "Date"),
     ]
 
     async def list_context(self, request):

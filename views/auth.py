@@ -5,7 +5,8 @@ SameSite=strict, Secure when configured) carries the user id, the account's
 ``session_epoch``, the login time and the last activity time. Every request reloads
 the account, so a deactivated user or a reset password ends the session at once;
 sessions also end after ``SESSION_IDLE_MINUTES`` of inactivity and
-``SESSION_MAX_HOURS`` after login.
+``SESSION_MAX_HOURS`` after login. Logging out raises the epoch too, so a copy of the
+cookie taken before logout is worthless (this also ends the user's other sessions).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import time
 
 from sqladmin.authentication import AuthenticationBackend
+from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -110,11 +112,18 @@ class AdminAuth(AuthenticationBackend):
         return True
 
     def _logout_sync(self, request: Request) -> None:
+        # The cookie is the whole session, so clearing it in this browser is not enough:
+        # a copy of it would stay valid. Raising the epoch ends it (and the user's other
+        # sessions) on the server side.
         uid = request.session.get("uid")
-        if uid:
+        if uid and request.session.get("epoch") is not None:
             with transaction(self.engine) as session:
                 user = session.get(StaffUser, uid)
-                if user is not None:
+                if user is not None and user.session_epoch == request.session["epoch"]:
+                    session.execute(
+                        update(StaffUser).where(StaffUser.id == user.id)
+                        .values(session_epoch=StaffUser.session_epoch + 1)
+                    )
                     audit.record(
                         session, actor=actor_for(user, request), action="logout",
                         entity="staff_user", entity_id=user.id, summary=f"{user.username} logged out",

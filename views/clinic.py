@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+from sqladmin.filters import BooleanFilter, ForeignKeyFilter, StaticValuesFilter
 from sqlalchemy import func, select
 
-from models import Appointment, AppointmentStatus, Department, Doctor, DoctorDepartment, Icd10Code, Schedule, ScheduleStatus
+from models import (
+    Appointment,
+    AppointmentStatus,
+    Department,
+    Doctor,
+    DoctorDepartment,
+    Encounter,
+    Icd10Code,
+    Prescription,
+    Schedule,
+    ScheduleStatus,
+    StaffUser,
+)
 from portal.services import appointments, dashboard, reports
 from views._access import by_role
 from views._actions import ActionsMixin, row_action
-from views._base import PortalModelView, money
-from views._filters import PresetFilter
+from views._base import PortalModelView, date_range, enum_choices
+from views._filters import ColumnFilter, PresetFilter
 from views._forms import ReasonForm
 
 
@@ -36,7 +48,7 @@ class DepartmentView(PortalModelView, model=Department):
         "code": "Another department already has this code.",
         "name": "Another department already has this name.",
     }
-    delete_blockers = [(Schedule.department_id, "clinic sessions")]
+    delete_blockers = [(Schedule.department_id, "clinic session"), (Appointment.department_id, "appointment")]
 
 
 class DoctorView(PortalModelView, model=Doctor):
@@ -48,15 +60,21 @@ class DoctorView(PortalModelView, model=Doctor):
     category = "Clinic"
     column_list = [Doctor.full_name, Doctor.title, Doctor.specialty, Doctor.departments, Doctor.phone, Doctor.is_active]
     column_searchable_list = [Doctor.full_name, Doctor.phone, Doctor.specialty]
-    column_sortable_list = [Doctor.full_name, Doctor.specialty, Doctor.is_active]
+    column_sortable_list = [Doctor.full_name, Doctor.title, Doctor.specialty, Doctor.is_active]
     column_default_sort = [(Doctor.full_name, False)]
     column_filters = [
         BooleanFilter(Doctor.is_active, title="Active"),
-        OperationColumnFilter(Doctor.specialty),
+        ColumnFilter(Doctor.specialty),
     ]
     form_columns = [Doctor.full_name, Doctor.title, Doctor.gender, Doctor.specialty, Doctor.departments, Doctor.phone, Doctor.email, Doctor.bio, Doctor.is_active]
     constraint_messages = {"phone": "Another doctor already has this phone number."}
-    delete_blockers = [(Schedule.doctor_id, "clinic sessions")]
+    delete_blockers = [
+        (Schedule.doctor_id, "clinic session"),
+        (Appointment.doctor_id, "appointment"),
+        (Encounter.doctor_id, "encounter"),
+        (Prescription.doctor_id, "prescription"),
+        (StaffUser.doctor_id, "staff account"),
+    ]
 
 
 def _cancel_session_preview(view, session, rows, form, user) -> dict[int, str]:
@@ -82,50 +100,51 @@ def _cancel_session_preview(view, session, rows, form, user) -> dict[int, str]:
 
 
 class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
-    """Clinic sessions. ``booked_count`` and ``status`` change only through the services."""
+    """Clinic sessions. ``booked_count``, ``last_queue_number`` and ``status`` change only
+    through the services (booking and the workflow actions), so the form leaves them out."""
 
     name = "Clinic session"
     name_plural = "Clinic sessions"
     icon = "fa-solid fa-calendar-days"
     category = "Clinic"
     column_list = [Schedule.session_date, Schedule.start_time, Schedule.end_time, Schedule.doctor, Schedule.department, Schedule.booked_count, Schedule.capacity, Schedule.fee, Schedule.status]
-    column_labels = {Schedule.session_date: "Date", Schedule.booked_count: "Booked", Schedule.start_time: "Start", Schedule.end_time: "End"}
-    column_sortable_list = [Schedule.session_date, Schedule.start_time, Schedule.booked_count, Schedule.capacity, Schedule.status]
+    column_labels = {Schedule.session_date: "Date", Schedule.booked_count: "Booked", Schedule.start_time: "Start", Schedule.end_time: "End", Schedule.slot_minutes: "Minutes per patient"}
+    column_sortable_list = [Schedule.session_date, Schedule.start_time, Schedule.booked_count, Schedule.capacity, Schedule.fee, Schedule.status]
     column_default_sort = [(Schedule.session_date, True), (Schedule.start_time, False)]
-    column_searchable_list = [Schedule.note]
+    column_searchable_list = ["doctor.full_name", "department.name", Schedule.note]
     column_filters = [
-        StaticValuesFilter(Schedule.status, values=[(s.value, s.value.title()) for s in ScheduleStatus]),
+        StaticValuesFilter(Schedule.status, values=enum_choices(ScheduleStatus)),
         ForeignKeyFilter(Schedule.department_id, Department.name, title="Department"),
         ForeignKeyFilter(Schedule.doctor_id, Doctor.full_name, title="Doctor"),
-        OperationColumnFilter(Schedule.session_date, title="Date"),
+        *date_range(Schedule.session_date, "Date"),
         PresetFilter("held", "Taking place", {
             "yes": ("Not cancelled", lambda: Schedule.status != ScheduleStatus.cancelled),
             "now": ("Running now", _running_now),
         }),
     ]
-    column_formatters = {Schedule.fee: lambda m, a: money(m.fee)}
-    column_formatters_detail = {Schedule.fee: lambda m, a: money(m.fee)}
+    money_columns = ("fee",)
     form_columns = [Schedule.doctor, Schedule.department, Schedule.session_date, Schedule.start_time, Schedule.end_time, Schedule.slot_minutes, Schedule.capacity, Schedule.fee, Schedule.note]
     form_args = {
-        "fee": {"description": "Smallest currency unit (fen): 1500 = 15.00"},
+        "fee": {"description": "Registration fee in yuan, e.g. 15.00"},
         "slot_minutes": {"description": "Estimated minutes per patient"},
+        "start_time": {"description": "Hospital time"},
     }
     constraint_messages = {
         "uq_schedule_doctor_start": "This doctor already has a session starting at that date and time.",
-        "schedule.doctor_id": "This doctor already has a session starting at that date and time.",
         "ck_schedule_capacity": "Capacity must be at least 1.",
         "ck_schedule_booked": "Capacity cannot be lower than the places already booked.",
         "ck_schedule_times": "The session must end after it starts.",
         "ck_schedule_slot": "Minutes per patient must be at least 1.",
         "ck_schedule_fee": "The fee cannot be negative.",
     }
-    delete_blockers = [(Appointment.schedule_id, "appointments")]
+    delete_blockers = [(Appointment.schedule_id, "appointment")]
 
     def scope(self, request, stmt):
         """Doctors see their own clinic sessions."""
         return by_role(request, stmt, doctor=lambda me: Schedule.doctor_id == me.doctor_id)
 
     def validate_model(self, data, model, is_created):
+        """Times in order, capacity >= 1 and not below the places booked, fee >= 0."""
         start, end = data.get("start_time"), data.get("end_time")
         if start and end and end <= start:
             raise ValueError("The session must end after it starts.")
@@ -175,7 +194,7 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
 
 
 class Icd10CodeView(PortalModelView, model=Icd10Code):
-    """ICD-10-CM categories used for diagnoses (reference data)."""
+    """ICD-10-CM categories used for diagnoses (reference data; never deleted)."""
 
     name = "ICD-10 code"
     name_plural = "ICD-10 codes"
@@ -189,6 +208,13 @@ class Icd10CodeView(PortalModelView, model=Icd10Code):
     form_include_pk = True
     constraint_messages = {"code": "This ICD-10 code already exists."}
     can_delete = False
+
+    def validate_model(self, data, model, is_created):
+        """Codes are stored upper-case; an existing code keeps its code."""
+        if data.get("code"):
+            data["code"] = data["code"].upper()
+        if not is_created and data.get("code") != model.code:
+            raise ValueError("The code of an existing ICD-10 entry cannot change; add a new one.")
 
 
 __all__ = ["DepartmentView", "DoctorView", "ScheduleView", "Icd10CodeView", "DoctorDepartment"]

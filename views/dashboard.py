@@ -162,7 +162,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
     """Turn the figures into linked tiles, per section."""
     own = doctor_id if role is Role.doctor else None
     s: board.DaySummary = data["summary"]
-    on_day = {"session_date": day.isoformat(), "session_date_op": "equals", "doctor_id": own}
+    on_day = {"session_date_from": day.isoformat(), "session_date_to": day.isoformat(), "doctor_id": own}
     today_tiles = [Tile("Clinic sessions", s.sessions, _list_url(request, "schedule", held="yes", **on_day),
                         note="not cancelled")]
     if s.sessions_running is not None:
@@ -175,8 +175,8 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
     local_cutoff = a.pending_cutoff.astimezone(reports.local_now().tzinfo).replace(tzinfo=None)
     bookings = [Tile(
         "Pending bookings older than a day", a.pending_overdue,
-        _list_url(request, "appointment", status="pending", booked_at=local_cutoff.isoformat(timespec="seconds"),
-                  booked_at_op="less_than", doctor_id=own),
+        _list_url(request, "appointment", status="pending", booked_at_to=local_cutoff.isoformat(timespec="seconds"),
+                  doctor_id=own),
         tone="warning", note=f"booked before {local_cutoff:%Y-%m-%d %H:%M}, not yet confirmed",
     )]
     pharmacy = []
@@ -274,8 +274,8 @@ async def dashboard(admin: Admin, request: Request) -> Response:
         if allowed(role.value, "pharmacy-report", "list") else None,
         "trend_url": str(request.url_for("admin:view-outpatient-volume"))
         if allowed(role.value, "outpatient-volume", "list") else None,
-        "schedule_day_url": _list_url(request, "schedule", held="yes", session_date=day.isoformat(),
-                                      session_date_op="equals"),
+        "schedule_day_url": _list_url(request, "schedule", held="yes", session_date_from=day.isoformat(),
+                                      session_date_to=day.isoformat()),
         "statuses": {s.value: s.value.replace("_", " ") for s in AppointmentStatus},
     }
     return await admin.templates.TemplateResponse(

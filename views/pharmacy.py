@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqladmin import expose
-from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+from sqladmin.filters import BooleanFilter, ForeignKeyFilter, StaticValuesFilter
 from sqladmin.flash import Flash
 from sqladmin.pagination import Pagination
 from starlette.concurrency import run_in_threadpool
@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from models import (
     BatchStatus,
+    Doctor,
     Medicine,
     MovementKind,
     Prescription,
@@ -30,9 +31,9 @@ from portal.services import dashboard, dispensing, reports, stock
 from portal.services.errors import DomainError
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, page_action, row_action
-from views._base import LocalDateTimeFilter, PortalModelView, money
+from views._base import PortalModelView, date_range, enum_choices, money
 from views._dispensing import DispenseForm, dispense_preview, dispensed_detail
-from views._filters import PresetFilter
+from views._filters import ColumnFilter, PresetFilter
 from views._forms import parse_id, posted_form, reason_form
 from views._stock import (
     BelowReorderLevelFilter,
@@ -61,33 +62,35 @@ class MedicineView(ActionsMixin, PortalModelView, model=Medicine):
     icon = "fa-solid fa-pills"
     category = "Pharmacy"
     column_list = [Medicine.name, Medicine.strength, "usable_stock", "next_expiry", Medicine.reorder_level, Medicine.form, Medicine.unit, Medicine.unit_price, Medicine.is_controlled, Medicine.is_active]
-    column_labels = {"usable_stock": "Usable stock", "next_expiry": "Next expiry", Medicine.reorder_level: "Reorder level"}
+    column_labels = {"usable_stock": "Usable stock", "next_expiry": "Next expiry", Medicine.reorder_level: "Reorder level", Medicine.unit: "Dispensing unit", Medicine.is_controlled: "Controlled"}
     column_export_list = [Medicine.name, Medicine.strength, Medicine.form, Medicine.unit, Medicine.category, Medicine.reorder_level, Medicine.unit_price, Medicine.is_controlled, Medicine.is_active]
     column_searchable_list = [Medicine.name, Medicine.category]
-    column_sortable_list = [Medicine.name, Medicine.form, Medicine.reorder_level, Medicine.unit_price]
+    column_sortable_list = [Medicine.name, Medicine.form, Medicine.category, Medicine.reorder_level, Medicine.unit_price]
     column_default_sort = [(Medicine.name, False)]
     column_filters = [
         BelowReorderLevelFilter(),
         ExpiringSoonFilter(),
         BooleanFilter(Medicine.is_active, title="Active"),
         BooleanFilter(Medicine.is_controlled, title="Controlled"),
-        OperationColumnFilter(Medicine.category, title="Category"),
-        OperationColumnFilter(Medicine.form, title="Form"),
+        ColumnFilter(Medicine.category, title="Category"),
+        ColumnFilter(Medicine.form, title="Form"),
     ]
     column_formatters = {
-        Medicine.unit_price: lambda m, a: money(m.unit_price),
         "usable_stock": usable_stock_cell,
         "next_expiry": next_expiry_cell,
     }
+    money_columns = ("unit_price",)
     form_columns = [Medicine.name, Medicine.form, Medicine.strength, Medicine.unit, Medicine.category, Medicine.is_controlled, Medicine.reorder_level, Medicine.unit_price, Medicine.is_active]
-    form_args = {"unit_price": {"description": "Price of one dispensing unit, smallest currency unit"}}
+    form_args = {
+        "unit_price": {"description": "Price of one dispensing unit in yuan, e.g. 0.35"},
+        "reorder_level": {"description": "Reorder when usable stock falls to this many dispensing units"},
+    }
     constraint_messages = {
         "uq_medicine_name_form_strength": "This medicine already exists in that form and strength.",
-        "medicine.name": "This medicine already exists in that form and strength.",
         "ck_medicine_reorder": "The reorder level cannot be negative.",
         "ck_medicine_price": "The price cannot be negative.",
     }
-    delete_blockers = [(StockBatch.medicine_id, "stock batches"), (PrescriptionItem.medicine_id, "prescription lines")]
+    delete_blockers = [(StockBatch.medicine_id, "stock batch"), (PrescriptionItem.medicine_id, "prescription line")]
 
     async def list(self, request: Request) -> Pagination:
         """The list page, with usable stock and next expiry of its rows fetched in one query."""
@@ -97,6 +100,7 @@ class MedicineView(ActionsMixin, PortalModelView, model=Medicine):
         return pagination
 
     def validate_model(self, data, model, is_created):
+        """Reorder level and price are not negative."""
         for field in ("reorder_level", "unit_price"):
             if data.get(field) is not None and data[field] < 0:
                 raise ValueError(f"{field.replace('_', ' ').capitalize()} cannot be negative.")
@@ -111,11 +115,12 @@ class SupplierView(PortalModelView, model=Supplier):
     category = "Pharmacy"
     column_list = [Supplier.name, Supplier.contact_name, Supplier.phone, Supplier.email, Supplier.is_active]
     column_searchable_list = [Supplier.name, Supplier.contact_name, Supplier.phone]
-    column_sortable_list = [Supplier.name]
+    column_sortable_list = [Supplier.name, Supplier.contact_name, Supplier.is_active]
+    column_default_sort = [(Supplier.name, False)]
     column_filters = [BooleanFilter(Supplier.is_active, title="Active")]
     form_columns = [Supplier.name, Supplier.contact_name, Supplier.phone, Supplier.email, Supplier.address, Supplier.is_active]
     constraint_messages = {"name": "Another supplier already has this name."}
-    delete_blockers = [(StockBatch.supplier_id, "stock batches")]
+    delete_blockers = [(StockBatch.supplier_id, "stock batch")]
 
 
 def _write_off_preview(view, session, rows, form, user) -> dict[int, str]:
@@ -132,8 +137,9 @@ def _write_off_preview(view, session, rows, form, user) -> dict[int, str]:
 
 
 class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
-    """Stock batches (lots). Quantities and status change only through the stock
-    services (receive, dispense, write-off, adjust), so the generic forms are off."""
+    """Stock batches (lots). Batches come from the receive service, and quantities and
+    status change only through the stock services (dispense, write-off, quarantine,
+    release, adjust), so the generic forms are off."""
 
     name = "Stock batch"
     name_plural = "Stock batches"
@@ -143,13 +149,13 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
     can_edit = False
     can_delete = False
     column_list = [StockBatch.medicine, StockBatch.lot_number, StockBatch.expiry_date, StockBatch.status, StockBatch.quantity_on_hand, StockBatch.quantity_received, StockBatch.unit_cost, StockBatch.supplier]
-    column_labels = {StockBatch.quantity_on_hand: "On hand", StockBatch.quantity_received: "Received"}
-    column_searchable_list = [StockBatch.lot_number]
-    column_sortable_list = [StockBatch.expiry_date, StockBatch.quantity_on_hand, StockBatch.lot_number]
+    column_labels = {StockBatch.quantity_on_hand: "On hand", StockBatch.quantity_received: "Received", StockBatch.received_at: "Received at"}
+    column_searchable_list = [StockBatch.lot_number, "medicine.name"]
+    column_sortable_list = [StockBatch.expiry_date, StockBatch.quantity_on_hand, StockBatch.lot_number, StockBatch.status, StockBatch.received_at]
     column_default_sort = [(StockBatch.expiry_date, False)]
     column_filters = [
-        StaticValuesFilter(StockBatch.status, values=[(s.value, s.value.title()) for s in BatchStatus]),
-        OperationColumnFilter(StockBatch.expiry_date, title="Expiry date"),
+        StaticValuesFilter(StockBatch.status, values=enum_choices(BatchStatus)),
+        *date_range(StockBatch.expiry_date, "Expiry date"),
         ForeignKeyFilter(StockBatch.supplier_id, Supplier.name, title="Supplier"),
         PresetFilter("expiry", "Needs attention", {
             "soon": (f"Active, expires within {dashboard.EXPIRY_ALERT_DAYS} days",
@@ -157,7 +163,7 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
             "past": ("Active, already past expiry", lambda: dashboard.expired_active_condition(reports.local_now().date())),
         }),
     ]
-    column_formatters = {StockBatch.unit_cost: lambda m, a: money(m.unit_cost)}
+    money_columns = ("unit_cost",)
     page_links = [PageLink("receive", "Receive stock", "page_receive")]
 
     def row_label(self, row: StockBatch) -> str:
@@ -305,14 +311,16 @@ class StockMovementView(PortalModelView, model=StockMovement):
     can_edit = False
     can_delete = False
     column_list = [StockMovement.created_at, StockMovement.kind, StockMovement.medicine, StockMovement.batch, StockMovement.quantity, StockMovement.balance_after, StockMovement.note]
-    column_sortable_list = [StockMovement.created_at, StockMovement.quantity]
+    column_labels = {StockMovement.created_at: "When", StockMovement.balance_after: "Balance after", StockMovement.batch: "Batch"}
+    column_sortable_list = [StockMovement.created_at, StockMovement.kind, StockMovement.quantity]
     column_default_sort = [(StockMovement.id, True)]
     column_filters = [
-        StaticValuesFilter(StockMovement.kind, values=[(k.value, k.value.replace("_", " ").title()) for k in MovementKind]),
-        LocalDateTimeFilter(StockMovement.created_at, title="Date"),
-        OperationColumnFilter(StockMovement.batch_id, title="Batch id"),
+        StaticValuesFilter(StockMovement.kind, values=enum_choices(MovementKind)),
+        *date_range(StockMovement.created_at, "Date"),
+        ColumnFilter(StockMovement.batch_id, title="Batch id"),
     ]
-    column_searchable_list = [StockMovement.note]
+    column_searchable_list = [StockMovement.note, "batch.lot_number", "medicine.name"]
+    money_columns = ("unit_cost",)
 
 
 class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
@@ -323,12 +331,14 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
     icon = "fa-solid fa-prescription"
     category = "Pharmacy"
     column_list = [Prescription.number, Prescription.created_at, Prescription.patient, Prescription.doctor, Prescription.diagnosis, Prescription.status]
-    column_searchable_list = [Prescription.number]
+    column_labels = {Prescription.created_at: "Written"}
+    column_searchable_list = [Prescription.number, "patient.full_name", "patient.medical_record_number"]
     column_sortable_list = [Prescription.created_at, Prescription.number, Prescription.status]
     column_default_sort = [(Prescription.id, True)]
     column_filters = [
-        StaticValuesFilter(Prescription.status, values=[(s.value, s.value.replace("_", " ").title()) for s in PrescriptionStatus]),
-        LocalDateTimeFilter(Prescription.created_at, title="Date"),
+        StaticValuesFilter(Prescription.status, values=enum_choices(PrescriptionStatus)),
+        ForeignKeyFilter(Prescription.doctor_id, Doctor.full_name, title="Doctor"),
+        *date_range(Prescription.created_at, "Date"),
         PresetFilter("dispensing", "Dispensing", {
             "waiting": ("Waiting (issued or partly dispensed)", dashboard.prescriptions_waiting_condition),
         }),
@@ -348,7 +358,7 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
         """Doctors see (and write) only their own prescriptions."""
         return by_role(request, stmt, doctor=lambda me: Prescription.doctor_id == me.doctor_id)
 
-    delete_blockers = [(PrescriptionItem.prescription_id, "medicine lines")]
+    delete_blockers = [(PrescriptionItem.prescription_id, "medicine line")]
     action_columns = [Prescription.number, Prescription.created_at, Prescription.patient, Prescription.doctor, Prescription.status]
 
     def details_query(self, request):
@@ -393,15 +403,17 @@ class PrescriptionItemView(PortalModelView, model=PrescriptionItem):
     icon = "fa-solid fa-list"
     category = "Pharmacy"
     column_list = [PrescriptionItem.prescription, PrescriptionItem.medicine, PrescriptionItem.quantity, PrescriptionItem.quantity_dispensed, PrescriptionItem.dosage, PrescriptionItem.duration_days]
+    column_labels = {PrescriptionItem.quantity_dispensed: "Dispensed", PrescriptionItem.duration_days: "Days"}
     column_sortable_list = [PrescriptionItem.id, PrescriptionItem.quantity]
     column_default_sort = [(PrescriptionItem.id, True)]
-    column_searchable_list = [PrescriptionItem.dosage]
+    column_searchable_list = [PrescriptionItem.dosage, "prescription.number", "medicine.name"]
     form_columns = [PrescriptionItem.prescription, PrescriptionItem.medicine, PrescriptionItem.quantity, PrescriptionItem.dosage, PrescriptionItem.duration_days]
     form_ajax_refs = {
         "prescription": {"fields": ("number",), "order_by": "id"},
         "medicine": {"fields": ("name", "strength", "form"), "order_by": "name"},
     }
     constraint_messages = {"ck_prescription_item_quantity": "The quantity must be at least 1."}
+    delete_blockers = [(StockMovement.prescription_item_id, "stock movement")]
 
     def scope(self, request, stmt):
         """Doctors see (and write) only the lines of their own prescriptions."""
@@ -413,8 +425,8 @@ class PrescriptionItemView(PortalModelView, model=PrescriptionItem):
         )
 
     def validate_model(self, data, model, is_created):
+        """Quantity at least 1 and not below what was already dispensed."""
         if data.get("quantity") is not None and data["quantity"] < 1:
             raise ValueError("The quantity must be at least 1.")
         if not is_created and model.quantity_dispensed and data.get("quantity", model.quantity) < model.quantity_dispensed:
             raise ValueError("The quantity cannot be lower than what was already dispensed.")
-

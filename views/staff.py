@@ -9,7 +9,7 @@ from wtforms.validators import Optional as OptionalValidator
 from models import Role, StaffUser
 from models._types import utcnow
 from portal.security.passwords import check_password_rules, hash_password
-from views._base import LocalDateTimeFilter, PortalModelView
+from views._base import PortalModelView, date_range, enum_choices
 
 
 class StaffUserView(PortalModelView, model=StaffUser):
@@ -22,20 +22,22 @@ class StaffUserView(PortalModelView, model=StaffUser):
     category = "Administration"
     column_list = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.doctor, StaffUser.is_active, StaffUser.last_login_at]
     column_details_exclude_list = [StaffUser.password_hash, StaffUser.session_epoch]
-    column_export_exclude_list = [StaffUser.password_hash, StaffUser.session_epoch]
+    column_export_list = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.doctor, StaffUser.is_active, StaffUser.last_login_at, StaffUser.password_changed_at, StaffUser.created_at]
     column_searchable_list = [StaffUser.username, StaffUser.full_name]
-    column_sortable_list = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.last_login_at]
+    column_labels = {StaffUser.doctor: "Linked doctor", StaffUser.failed_logins: "Failed logins in a row"}
+    column_sortable_list = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.is_active, StaffUser.last_login_at]
     column_default_sort = [(StaffUser.username, False)]
     column_filters = [
-        StaticValuesFilter(StaffUser.role, values=[(r.value, r.value.title()) for r in Role]),
+        StaticValuesFilter(StaffUser.role, values=enum_choices(Role)),
         BooleanFilter(StaffUser.is_active, title="Active"),
-        LocalDateTimeFilter(StaffUser.last_login_at, title="Last login"),
+        *date_range(StaffUser.last_login_at, "Last login"),
     ]
     form_columns = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.doctor, StaffUser.is_active]
     form_ajax_refs = {"doctor": {"fields": ("full_name", "phone"), "order_by": "full_name"}}
     constraint_messages = {"username": "This username is taken."}
 
     async def scaffold_form(self, rules=None):
+        """sqladmin's form plus a "New password" field (hashed on save, never stored as typed)."""
         base = await super().scaffold_form(rules)
 
         class StaffForm(base):  # type: ignore[misc, valid-type]
@@ -50,6 +52,8 @@ class StaffUserView(PortalModelView, model=StaffUser):
         return StaffForm
 
     def validate_model(self, data, model, is_created):
+        """Password rules and hashing, doctor link for doctors; a new password or a
+        deactivation ends the account's sessions (raises ``session_epoch``)."""
         password = data.pop("new_password", None) or ""
         username = (data.get("username") or getattr(model, "username", "") or "").strip()
         data["username"] = username

@@ -18,6 +18,7 @@ from models import Gender
 from portal.services.booking import canonical_phone
 from portal.services.errors import ValidationFailed
 from portal.services.patients import MAX_AGE_YEARS, check_birth_date
+from portal.national_id import national_id_valid
 from portal.services.references import normalise_reference
 
 
@@ -32,9 +33,6 @@ MAX_PHONE_INPUT = 32
 #: Characters allowed in a name besides letters, combining marks and spaces:
 #: apostrophes, hyphens, dots and the middle dots of transliterated names (约翰·史密斯).
 NAME_PUNCTUATION = frozenset("'\u2019\u02bc-\u2010\u2011.\u00b7\u30fb\u2022,")
-#: GB 11643-1999: weights of the first 17 digits and the check character for sum % 11.
-ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-ID_CHECK = "10X98765432"
 _DATE_PATTERNS = (
     re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})"),
     re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日?"),
@@ -148,20 +146,6 @@ def clean_birth_date(raw: str, *, today: date) -> tuple[date | None, Message | N
     except ValidationFailed:
         return None, _msg(N_("The date of birth cannot be more than %(years)d years ago."), years=MAX_AGE_YEARS)
     return born, None
-
-
-def national_id_valid(text: str) -> bool:
-    """True for a 15-digit ID, or an 18-character ID whose check character is right (GB 11643-1999).
-
-    Args:
-        text (str): upper-case ID without spaces.
-    """
-    if len(text) == 15:
-        return text.isascii() and text.isdigit()
-    if len(text) != 18 or not (text[:17].isascii() and text[:17].isdigit()):
-        return False
-    total = sum(int(digit) * weight for digit, weight in zip(text[:17], ID_WEIGHTS))
-    return text[17] == ID_CHECK[total % 11]
 
 
 def clean_national_id(raw: str) -> tuple[str | None, Message | None]:

@@ -43,6 +43,7 @@ from models import (
 )
 from portal.db import transaction
 from portal.security.passwords import hash_password
+from portal.national_id import check_character
 from portal.seed.reference import DATA_DIR, load_icd10, load_medicines
 from portal.services.references import new_reference
 from portal.settings import get_settings
@@ -259,7 +260,8 @@ def seed_demo(
         nid = None
         if rng.random() < 0.7:
             while nid is None or nid in national_ids:
-                nid = f"3101{rng.randrange(1, 20):02d}{birth:%Y%m%d}{rng.randrange(1000):03d}{rng.choice('0123456789X')}"
+                body = f"3101{rng.randrange(1, 20):02d}{birth:%Y%m%d}{rng.randrange(1000):03d}"
+                nid = body + check_character(body)
             national_ids.add(nid)
         patients.append({
             "id": i, "medical_record_number": MRN_FORMAT.format(i), "full_name": _name(rng),

@@ -35,9 +35,10 @@ def _column_changes(obj: Any) -> dict[str, list[Any]]:
         if rel.direction.name == "MANYTOMANY":
             hist = state.attrs[rel.key].history
             if hist.added or hist.deleted:
+                unchanged = list(hist.unchanged or ())
                 changes[rel.key] = [
-                    sorted(str(o) for o in (hist.unchanged or ()) + tuple(hist.deleted or ())),
-                    sorted(str(o) for o in (hist.unchanged or ()) + tuple(hist.added or ())),
+                    sorted(str(o) for o in unchanged + list(hist.deleted or ())),
+                    sorted(str(o) for o in unchanged + list(hist.added or ())),
                 ]
     return changes
 

@@ -81,7 +81,9 @@ def receive_stock(
     Args:
         session (Session): the caller's session, inside a transaction.
         medicine_id (int): the Medicine received; it must be active.
-        lot_number (str): lot (batch) number printed on the pack, at most 40 characters.
+        lot_number (str): lot (batch) number printed on the pack, at most 40 characters;
+            stored in upper case, so ``ab12`` and ``AB12`` are one lot on every database
+            (MariaDB's collation compares case-insensitively, SQLite's does not).
         expiry_date (date): expiry date printed on the pack; must be after today, and
             equal to the batch's when the lot is already in stock.
         quantity (int): units received, in the medicine's dispensing unit, >= 1.
@@ -103,7 +105,7 @@ def receive_stock(
         ConcurrentChange: the batch kept changing status while receiving.
     """
     today = hospital_today(today)
-    lot = require_text(lot_number, "lot number", max_length=40)
+    lot = require_text(lot_number, "lot number", max_length=40).upper()
     require_count(quantity, "quantity received", minimum=1)
     require_count(unit_cost, "unit cost", minimum=0)
     if not isinstance(expiry_date, date) or isinstance(expiry_date, datetime):
