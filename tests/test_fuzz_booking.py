@@ -195,9 +195,9 @@ def test_cancel_form_never_fails_on_bad_input(client, engine, clinic):
     @given(data=form_data(form, keep=("csrf_token",), baseline={"reason": "Feeling better"}),
            token=st.one_of(st.just(link.rsplit("/", 1)[1]), url_junk))
     def run(data, token):
-        url = f"/booking/{quote(token, safe='')}/cancel"
+        url = f"/booking/{quote(token, safe='')}/cancel"  # "." and ".." leave /booking/x/cancel (404, 405)
         response = send("POST", url, data=data, may_write=True, what="cancel")
-        assert response.status_code in (303, 400, 403, 404, 409, 422), response.status_code
+        assert response.status_code in (303, 400, 403, 404, 405, 409, 422), response.status_code
 
     run()
 
