@@ -5,7 +5,7 @@ read from the admin that ``portal.app.create_app`` builds, and a logged-in world
 ``REPORTS`` and ``AJAX`` list the targets, so a new view, action or page is fuzzed
 without editing the tests. The fixtures ``world`` (``tests.access_world``'s hospital)
 and ``admin`` (a client logged in as the administrator) are shared by
-``test_fuzz_admin.py`` and ``test_fuzz_bodies.py``.
+``test_fuzz_admin.py``, ``test_fuzz_bodies.py`` and ``test_bad_input.py``.
 """
 
 from __future__ import annotations

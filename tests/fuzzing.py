@@ -1,20 +1,24 @@
-"""Tools of the bad-input tests (``test_fuzz_*.py``): Hypothesis settings, values that
-break things, the forms of a page, and database snapshots.
+"""Tools of the bad-input tests (``test_fuzz_*.py``, ``test_bad_input.py``): Hypothesis
+settings, values that break things, the forms of a page, and database snapshots.
 
-* :data:`FUZZ`: the Hypothesis settings of every fuzz test. ``FUZZ_PROFILE=ci`` (the
-  default) runs few examples, derandomized (the same examples on every run, no example
-  database), no deadline; ``FUZZ_PROFILE=deep`` runs ten times as many, random, and keeps
-  failing examples in ``.hypothesis/`` (not committed) to replay them first next time.
-* :func:`forms_on`: the POST forms of an HTML page (action, fields, select options), so
-  the tests fuzz the fields the page itself offers, and a new field is fuzzed without
-  editing the tests.
-* :func:`field_values`: a strategy for the submitted value of one field: junk of every
-  kind (:data:`NASTY`, random text, numbers, dates), plausible values (the field's
-  options, ids of existing rows) and the field's own default.
-* :func:`snapshot` / :func:`assert_unchanged`: every row of every table (minus the
-  columns or tables a refused request may legitimately write: :data:`ALWAYS_WRITTEN`
-  and the extra tables a test names), compared before and after a request.
-* :func:`check_answer`: the rules every answer obeys: no 5xx, no traceback or SQL text.
+* :data:`FUZZ` / :func:`fuzz`: the Hypothesis settings of every fuzz test.
+  ``FUZZ_PROFILE=ci`` (the default) runs 10-50 examples per test, derandomized (the same
+  examples every run, no example database), no deadline; ``FUZZ_PROFILE=deep`` runs ten
+  times as many, random, and keeps failing examples in ``.hypothesis/`` (not committed)
+  to replay them first next time.
+* :func:`forms_on` / :func:`query_values`: the forms of an HTML page (fields, select
+  options, hidden tokens) and the query parameters its links offer, so the tests fuzz
+  what the page itself offers, and a new field or filter is fuzzed without editing them.
+* :func:`form_data`: a strategy for a submitted form: every field junk (:data:`NASTY`,
+  random text, numbers, dates), or a believable submission with one to three fields
+  changed; :func:`edge_cases`: each field in turn set to the edge values of its kind.
+* :class:`Exchanger`: sends a request and checks the answer (:func:`check_answer`: no
+  5xx, no traceback, exception name or SQL on the page), that a redirect stays on the
+  site, and that a refused request left every row of every table as it was
+  (:func:`snapshot`), except what a refused request may write: the rate-limit and
+  login-throttle counters (:data:`ALWAYS_WRITTEN`), a failed login's audit event and the
+  account's failure counter (:data:`LOGIN_WRITES`), an export's audit event
+  (:data:`EXPORT_WRITES`).
 """
 
 from __future__ import annotations
@@ -375,7 +379,8 @@ def check_answer(response, what: str) -> None:
     """Every answer to bad input: below 500, and no traceback, exception name or SQL in it."""
     assert response.status_code < 500, f"{what}: {response.status_code}\n{_excerpt(response.text)}"
     leak = _LEAKS.search(response.text)
-    assert leak is None, f"{what}: the answer shows an internal error ({leak.group(0)!r}):\n{_excerpt(response.text, leak.start())}"
+    assert leak is None, (
+        f"{what}: the answer shows an internal error ({leak.group(0)!r}):\n{_excerpt(response.text, leak.start())}")
 
 
 def _excerpt(text: str, at: int = 0) -> str:
@@ -464,8 +469,9 @@ def exchange(client, engine: Engine, method: str, url: str, **kwargs: Any):
 
 
 #: Per kind of field, values that broke forms here: numbers past an INTEGER column, past
-#: 64 bits or past a float (WTForms' NumberRange), a non-finite decimal, a digit str.isdigit() accepts but int() does not;
-#: dates at the ends of the calendar or that do not exist; text past a column, a NUL.
+#: 64 bits or past a float (WTForms' NumberRange), a non-finite decimal, a digit that
+#: str.isdigit() accepts but int() does not; dates at the ends of the calendar or that
+#: do not exist; text past a column, a NUL.
 NUMBER_EDGES = ("9" * 30, str(2**31), str(-(2**31) - 1), "1" + "0" * 400, "1e309", "NaN", "\u00b2")
 DATE_EDGES = ("0001-01-01", "9999-12-31", "2026-02-30", "25:00")
 TEXT_EDGES = ("x" * 300, "\x00", "y" * 70000)

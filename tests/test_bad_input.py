@@ -216,7 +216,8 @@ def test_a_file_in_a_workflow_form_with_a_valid_token_is_a_400_not_a_500(admin, 
     ("medicine", "unit_price", str(2**63)),
     ("prescription-item", "duration_days", str(-(2**31) - 1)),
 ])
-def test_a_whole_number_too_large_for_its_column_is_a_form_error(admin, engine, world, identity, field, value):  # noqa: F811
+def test_a_whole_number_too_large_for_its_column_is_a_form_error(
+        admin, engine, world, identity, field, value):  # noqa: F811
     """Was: "Python int too large to convert to SQLite INTEGER" on the form (SQLite), a
     database error with its SQL on MariaDB (INT is 32 bits there)."""
     url = f"/admin/{identity}/edit/{world.sample[identity]}"
@@ -266,7 +267,8 @@ def test_text_longer_than_a_text_column_holds_is_a_form_error(admin, engine, wor
     ("quantity", str(2**31), "Receive at most 2,147,483,647 units"),
     ("medicine_id", "9" * 30, "Choose an entry from the list"),
 ])
-def test_receiving_stock_with_numbers_out_of_range_is_a_form_error(admin, engine, world, field, value, words):  # noqa: F811
+def test_receiving_stock_with_numbers_out_of_range_is_a_form_error(
+        admin, engine, world, field, value, words):  # noqa: F811
     """Was: a 500 for a cost of 1e309 (decimal.InvalidOperation) and a huge medicine id
     (OverflowError on SQLite); a quantity past 2**31 reached MariaDB's 32-bit INT column."""
     form = forms_on(admin.get("/admin/stock-batch/receive").text)[-1]
