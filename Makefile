@@ -5,7 +5,8 @@ PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-mysql bench bench-quick install install-test clean
+.PHONY: run test test-sqlite test-mysql bench bench-quick install install-test install-bench clean
+BENCH_ARGS ?=
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +18,13 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 	$(PIP) install --quiet -r requirements-test.txt
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed requirements-bench.txt
+	$(PIP) install --quiet -r requirements-bench.txt
+	touch $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-bench: $(VENV)/.installed-bench
 
 ## Serve the portal on http://127.0.0.1:8000 (SQLite and demo data unless DATABASE_URL is set).
 run: $(VENV)/.installed
@@ -33,6 +39,14 @@ test: $(VENV)/.installed-test
 	else \
 		echo "TEST_DATABASE_URL is not set: the MySQL/MariaDB pass was not run."; \
 	fi
+
+## Benchmarks on MariaDB (BENCH_DATABASE_SERVER, default root@127.0.0.1:3306), recorded in docs/benchmarks.md.
+## `make bench BENCH_ARGS=--quick` (or `make bench-quick`) finishes in about two minutes.
+bench: $(VENV)/.installed-bench
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed-bench
+	$(PY) bench/run.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) portal.db portal.db-wal portal.db-shm tests/artifacts

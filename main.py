@@ -7,6 +7,7 @@
     python main.py create-staff USERNAME --role ROLE [--full-name NAME]
     python main.py backup [PATH]         consistent backup while the portal runs
     python main.py restore PATH          restore a backup into an empty database and verify it
+    python main.py check                 check every invariant of the data (exit 1 on a violation)
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore = sub.add_parser("restore", help="restore a backup into an empty database, verify it, upgrade it")
     restore.add_argument("path", help="backup directory or .tar.gz archive")
+    sub.add_parser(
+        "check", help="check the data's invariants (booked counts, stock ledger, dispensed units, "
+                      "audit trail); exit status 1 when one is broken",
+    )
     housekeeping = sub.add_parser("housekeeping", help="daily clean-up: delete stale rate-limit buckets")
     housekeeping.add_argument(
         "--older-than-hours", type=int, default=24, metavar="HOURS",

@@ -13,6 +13,7 @@ from models.appointments import (
     Encounter,
 )
 from models.audit import AuditEvent
+from models.catalog import CatalogVersion
 from models.clinic import (
     Department,
     Doctor,
@@ -41,7 +42,7 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "ACTIVE_STATUSES", "MRN_FORMAT", "Appointment", "AppointmentStatus", "AuditEvent",
-    "BatchStatus", "BookingChannel", "Department", "Doctor", "DoctorDepartment", "Encounter",
+    "BatchStatus", "BookingChannel", "CatalogVersion", "Department", "Doctor", "DoctorDepartment", "Encounter",
     "Gender", "Icd10Code", "Medicine", "MovementKind", "Patient", "Prescription",
     "PrescriptionItem", "PrescriptionStatus", "Role", "Schedule", "ScheduleStatus",
     "StaffUser", "StockBatch", "StockMovement", "Supplier", "ThrottleBucket", "metadata",

@@ -15,7 +15,9 @@ class AuditEvent(SQLModel, table=True):
 
     ``changes`` holds, for edits, ``{field: [old, new]}``; for creates the new
     values; for workflow actions the fields the action changed. Secrets never
-    appear in it. Written in the same transaction as the change it records.
+    appear in it. Written in the same transaction as the change it records. An event
+    of a change that wrote stock movements (receive, adjust, expire, dispense) lists
+    their ids in ``changes["movement_ids"]`` (checked by ``portal.integrity``).
     """
 
     __tablename__ = "audit_event"

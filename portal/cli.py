@@ -146,6 +146,28 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(_args: argparse.Namespace) -> int:
+    """Check every invariant of ``DATABASE_URL`` (``portal.integrity``) and print the report.
+
+    Returns:
+        int: 0 when every rule holds, 1 when a rule is broken, 2 when the schema is not
+        at head (nothing was checked).
+    """
+    from portal.integrity import check_invariants_report, format_report
+
+    settings = get_settings()
+    engine = get_engine()
+    current, head = schema.current_revision(engine), schema.head_revision(settings.database_url)
+    _say(f"Database: {engine.url.render_as_string(hide_password=True)} (schema revision {current})")
+    if current != head:
+        _say(f"The schema is at {current}, not at the newest revision {head}: run `python main.py migrate` first.")
+        return 2
+    report = check_invariants_report(engine)
+    for line in format_report(report):
+        _say(line)
+    return 0 if report.ok else 1
+
+
 def cmd_housekeeping(args: argparse.Namespace) -> int:
     """Delete rate-limit and login-throttle buckets older than ``--older-than-hours`` (daily job).
 
@@ -198,5 +220,6 @@ COMMANDS = {
     "create-staff": cmd_create_staff,
     "backup": cmd_backup,
     "restore": cmd_restore,
+    "check": cmd_check,
     "housekeeping": cmd_housekeeping,
 }

@@ -3,8 +3,10 @@
 One engine per process, built from ``DATABASE_URL``. SQLite gets WAL mode, a busy
 timeout and foreign keys; write transactions there start with ``BEGIN IMMEDIATE``
 so two writers queue instead of failing on lock upgrade. MySQL/MariaDB connections
-run in READ COMMITTED with UTC session time, pre-ping stale pooled connections and
-time out quickly when the server is gone.
+run in READ COMMITTED with UTC session time, ping pooled connections on checkout
+and time out within seconds when the server is gone or frozen (the ping and a new
+connection's greeting wait ``DB_PING_TIMEOUT_SECONDS``, queries
+``DB_READ_TIMEOUT_SECONDS``).
 
 Service functions run inside :func:`transaction` (one unit of work the caller
 controls) or :func:`run_in_transaction` (which also retries MySQL deadlocks and
@@ -19,11 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.settings import get_settings
@@ -34,6 +37,18 @@ T = TypeVar("T")
 #: MySQL error codes worth retrying: deadlock, lock wait timeout.
 RETRYABLE_MYSQL_CODES = {1213, 1205}
 MAX_ATTEMPTS = 4
+
+class _WriteIntent:
+    """Set by :func:`writing`: ``holder`` is the connection whose transaction holds
+    SQLite's write lock for it (None between transactions)."""
+
+    def __init__(self) -> None:
+        self.holder: Any = None
+
+
+#: Set while a write runs in sessions that :func:`transaction` did not open (the admin's
+#: generic create, edit and delete).
+_write_intent: ContextVar[_WriteIntent | None] = ContextVar("portal_write_intent", default=None)
 
 _engine_lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -71,14 +86,27 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - driver hook
             mode = conn.get_execution_options().get("sqlite_begin", "")
+            intent = _write_intent.get()
+            if not mode and intent is not None and intent.holder is None:
+                intent.holder = conn  # reads nested in its transaction begin as usual
+                mode = "IMMEDIATE"
             conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn):  # pragma: no cover - driver hook
+            intent = _write_intent.get()
+            if intent is not None and intent.holder is conn:
+                intent.holder = None
 
         return engine
 
-    size = pool_size or get_settings().db_pool_size
+    settings = get_settings()
+    size = pool_size or settings.db_pool_size
+    ping_timeout, read_timeout = settings.db_ping_timeout_seconds, settings.db_read_timeout_seconds
     engine = create_engine(
         url,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # our own ping below, with a short timeout
         pool_recycle=1800,
         pool_size=size,
         max_overflow=size,
@@ -86,14 +114,45 @@ def build_engine(url: str, *, pool_size: int | None = None) -> Engine:
         isolation_level="READ COMMITTED",
         connect_args={
             "connect_timeout": 3,
-            "read_timeout": 30,
+            # The greeting and init_command of a new connection wait at most the ping
+            # timeout: a frozen server accepts TCP connections (the kernel does) but never
+            # greets. Queries then get the longer read timeout (_on_connect).
+            "read_timeout": ping_timeout,
             "write_timeout": 30,
             "init_command": "SET time_zone = '+00:00', innodb_lock_wait_timeout = 10",
             "charset": "utf8mb4",
         },
     )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - driver hook
+        _set_read_timeout(dbapi_conn, read_timeout)
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn, _record, _proxy):  # pragma: no cover - driver hook
+        # Pessimistic disconnect handling (SQLAlchemy's "checkout" recipe) with a short
+        # timeout: pool_pre_ping would wait the whole read timeout on a frozen server,
+        # and again for the new connection's greeting.
+        _set_read_timeout(dbapi_conn, ping_timeout)
+        try:
+            dbapi_conn.ping(False)
+        except Exception as exc:
+            raise DisconnectionError(f"the database did not answer a ping within {ping_timeout} s: {exc}") from exc
+        finally:
+            _set_read_timeout(dbapi_conn, read_timeout)
+
     event.listen(engine, "handle_error", _mariadb_check_is_integrity_error)
     return engine
+
+
+def _set_read_timeout(dbapi_conn: Any, seconds: int) -> None:
+    """Change a PyMySQL connection's read timeout (seconds) for the next reads.
+
+    PyMySQL takes ``read_timeout`` only when connecting and has no public setter; its
+    ``_read_timeout`` attribute is applied to the socket before every packet read
+    (PyMySQL 1.x, ``Connection._read_packet``).
+    """
+    dbapi_conn._read_timeout = seconds
 
 
 def _mariadb_check_is_integrity_error(ctx):
@@ -121,6 +180,26 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """Mark the code inside as a write: its transactions on SQLite take the write lock up
+    front (``BEGIN IMMEDIATE``), as :func:`transaction` does by default.
+
+    For sessions made elsewhere (sqladmin's own create, edit and delete), whose read then
+    write would otherwise have to upgrade a read transaction, which SQLite refuses at once
+    ("database is locked") when another writer committed in between. One at a time: a
+    transaction begun while another one of the same write holds the lock (a read by one
+    of sqladmin's hooks in the middle of the save) begins as usual instead of waiting
+    for a lock its own caller holds. Worker threads started inside inherit the mark
+    (context variables are copied to them). No effect on MySQL/MariaDB.
+    """
+    token = _write_intent.set(_WriteIntent())
+    try:
+        yield
+    finally:
+        _write_intent.reset(token)
 
 
 def session_factory(engine: Engine | None = None, **info: Any) -> sessionmaker[Session]:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         session_max_hours (int): staff sessions end after this many hours at most.
         secure_cookies (bool): mark cookies ``Secure`` (set when served over HTTPS).
         db_pool_size (int): connections kept per process for MySQL.
+        db_read_timeout_seconds (int): MySQL: seconds a query's answer may take before the
+            connection is given up (long reports and backups stay well within it).
+        db_ping_timeout_seconds (int): MySQL: seconds the liveness ping of a pooled
+            connection, and the greeting of a new one, may take; a frozen or overloaded
+            server then gets the 503 page within a few seconds instead of a long wait.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -53,6 +58,8 @@ class Settings(BaseSettings):
     session_max_hours: int = Field(default=12, ge=1)
     secure_cookies: bool = False
     db_pool_size: int = Field(default=10, ge=1)
+    db_read_timeout_seconds: int = Field(default=30, ge=1)
+    db_ping_timeout_seconds: int = Field(default=3, ge=1)
 
     @field_validator("portal_timezone")
     @classmethod

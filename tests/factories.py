@@ -124,6 +124,31 @@ def make_patient(engine: Engine, **kw) -> Patient:
     return _save(engine, Patient(**kw))
 
 
+def make_audited_patient(engine: Engine, **kw) -> Patient:
+    """A patient created as the admin creates one, with its ``create`` audit event (so
+    ``portal.integrity``'s audit rule holds for it)."""
+    from portal.db import session_factory
+    from portal.services import change_audit
+    from portal.services.actor import current_actor
+
+    n = next(_seq)
+    kw.setdefault("full_name", f"Patient {n}")
+    kw.setdefault("birth_date", date(1980, 1, 1) + timedelta(days=n))
+    kw.setdefault("phone", f"+8613800{n:06d}")
+    kw.setdefault("gender", Gender.female)
+    change_audit.install()
+    token = current_actor.set(Actor(username="factory"))
+    try:
+        with session_factory(engine, audit_changes=True).begin() as session:
+            patient = Patient(**kw)
+            session.add(patient)
+            session.flush()
+            session.expunge(patient)
+    finally:
+        current_actor.reset(token)
+    return patient
+
+
 def make_staff(engine: Engine, *, role: Role = Role.admin, password: str = PASSWORD, **kw) -> StaffUser:
     n = next(_seq)
     kw.setdefault("username", f"{role.value}{n}")

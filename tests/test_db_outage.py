@@ -1,9 +1,12 @@
 """A real database outage: the portal answers 503 quickly and recovers by itself.
 
-The test starts its own MariaDB server (own data directory under tmp, own free port,
-``--no-defaults``; the shared server is never touched), serves the portal on it, kills
-the server process, checks that pages answer the 503 page within seconds, starts the
-server again and checks that the same portal process serves pages again.
+The tests start their own MariaDB server (own data directory under tmp, own free port,
+``--no-defaults``; the shared server is never touched) and serve the portal on it. One
+kills the server process, checks that pages answer the 503 page within seconds, starts
+the server again and checks that the same portal process serves pages again. The other
+freezes the server (SIGSTOP: its port still accepts connections, nothing answers), checks
+that a real portal server (``python main.py``) answers the 503 page before an HTTP client
+with a 20 s timeout gives up, and serves again once the database runs again (SIGCONT).
 
 It runs in the MariaDB pass (``TEST_DATABASE_URL`` set), where missing MariaDB server
 binaries are a failure, not a skip; the SQLite pass skips it.
@@ -19,6 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pymysql
 import pytest
 from sqlalchemy import text
@@ -29,6 +33,7 @@ from portal.app import create_app
 from portal.db import build_engine
 from portal.faults import UNAVAILABLE_MESSAGE
 from tests.factories import login, make_staff
+from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.mariadb_server
 
@@ -88,6 +93,17 @@ class PrivateMariaDB:
                     pytest.fail(f"the private MariaDB did not answer within {timeout:.0f} s:\n{self.error_log()}")
                 time.sleep(0.1)
 
+    def freeze(self) -> None:
+        """Stop the server process (SIGSTOP): it keeps its port and accepted sockets but
+        answers nothing, as a hung or swapping server would."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server run again (SIGCONT)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """Kill the server process outright (SIGKILL), as a crash would."""
         assert self.proc is not None
@@ -121,9 +137,9 @@ class PrivateMariaDB:
         return path.read_text(errors="replace")[-3000:] if path.exists() else "(no error log)"
 
 
-@pytest.fixture
-def private_mariadb(tmp_path_factory):
-    """A running private MariaDB server, shut down and deleted after the test."""
+@pytest.fixture(scope="module")
+def _mariadb_server(tmp_path_factory):
+    """A private MariaDB server for this module's tests, shut down and deleted after them."""
     if not os.environ.get("TEST_DATABASE_URL"):
         pytest.skip("starts its own MariaDB server: runs in the MariaDB pass (TEST_DATABASE_URL set)")
     if not (MARIADBD and INSTALL_DB):
@@ -136,8 +152,22 @@ def private_mariadb(tmp_path_factory):
         server.start()
         yield server
     finally:
+        server.thaw()
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def private_mariadb(_mariadb_server):
+    """The private MariaDB server, running (started again if a test left it killed, let
+    run again if one left it frozen); each test creates its own database on it."""
+    server = _mariadb_server
+    if server.proc is None or server.proc.poll() is not None:
+        server.start()
+    try:
+        yield server
+    finally:
+        server.thaw()
 
 
 def assert_503_quickly(client: TestClient, path: str, *, within: float = 5.0) -> None:
@@ -182,3 +212,33 @@ def test_pages_answer_503_while_the_database_is_down_and_recover_by_themselves(p
             assert client.get("/_test/patients").json() == {"patients": 0}
     finally:
         engine.dispose()
+
+
+#: The client gives up after this many seconds: far more than the portal needs to answer
+#: a frozen database (a 3 s ping, then a 3 s greeting), far less than the minute it took
+#: when a frozen server made it wait the whole read timeout twice.
+CLIENT_TIMEOUT = 20
+
+
+def test_a_frozen_database_gets_the_unavailable_page_and_the_portal_recovers(private_mariadb, tmp_path):
+    server = private_mariadb
+    url = server.create_database("frozen")
+    schema.upgrade(url)
+    portal = LiveServer(url, tmp_path / "portal.log", workers=1)
+    try:
+        portal.start()
+        with httpx.Client(base_url=portal.base_url, timeout=CLIENT_TIMEOUT, follow_redirects=False) as client:
+            assert client.get("/").status_code == 200  # the worker now holds a pooled connection
+            server.freeze()
+            try:
+                for path in ("/", "/departments/CARD", "/", "/book/1"):
+                    # a ReadTimeout here means the portal waited as long as the client
+                    response = client.get(path)
+                    assert response.status_code == 503, f"{path}: {response.status_code} {response.text[:300]}"
+                    assert int(response.headers["retry-after"]) > 0
+            finally:
+                server.thaw()
+            assert client.get("/").status_code == 200  # the same worker, the same pool
+    finally:
+        portal.stop()
+    assert "(timed out)" in portal.log_path.read_text()  # the ping or greeting timed out, and it was logged

@@ -11,6 +11,7 @@ import models
 from models import Appointment, Doctor, Patient, Schedule, StaffUser, StockBatch, StockMovement
 from portal import schema
 from portal.db import build_engine
+from portal.integrity import check_invariants_report
 from portal.national_id import national_id_valid
 from portal.seed.demo import seed_demo
 from portal.seed.reference import parse_forms_and_strengths
@@ -69,6 +70,10 @@ def test_same_seed_same_hospital_and_consistent(fresh_db_url):
                 StockBatch.status == "active", StockBatch.expiry_date <= TODAY)) > 0
             assert conn.scalar(select(func.count()).select_from(Schedule).where(
                 Schedule.session_date > TODAY, Schedule.booked_count == Schedule.capacity)) > 0
+        # and every rule of the integrity check holds (the seeded history is exempt from the audit rules)
+        report = check_invariants_report(engine)
+        assert report.violations == [], [str(v) for v in report.violations]
+        assert report.seeded["appointment"] == 3000 and report.seeded["stock_movement"] > 0
     finally:
         engine.dispose()
 

@@ -2,16 +2,20 @@
 
 It shows datetimes in the hospital's time zone, enum values as words and money in
 yuan; labels every column in words; turns database constraint errors into sentences
-on the form (never a 500) on SQLite and MariaDB alike; and refuses, with a sentence,
-to delete a row that other rows still point at. Create, edit and delete are audited
-in the same transaction by the admin session's change hook
-(``portal.services.change_audit``).
+on the form (never a 500, never a driver's message) on SQLite and MariaDB alike;
+retries a save that met a lock conflict; and refuses, with a sentence, to delete a
+row that other rows still point at. Create, edit and delete are audited in the same
+transaction by the admin session's change hook (``portal.services.change_audit``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
+import random
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -22,11 +26,14 @@ from sqladmin import ModelView
 from sqladmin.formatters import BASE_FORMATTERS
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy import String, Text, UniqueConstraint, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import DetachedInstanceError
 from starlette.requests import Request
 
+from portal.db import MAX_ATTEMPTS, is_retryable, writing
+from portal.faults import UNAVAILABLE_MESSAGE
 from portal.services.audit import SECRET_FIELDS
+from portal.services.errors import Busy
 from portal.settings import get_settings
 from views._access import RowScopedView
 from views._fields import MoneyField, PortalConverter, enum_choices, enum_label, money
@@ -37,6 +44,8 @@ __all__ = [
     "FORMATTERS", "LocalDateTimeFilter", "PortalModelView", "date_range", "enum_choices",
     "enum_label", "humanize", "local_datetime", "money",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def local_datetime(value: datetime | None) -> str:
@@ -317,19 +326,55 @@ class PortalModelView(RowScopedView, ModelView):
                 data[key] = value.astimezone(tz).replace(tzinfo=None)
         return data
 
+    async def save(self, attempt: Callable[[], Awaitable[Any]], integrity_message: str | None = None) -> Any:
+        """Run one create, edit or delete (``attempt``, a whole transaction), turning database
+        refusals into sentences on the form.
+
+        sqladmin shows whatever a save raises as the form's error (status 400), so nothing
+        may leave here with a driver's text in it. A lock conflict (MySQL deadlock or
+        lock-wait timeout, SQLite "database is locked") rolls the attempt back and runs it
+        again, up to ``portal.db.MAX_ATTEMPTS`` times with a short random back-off, as
+        ``portal.db.run_in_transaction`` does for the services. On SQLite the save's
+        transaction takes the write lock first (``portal.db.writing``), so it queues behind
+        other writers instead of failing to upgrade its read.
+
+        Args:
+            attempt (Callable[[], Awaitable[Any]]): sqladmin's own save (it opens its session,
+                changes, commits).
+            integrity_message (str | None): the sentence for a constraint error; by default
+                :meth:`describe_integrity_error` names the constraint.
+
+        Returns:
+            Any: what ``attempt`` returned.
+
+        Raises:
+            ValueError: a constraint refused the change; the conflict outlasted every
+                attempt (``Busy``'s "try again" sentence); or the database could not be
+                reached (the 503 page's sentence). Nothing was saved.
+        """
+        for n in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with writing():  # on SQLite: take the write lock before reading the row
+                    return await attempt()
+            except IntegrityError as exc:
+                raise ValueError(integrity_message or self.describe_integrity_error(exc)) from None
+            except DBAPIError as exc:
+                if not is_retryable(exc):
+                    log.warning("database error while saving in the admin: %s", exc.orig)
+                    raise ValueError(f"{UNAVAILABLE_MESSAGE} Nothing was saved.") from None
+                log.info("retrying an admin save after a lock conflict (attempt %d): %s", n, exc.orig)
+                if n == MAX_ATTEMPTS:
+                    raise ValueError(f"{Busy().message} Nothing was saved.") from None
+                await asyncio.sleep(random.uniform(0.005, 0.03) * n)  # back-off, not synchronisation
+        raise AssertionError("unreachable")
+
     async def insert_model(self, request: Request, data: dict) -> Any:
         """Insert; a database refusal becomes a ``ValueError`` sentence (HTTP 400 on the form)."""
-        try:
-            return await super().insert_model(request, data)
-        except IntegrityError as exc:
-            raise ValueError(self.describe_integrity_error(exc)) from None
+        return await self.save(lambda: super(PortalModelView, self).insert_model(request, dict(data)))
 
     async def update_model(self, request: Request, pk: str, data: dict) -> Any:
         """Update; a database refusal becomes a ``ValueError`` sentence (HTTP 400 on the form)."""
-        try:
-            return await super().update_model(request, pk, data)
-        except IntegrityError as exc:
-            raise ValueError(self.describe_integrity_error(exc)) from None
+        return await self.save(lambda: super(PortalModelView, self).update_model(request, pk, dict(data)))
 
     # -- delete ---------------------------------------------------------------------
     def _blocking_rows(self, pk: Any) -> list[str]:
@@ -352,7 +397,5 @@ class PortalModelView(RowScopedView, ModelView):
 
     async def delete_model(self, request: Request, pk: Any) -> None:
         """Delete; a foreign key still pointing at the row becomes a sentence."""
-        try:
-            await super().delete_model(request, pk)
-        except IntegrityError as exc:
-            raise ValueError("This record cannot be deleted: other records still refer to it.") from exc
+        await self.save(lambda: super(PortalModelView, self).delete_model(request, pk),
+                        integrity_message="This record cannot be deleted: other records still refer to it.")

@@ -144,7 +144,8 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
         return by_role(request, stmt, doctor=lambda me: Schedule.doctor_id == me.doctor_id)
 
     def validate_model(self, data, model, is_created):
-        """Times in order, capacity >= 1 and not below the places booked, fee >= 0."""
+        """Times in order, capacity >= 1 and not below the places booked, fee >= 0; a session
+        that has taken bookings keeps its doctor, department and date."""
         start, end = data.get("start_time"), data.get("end_time")
         if start and end and end <= start:
             raise ValueError("The session must end after it starts.")
@@ -158,11 +159,15 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
             raise ValueError("Minutes per patient must be at least 1.")
         if data.get("fee") is not None and data["fee"] < 0:
             raise ValueError("The fee cannot be negative.")
-        if not is_created and model.booked_count and (
+        # Appointments copy the session's doctor, department and date (models/appointments.py),
+        # and patients were told them: a session that ever took a booking (its queue numbers
+        # started) keeps all three; staff cancel it and open another instead.
+        if not is_created and (model.booked_count or model.last_queue_number) and (
             (data.get("doctor") and str(data["doctor"]) != str(model.doctor_id))
             or (data.get("department") and str(data["department"]) != str(model.department_id))
+            or (data.get("session_date") and data["session_date"] != model.session_date)
         ):
-            raise ValueError("A session with bookings cannot move to another doctor or department.")
+            raise ValueError("A session with bookings cannot move to another doctor, department or date.")
 
     def row_label(self, row: Schedule) -> str:
         """``#12 2026-11-20 08:00 Dr Wang``: the session as staff recognise it."""

@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from portal.booking.page_cache import PageCache, VersionWatch
 from portal.booking.routes import STATIC_DIR, Page, router
 
 #: Paths that belong to the staff admin (its own pages and error handling).
@@ -25,8 +26,12 @@ def install(app: FastAPI) -> None:
     that answers unknown paths outside ``/admin`` with the patient 404 page.
 
     Args:
-        app (FastAPI): the portal application (its ``state.engine`` is the database).
+        app (FastAPI): the portal application (its ``state.engine`` is the database); gets
+            ``state.page_cache`` and ``state.version_watch`` (:mod:`portal.booking.page_cache`).
     """
+    app.state.page_cache = PageCache()
+    app.state.version_watch = VersionWatch(app.state.engine)
+    app.router.on_shutdown.append(app.state.version_watch.close)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="booking-static")
 

@@ -126,6 +126,23 @@ def cookie_code(locale: str) -> str:
     return next(code for code, name in COOKIE_CODES.items() if name == locale)
 
 
+# A department page shows hundreds of sessions on a few dates, times and fees: Babel formats
+# each distinct value once per process (the results depend only on the value and locale).
+@lru_cache(maxsize=4096)
+def _short_day(value: date, locale: str) -> str:
+    return format_skeleton("MMMEd", value, locale=locale)
+
+
+@lru_cache(maxsize=4096)
+def _clock_time(value: time, locale: str) -> str:
+    return format_time(value, "HH:mm", locale=locale)
+
+
+@lru_cache(maxsize=4096)
+def _yuan(fen: int, locale: str) -> str:
+    return "¥" + format_decimal(Decimal(fen) / 100, "#,##0.00", locale=locale)
+
+
 class Formatter:
     """Locale-aware formatting of the values on patient pages.
 
@@ -139,7 +156,7 @@ class Formatter:
 
     def day(self, value: date) -> str:
         """Short date with weekday: ``Sat, Nov 21`` / ``11月21日周六``."""
-        return format_skeleton("MMMEd", value, locale=self.locale)
+        return _short_day(value, self.locale)
 
     def full_date(self, value: date) -> str:
         """Long date with weekday: ``Saturday, November 21, 2026`` / ``2026年11月21日星期六``."""
@@ -151,7 +168,7 @@ class Formatter:
 
     def time(self, value: time) -> str:
         """24-hour time: ``08:30``."""
-        return format_time(value, "HH:mm", locale=self.locale)
+        return _clock_time(value, self.locale)
 
     def datetime(self, value: datetime, tz) -> str:
         """An aware datetime in zone ``tz``, as ``Nov 21, 2026 08:30``."""
@@ -162,7 +179,7 @@ class Formatter:
         """A fee in fen (1/100 yuan) as ``¥20.00``; nothing to pay shows as "Free"."""
         if not fen:
             return self._t.gettext("Free")
-        return "¥" + format_decimal(Decimal(fen) / 100, "#,##0.00", locale=self.locale)
+        return _yuan(fen, self.locale)
 
     def part_of_day(self, start: time) -> str:
         """Morning, afternoon or evening for a session starting at ``start``, translated."""

@@ -26,7 +26,7 @@ Pages (all in Simplified Chinese and English):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -45,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from models import Gender
 from portal.booking import i18n
 from portal.booking.forms import N_, BookingForm, LookupForm, Message, clean_cancel_reason
+from portal.booking.page_cache import PageCache, Rendered, VersionWatch
 from portal.db import run_in_transaction, transaction
 from portal.security import ratelimit, tokens
 from portal.services import booking, timetable
@@ -85,7 +86,7 @@ SUBMISSION_PURPOSE = "booking.submission"
 SUBMISSION_MAX_AGE = 24 * 3600
 ONLINE_ACTOR = "patient:online"
 #: Bumped when the stylesheet changes, so phones do not keep a stale copy.
-STATIC_VERSION = "1"
+STATIC_VERSION = "2"
 
 
 # -- rendering --------------------------------------------------------------------
@@ -155,11 +156,17 @@ class Page:
     csrf_is_new: bool
 
     @classmethod
-    def of(cls, request: Request) -> "Page":
-        """Build the context from the request's cookies and headers."""
+    def of(cls, request: Request, *, csrf: bool = True) -> "Page":
+        """Build the context from the request's cookies and headers.
+
+        Args:
+            request (Request): the request.
+            csrf (bool): make a CSRF cookie value when the browser has none (False for the
+                shared pages, which neither show nor set one).
+        """
         locale = i18n.choose_locale(request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language"))
         value = request.cookies.get(CSRF_COOKIE) or ""
-        fresh = not (16 <= len(value) <= 64)
+        fresh = csrf and not (16 <= len(value) <= 64)
         return cls(request, locale, i18n.Formatter(locale), tokens.new_csrf_cookie_value() if fresh else value, fresh)
 
     def gettext(self, message: str | Message, **params: Any) -> str:
@@ -174,47 +181,81 @@ class Page:
         """True when the submitted form's CSRF token matches this browser's cookie."""
         return not self.csrf_is_new and tokens.csrf_valid(self.csrf_value, data.get(CSRF_FIELD))
 
-    def render(self, template: str, *, status: int = 200, headers: dict[str, str] | None = None,
-               private: bool = False, **context: Any) -> HTMLResponse:
-        """Render ``template`` in the page language.
+    def html(self, template: str, *, here: str | None = None, shared: bool = False, **context: Any) -> str:
+        """Render ``template`` in the page language, as text.
 
         Args:
             template (str): file under ``templates/``.
-            status (int): HTTP status.
-            headers (dict[str, str] | None): extra response headers.
-            private (bool): the page shows personal data: ``Cache-Control: no-store`` (always so
-                for answers to a POST, which show what the patient typed).
+            here (str | None): the path (and query) the language switch comes back to; the
+                request's when omitted.
+            shared (bool): the page is rendered for every visitor (:mod:`portal.booking.page_cache`):
+                no CSRF token is offered, so a template that would put one in fails instead.
             **context: template variables.
 
         Returns:
-            HTMLResponse: the page, setting the CSRF cookie when the browser had none.
+            str: the HTML.
         """
         request = self.request
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if here is None:
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         other = next(loc for loc in i18n.LOCALES if loc != self.locale)
         settings = get_settings()
         context.setdefault("active", None)
-        html = environment(self.locale).get_template(template).render(
+        if not shared:
+            context["csrf_token"] = tokens.csrf_token(self.csrf_value)
+        return environment(self.locale).get_template(template).render(
             fmt=self.fmt,
             html_lang=i18n.HTML_LANG[self.locale],
             locale=self.locale,
             hospital=self.fmt.data(settings.hospital_name),
             switch={"label": i18n.LOCALES[other], "lang": i18n.HTML_LANG[other],
                     "href": f"/language/{i18n.cookie_code(other)}?next={quote(_safe_next(here), safe='')}"},
-            csrf_token=tokens.csrf_token(self.csrf_value),
             msg=self.gettext,
             static_version=STATIC_VERSION,
             **context,
         )
+
+    def respond(self, html: str | bytes, *, status: int = 200, headers: dict[str, str] | None = None,
+                private: bool = False, csrf_cookie: bool = True) -> HTMLResponse:
+        """The response carrying ``html``, with the page's headers and the CSRF cookie when new.
+
+        Args:
+            html (str | bytes): the page (bytes: already encoded as UTF-8).
+            status (int): HTTP status.
+            headers (dict[str, str] | None): extra response headers.
+            private (bool): the page shows personal data: ``Cache-Control: no-store`` (always so
+                for answers to a POST, which show what the patient typed).
+            csrf_cookie (bool): set the CSRF cookie when the browser has none (False for the
+                shared pages, which have no form that needs it: the booking form sets it).
+
+        Returns:
+            HTMLResponse: the page, setting the CSRF cookie when the browser had none.
+        """
         response = HTMLResponse(html, status_code=status, headers=headers)
-        if private or request.method == "POST":
+        if private or self.request.method == "POST":
             response.headers["Cache-Control"] = "no-store"
         response.headers["Content-Language"] = i18n.HTML_LANG[self.locale]
         response.headers["Vary"] = "Cookie, Accept-Language"
-        if self.csrf_is_new:
+        if self.csrf_is_new and csrf_cookie:
             response.set_cookie(CSRF_COOKIE, self.csrf_value, max_age=CSRF_COOKIE_MAX_AGE, path="/",
-                                httponly=True, samesite="strict", secure=settings.secure_cookies)
+                                httponly=True, samesite="strict", secure=get_settings().secure_cookies)
         return response
+
+    def render(self, template: str, *, status: int = 200, headers: dict[str, str] | None = None,
+               private: bool = False, **context: Any) -> HTMLResponse:
+        """Render ``template`` in the page language (see :meth:`html` and :meth:`respond`).
+
+        Args:
+            template (str): file under ``templates/``.
+            status (int): HTTP status.
+            headers (dict[str, str] | None): extra response headers.
+            private (bool): the page shows personal data: ``Cache-Control: no-store``.
+            **context: template variables.
+
+        Returns:
+            HTMLResponse: the page, setting the CSRF cookie when the browser had none.
+        """
+        return self.respond(self.html(template, **context), status=status, headers=headers, private=private)
 
     def message(self, title: str, text: str | Message, *, status: int, headers: dict[str, str] | None = None,
                 links: tuple[tuple[str, str], ...] = ()) -> HTMLResponse:
@@ -358,24 +399,98 @@ def _appointment_from(token: str) -> int | None:
 # -- finding a doctor ---------------------------------------------------------------
 
 
+def page_cache(request: Request) -> PageCache:
+    """The rendered pages of this app (one store per application)."""
+    return request.app.state.page_cache
+
+
+def version_watch(request: Request) -> VersionWatch:
+    """The catalog version reader of this app."""
+    return request.app.state.version_watch
+
+
+async def _cached(request: Request, page: Page, key: tuple, stamp_of: Callable[[Rendered], Any],
+                  render: Callable[[], Rendered | None]) -> Rendered | None:
+    """The page for ``key`` from memory if still valid, else rendered once (in the thread pool) and kept.
+
+    ``stamp_of`` gives a stored page's current stamp from the catalog versions, which are read
+    (freshly) before anything else, so a page rendered now is at least as new as its stamp.
+    Returns None when ``render`` does (nothing is kept then).
+    """
+    versions = await version_watch(request).current()
+    cache = page_cache(request)
+    found = cache.get(key, lambda entry: stamp_of(entry, versions), now_of(request))
+    if found is not None:
+        return found
+    rendered = await cache.render_once(key, _all_versions(versions),
+                                       lambda: run_in_threadpool(render, versions))
+    if rendered is not None:
+        cache.put(key, rendered)
+    return rendered
+
+
+def _all_versions(versions: Mapping[int, int]) -> tuple:
+    return tuple(sorted(versions.items()))
+
+
 @router.get("/")
-def departments(request: Request, q: str = "") -> Response:
-    """The home page: active departments (filtered by ``q``) with their free sessions."""
-    page = Page.of(request)
-    query = " ".join(q.split())[: timetable.MAX_QUERY_LENGTH]
+async def departments(request: Request) -> Response:
+    """The home page: active departments (filtered by ``?q=``) with their free sessions.
+
+    Without a search, served from :mod:`portal.booking.page_cache` while the catalog versions
+    and the counts' time bound hold. (Parameters are read from the request, not declared:
+    FastAPI's parameter machinery is a tenth of a cached page's cost.)
+    """
+    query = " ".join(request.query_params.get("q", "").split())[: timetable.MAX_QUERY_LENGTH]
+    if query:
+        return await run_in_threadpool(_search_page, request, Page.of(request), query)
+    page = Page.of(request, csrf=False)
+
+    def render(versions: Mapping[int, int]) -> Rendered:
+        listing = _read(request, timetable.department_listing, now=now_of(request))
+        html = page.html("departments.html", here="/", shared=True, departments=listing.rows, q="",
+                         days=timetable.HORIZON_DAYS)
+        return Rendered(html.encode(), _all_versions(versions), listing.valid_until)
+
+    rendered = await _cached(request, page, ("home", page.locale), lambda _e, v: _all_versions(v), render)
+    return page.respond(rendered.html, csrf_cookie=False)
+
+
+def _search_page(request: Request, page: Page, query: str) -> Response:
     rows = _read(request, timetable.departments_with_open_sessions, query=query,
                  also_names=page.fmt.data_matches(query), now=now_of(request))
     return page.render("departments.html", departments=rows, q=query, days=timetable.HORIZON_DAYS)
 
 
 @router.get("/departments/{code}")
-def department(request: Request, code: str) -> Response:
-    """A department's doctors and their sessions in the next 14 days (404 page if unknown)."""
-    page = Page.of(request)
-    found = _read(request, timetable.department_timetable, code, now=now_of(request))
-    if found is None:
+async def department(request: Request) -> Response:
+    """One page of a department's doctors and their sessions in the next 14 days (404 page if unknown).
+
+    ``?page=N`` chooses the page of doctors (:data:`portal.services.timetable.DOCTORS_PER_PAGE`
+    each). Served from :mod:`portal.booking.page_cache` while the department's catalog version
+    and the page's time bound hold.
+    """
+    page = Page.of(request, csrf=False)
+    raw_number = request.query_params.get("page", "1")
+    number = _int(raw_number)
+    if not number:
         return page.not_found()
-    return page.render("department.html", tt=found, days=timetable.HORIZON_DAYS, S=timetable.SessionState)
+    canonical = request.path_params["code"].strip().upper()[:16]
+    here = f"/departments/{quote(canonical)}" + (f"?page={number}" if number > 1 else "")
+
+    def render(versions: Mapping[int, int]) -> Rendered | None:
+        found = _read(request, timetable.department_timetable, canonical, now=now_of(request), page=number)
+        if found is None:
+            return None
+        html = page.html("department.html", here=here, shared=True, tt=found, days=timetable.HORIZON_DAYS,
+                         S=timetable.SessionState)
+        return Rendered(html.encode(), versions.get(found.department.id), found.valid_until, found.department.id)
+
+    rendered = await _cached(request, page, ("department", page.locale, canonical, number),
+                             lambda entry, v: v.get(entry.department_id), render)
+    if rendered is None:
+        return page.not_found()
+    return page.respond(rendered.html, csrf_cookie=False)
 
 
 # -- booking --------------------------------------------------------------------------

@@ -296,6 +296,7 @@ def dispense(
             "outstanding": [f"line {i.prescription_item_id}: {i.outstanding}" for i in items if i.outstanding],
             "witness_user_id": witness_id,
             "partial": partial,
+            "movement_ids": [t.movement_id for i in items for t in i.takes],
         },
     )
     return DispenseResult(

@@ -148,12 +148,13 @@ def receive_stock(
             supplier_id=supplier_id,
         )
 
-    add_movement(
+    movement_id = add_movement(
         session, batch_id=batch_id, medicine_id=medicine_id, kind=MovementKind.receipt,
         quantity=quantity, balance_after=receipt.balance, unit_cost=unit_cost, actor=actor, note=note,
     )
     changes = {
         "quantity_on_hand": [receipt.old_on_hand, receipt.balance],
+        "movement_ids": [movement_id],
         "quantity": quantity,
         "lot_number": lot,
         "expiry_date": expiry_date,
@@ -327,11 +328,12 @@ def mark_batch_expired(
         raise ConcurrentChange()
     when = "expired" if batch.expiry_date <= today else "expires"
     note = f"Expiry write-off ({when} {batch.expiry_date.isoformat()})"
+    movement_ids = []
     if batch.quantity_on_hand:
-        add_movement(
+        movement_ids.append(add_movement(
             session, batch_id=batch_id, medicine_id=batch.medicine_id, kind=MovementKind.expiry_write_off,
             quantity=-batch.quantity_on_hand, balance_after=0, unit_cost=batch.unit_cost, actor=actor, note=note,
-        )
+        ))
     audit.record(
         session, actor=actor, action="expire", entity="stock_batch", entity_id=batch_id,
         summary=f"Wrote off {batch.quantity_on_hand} units of the {batch.label} ({when} {batch.expiry_date.isoformat()})",
@@ -339,6 +341,7 @@ def mark_batch_expired(
             "status": [batch.status, BatchStatus.expired],
             "quantity_on_hand": [batch.quantity_on_hand, 0],
             "value_written_off": batch.quantity_on_hand * batch.unit_cost,
+            "movement_ids": movement_ids,
         },
     )
     return session.get(StockBatch, batch_id, populate_existing=True)
@@ -544,6 +547,7 @@ def adjust_stock(
         "quantity_on_hand": [batch.quantity_on_hand, counted_quantity],
         "difference": difference,
         "reason": reason,
+        "movement_ids": [movement_id],
     }
     if new_status != batch.status:
         changes["status"] = [batch.status, new_status]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from models import Department, Doctor, DoctorDepartment, Schedule, ScheduleStatus
@@ -22,6 +22,8 @@ from portal.settings import get_settings
 #: How many days ahead (today included) the pages offer sessions.
 HORIZON_DAYS = 14
 MAX_QUERY_LENGTH = 60
+#: Doctors per department page (a department of a large hospital has hundreds).
+DOCTORS_PER_PAGE = 20
 
 
 class SessionState(str, enum.Enum):
@@ -58,6 +60,12 @@ def session_state(schedule: Schedule, now: datetime | None = None) -> SessionSta
     return SessionState.bookable
 
 
+def next_local_midnight(now: datetime | None = None) -> datetime:
+    """The start of the next local day (aware): the booking horizon moves on then."""
+    today = local_now(now).date()
+    return datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=get_settings().tz)
+
+
 def _bookable(now: datetime):
     """SQL condition: the schedule is open, has a place left and has not ended at ``now``."""
     at = local_now(now)
@@ -69,12 +77,27 @@ def _bookable(now: datetime):
     )
 
 
-def departments_with_open_sessions(
+@dataclass(frozen=True)
+class DepartmentListing:
+    """The home page's departments and until when their counts hold.
+
+    Attributes:
+        rows (list[tuple[Department, int]]): (department, bookable sessions in the horizon), by name.
+        valid_until (datetime): aware; when the counts may change by the passing of time alone
+            (the first bookable session of today ends, or the next local day begins).
+    """
+
+    rows: list[tuple[Department, int]]
+    valid_until: datetime
+
+
+def department_listing(
     session: Session, *, query: str = "", also_names: tuple[str, ...] = (), now: datetime | None = None,
-) -> list[tuple[Department, int]]:
+) -> DepartmentListing:
     """Active departments, each with how many bookable sessions it has in the horizon.
 
-    One query: the counts come from an aggregate subquery joined to the departments.
+    One query: the counts (and the first end of a bookable session today) come from an
+    aggregate subquery joined to the departments.
 
     Args:
         session (Session): open transaction.
@@ -85,19 +108,20 @@ def departments_with_open_sessions(
         now (datetime | None): the current time (aware), for tests.
 
     Returns:
-        list[tuple[Department, int]]: (department, bookable sessions in the next 14 days),
-        by name.
+        DepartmentListing: the departments by name, with their counts and time bound.
     """
+    now = now or datetime.now(UTC)
     first, last = horizon(now)
     counts = (
-        select(Schedule.department_id.label("department_id"), func.count(Schedule.id).label("open_sessions"))
+        select(Schedule.department_id.label("department_id"), func.count(Schedule.id).label("open_sessions"),
+               func.min(case((Schedule.session_date == first, Schedule.end_time))).label("first_end_today"))
         .join(Doctor, Doctor.id == Schedule.doctor_id)
-        .where(Doctor.is_active, Schedule.session_date.between(first, last), _bookable(now or datetime.now(UTC)))
+        .where(Doctor.is_active, Schedule.session_date.between(first, last), _bookable(now))
         .group_by(Schedule.department_id)
         .subquery()
     )
     stmt = (
-        select(Department, func.coalesce(counts.c.open_sessions, 0))
+        select(Department, func.coalesce(counts.c.open_sessions, 0), counts.c.first_end_today)
         .outerjoin(counts, counts.c.department_id == Department.id)
         .where(Department.is_active)
         .order_by(Department.name)
@@ -109,7 +133,36 @@ def departments_with_open_sessions(
         if also_names:
             wanted.append(Department.name.in_(also_names))
         stmt = stmt.where(or_(*wanted))
-    return [(dept, int(n)) for dept, n in session.execute(stmt).all()]
+    rows = session.execute(stmt).all()
+    valid_until = next_local_midnight(now)
+    for _dept, _n, end in rows:
+        if end is not None:
+            valid_until = min(valid_until, datetime.combine(first, _as_time(end), tzinfo=get_settings().tz))
+    return DepartmentListing([(dept, int(n)) for dept, n, _end in rows], valid_until)
+
+
+def _as_time(value) -> time:
+    """A TIME column read back (MariaDB through PyMySQL gives a timedelta for an aggregate)."""
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        return time(seconds // 3600, seconds // 60 % 60, seconds % 60)
+    if isinstance(value, str):  # SQLite returns an aggregate of a TIME column as text
+        return time.fromisoformat(value)
+    return value
+
+
+def departments_with_open_sessions(
+    session: Session, *, query: str = "", also_names: tuple[str, ...] = (), now: datetime | None = None,
+) -> list[tuple[Department, int]]:
+    """Active departments, each with how many bookable sessions it has in the horizon.
+
+    The rows of :func:`department_listing` (same arguments).
+
+    Returns:
+        list[tuple[Department, int]]: (department, bookable sessions in the next 14 days),
+        by name.
+    """
+    return department_listing(session, query=query, also_names=also_names, now=now).rows
 
 
 @dataclass(frozen=True)
@@ -145,47 +198,71 @@ class DoctorTimetable:
 
 @dataclass(frozen=True)
 class DepartmentTimetable:
-    """A department's page: its active doctors and their sessions in the horizon.
+    """A department's page: one page of its active doctors and their sessions in the horizon.
 
     Attributes:
         department (Department): the department.
-        doctors (list[DoctorTimetable]): active doctors of the department, by name.
+        doctors (list[DoctorTimetable]): active doctors of the department on this page, by name.
         first_day (date): first local date shown (today).
         last_day (date): last local date shown.
+        page (int): this page of doctors (1 = first).
+        pages (int): pages of doctors (1 when the department has none).
+        doctor_count (int): active doctors of the department on all pages.
+        first_doctor (int): position of this page's first doctor among all (1-based; 0 when none).
+        valid_until (datetime | None): aware; when a session shown may end, or the local day
+            changes (the page changes by the passing of time alone then).
     """
 
     department: Department
     doctors: list[DoctorTimetable]
     first_day: date
     last_day: date
+    page: int = 1
+    pages: int = 1
+    doctor_count: int = 0
+    first_doctor: int = 0
+    valid_until: datetime | None = None
 
 
-def department_timetable(session: Session, code: str, *, now: datetime | None = None) -> DepartmentTimetable | None:
-    """The active department with ``code`` and its doctors' sessions in the horizon.
+def department_timetable(session: Session, code: str, *, now: datetime | None = None, page: int = 1,
+                         per_page: int = DOCTORS_PER_PAGE) -> DepartmentTimetable | None:
+    """The active department with ``code`` and one page of its doctors' sessions in the horizon.
 
-    Three queries whatever the number of doctors: the department, its doctors, their sessions.
+    Four narrow queries whatever the number of doctors: the department, how many active
+    doctors it has, the doctors of the page, their sessions.
 
     Args:
         session (Session): open transaction.
         code (str): department code (case-insensitive).
         now (datetime | None): the current time (aware), for tests.
+        page (int): page of doctors (1 = first), ``per_page`` doctors each, by name.
+        per_page (int): doctors per page.
 
     Returns:
-        DepartmentTimetable | None: None when no active department has this code.
+        DepartmentTimetable | None: None when no active department has this code, or the
+        page is past the last one (page 1 always exists).
     """
+    now = now or datetime.now(UTC)
     code = (code or "").strip().upper()[:16]
     department = session.scalars(
         select(Department).where(func.upper(Department.code) == code, Department.is_active)
     ).first()
-    if department is None:
+    if department is None or page < 1:
         return None
-    doctors = session.scalars(
+    of_department = (
         select(Doctor)
         .join(DoctorDepartment, DoctorDepartment.doctor_id == Doctor.id)
         .where(DoctorDepartment.department_id == department.id, Doctor.is_active)
-        .order_by(Doctor.full_name, Doctor.id)
+    )
+    total = session.scalar(select(func.count()).select_from(of_department.subquery()))
+    pages = max(1, -(-total // per_page))
+    if page > pages:
+        return None
+    doctors = session.scalars(
+        of_department.order_by(Doctor.full_name, Doctor.id).limit(per_page).offset((page - 1) * per_page)
     ).all()
     first, last = horizon(now)
+    valid_until = next_local_midnight(now)
     by_doctor: dict[int, list[SessionSlot]] = {d.id: [] for d in doctors}
     if doctors:
         schedules = session.scalars(
@@ -195,8 +272,13 @@ def department_timetable(session: Session, code: str, *, now: datetime | None = 
             .order_by(Schedule.session_date, Schedule.start_time, Schedule.id)
         ).all()
         for schedule in schedules:
-            by_doctor[schedule.doctor_id].append(SessionSlot(schedule, session_state(schedule, now)))
-    return DepartmentTimetable(department, [DoctorTimetable(d, by_doctor[d.id]) for d in doctors], first, last)
+            state = session_state(schedule, now)
+            if state not in (SessionState.ended, SessionState.cancelled):
+                valid_until = min(valid_until, session_end(schedule))
+            by_doctor[schedule.doctor_id].append(SessionSlot(schedule, state))
+    return DepartmentTimetable(
+        department, [DoctorTimetable(d, by_doctor[d.id]) for d in doctors], first, last, page=page, pages=pages,
+        doctor_count=total, first_doctor=(page - 1) * per_page + 1 if doctors else 0, valid_until=valid_until)
 
 
 @dataclass(frozen=True)
