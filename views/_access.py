@@ -30,7 +30,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import Select
 from sqladmin._types import _UNSET
 from sqladmin.ajax import QueryAjaxModelLoader
-from sqladmin.helpers import get_direction, get_object_identifier, get_primary_keys
+from sqladmin.helpers import get_direction, get_object_identifier, get_primary_keys, object_identifier_values
 from starlette import status
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -40,10 +40,13 @@ from portal.services import audit
 from portal.services.actor import SYSTEM, current_actor
 from portal.services.errors import PermissionDenied
 from portal.settings import get_settings
+from views._list_params import check_list_params
 from views.authorization import allowed, role_of
 
 #: Query parameters of the list page that are not filters.
 _PAGING_PARAMS = {"page", "pageSize"}
+#: Largest id (signed 64-bit: the primary key columns' range on every database).
+MAX_ID = 2**63 - 1
 
 
 def staff_of(request: Request) -> StaffUser | None:
@@ -135,6 +138,21 @@ class RowScopedView:
     def form_edit_query(self, request: Request) -> Select:
         """The edit form's query, within scope."""
         return self._scoped(request, super().form_edit_query(request))
+
+    def _stmt_by_identifier(self, identifier: str) -> Select:
+        """sqladmin's select of the row named by a URL id (details, edit, delete).
+
+        Raises:
+            HTTPException: 404 for an id that cannot name a row: not of the primary key's
+                type, or a whole number outside the 64-bit range ids are stored in.
+        """
+        try:
+            values = object_identifier_values(str(identifier), self.model)
+        except (TypeError, ValueError):
+            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND) from None
+        if any(isinstance(v, int) and not -MAX_ID <= v <= MAX_ID for v in values):
+            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND)
+        return super()._stmt_by_identifier(identifier)
 
     async def _in_scope(self, request: Request, pk: Any) -> bool:
         stmt = self._scoped(request, self._stmt_by_identifier(str(pk)))
@@ -254,8 +272,10 @@ class RowScopedView:
         """The list's query for ``request``: scope, then its filters, sort and search.
 
         The list page and the export both use it, so an export holds exactly the rows
-        the list shows (all pages of them).
+        the list shows (all pages of them). Query parameters the list does not offer are
+        refused first with 400 (``views._list_params``).
         """
+        await check_list_params(self, request)
         stmt = self.list_query(request)
         for filter_ in self.get_filters():
             param = filter_.parameter_name

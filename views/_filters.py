@@ -35,7 +35,7 @@ from sqladmin.filters import (
     get_foreign_column_name,
     get_parameter_name,
 )
-from sqlalchemy import Date, select
+from sqlalchemy import Date, DateTime, Float, Integer, Numeric, String, Text, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Select
 from starlette.requests import Request
@@ -130,6 +130,31 @@ def date_range(column: Any, title: str) -> list[DateRangeFilter]:
     stop = DateRangeFilter(column, end="to", title=f"{title} (to)", parameter_name=f"{name}_to")
     start.partner, stop.partner = stop, start
     return [start, stop]
+
+
+def _stored_type(column_obj: Any) -> Any:
+    """The column's type as the database stores it (a TypeDecorator's ``impl``)."""
+    kind = column_obj.type
+    return getattr(kind, "impl_instance", None) or kind
+
+
+class ColumnFilter(OperationColumnFilter):
+    """sqladmin's comparison filter, reading the column's type through type decorators.
+
+    sqladmin tells text from numbers by the column's type class, so on SQLModel's
+    ``AutoString`` (a decorator over VARCHAR) it offered only "equals", not "contains",
+    "starts with" or "ends with" (while applying them when a URL asked). The list's
+    query-parameter check (``views._list_params``) accepts exactly what is offered.
+    """
+
+    def _is_string_type(self, column_obj: Any) -> bool:
+        return isinstance(_stored_type(column_obj), (String, Text))
+
+    def _is_numeric_type(self, column_obj: Any) -> bool:
+        return isinstance(_stored_type(column_obj), (Integer, Numeric, Float))
+
+    def _is_date_type(self, column_obj: Any) -> bool:
+        return isinstance(_stored_type(column_obj), (Date, DateTime))
 
 
 class LocalDateTimeFilter(OperationColumnFilter):

@@ -21,7 +21,7 @@ from views._actions import ActionsMixin, PageLink, row_action
 from views._base import PortalModelView, date_range, enum_choices
 from views._filters import SearchableForeignKeyFilter
 from views._booking import BookForm, book_from_form, lookup_results, selection_texts
-from views._forms import ReasonForm
+from views._forms import ReasonForm, parse_id, posted_form
 
 
 class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
@@ -116,10 +116,10 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         """Book a patient into a clinic session (front desk or phone); calls ``appointments.book``."""
         self.require_permission(request, "book")
         if request.method == "GET":
-            form = BookForm(data={"schedule_id": _int_or_none(request.query_params.get("schedule_id"))})
+            form = BookForm(data={"schedule_id": parse_id(request.query_params.get("schedule_id"))})
             status_code = 200
         else:
-            posted = await request.form()
+            posted = await posted_form(request)
             self.require_csrf(request, posted)
             form = BookForm(formdata=posted)
             if form.validate():
