@@ -49,6 +49,10 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         return PlainTextResponse("ok")
 
     admin = create_admin(app, engine)
+    if settings.portal_bench_plain_admin:  # benchmarks only: sqladmin's own list to compare with
+        from views.plain_admin import mount_plain_admin
+
+        install_error_handlers(mount_plain_admin(app, engine).admin)
     booking.install(app)
     install_error_handlers(app)
     install_error_handlers(admin.admin)  # sqladmin's sub-app handles its own errors

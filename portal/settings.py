@@ -40,6 +40,8 @@ class Settings(BaseSettings):
         secure_cookies (bool): mark cookies ``Secure`` (set when served over HTTPS).
         db_pool_size (int): MySQL connections per process, opened as needed and kept; the
             most a process opens (requests beyond it wait for a free one).
+        portal_bench_plain_admin (bool): also mount sqladmin's plain appointment list at
+            ``/plain-admin`` (``views.plain_admin``), for the admin-list benchmark only.
         db_read_timeout_seconds (int): MySQL: seconds a query's answer may take before the
             connection is given up (long reports and backups stay well within it).
         db_ping_timeout_seconds (int): MySQL: seconds the liveness ping of a pooled
@@ -68,6 +70,7 @@ class Settings(BaseSettings):
     session_max_hours: int = Field(default=12, ge=1)
     secure_cookies: bool = False
     db_pool_size: int = Field(default=10, ge=1)
+    portal_bench_plain_admin: bool = False
     db_read_timeout_seconds: int = Field(default=30, ge=1)
     db_ping_timeout_seconds: int = Field(default=3, ge=1)
     booking_rate_limit: int = Field(default=5, ge=1)

@@ -61,8 +61,9 @@ def test_workers_killed_under_load_leave_every_invariant_true(fresh_db_url, tmp_
         load.start()
         for round_ in range(KILL_ROUNDS):
             target = load.tally.requests + ANSWERS_BETWEEN_KILLS
-            assert load.wait_for_answers(target, timeout=300), \
-                f"the load stalled at {load.tally.requests} answers: {load.tally.summary()}\n{server.log_tail()}"
+            assert load.wait_for_answers(target, timeout=300), (
+                f"the load stalled at {load.tally.requests} answers: {load.tally.summary()}; "
+                f"load threads failed: {load.failures!r}\n{server.log_tail()}")
             workers = server.worker_pids()
             victims = workers if round_ % 3 == 2 else {min(workers)}
             server.kill_workers(victims)

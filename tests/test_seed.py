@@ -102,3 +102,59 @@ def test_who_forms_and_strengths_are_split():
         ("Oral liquid", "125 mg/5 ml"), ("Tablet", "100 mg"), ("Tablet", "500 mg")]
     assert parse_forms_and_strengths("Inhalation") == [("Inhalation", "")]
     assert parse_forms_and_strengths("") == []
+
+
+def test_bulk_load_writes_the_same_rows_as_inserts(fresh_db_url, mysql_only):
+    """``LOAD DATA LOCAL INFILE`` (the MariaDB seed path) stores exactly what INSERTs store."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    other_name = make_url(fresh_db_url).database + "_ins"
+    server = create_engine(make_url(fresh_db_url).set(database=None), isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {other_name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    other_url = make_url(fresh_db_url).set(database=other_name).render_as_string(hide_password=False)
+    engine = other = None
+    try:
+        schema.upgrade(fresh_db_url)
+        schema.upgrade(other_url)
+        engine, other = build_engine(fresh_db_url, pool_size=2), build_engine(other_url, pool_size=2)
+        seed_demo(engine, scale=1, seed=3, today=TODAY, demo_password="demo-password-1", bulk=True)
+        seed_demo(other, scale=1, seed=3, today=TODAY, demo_password="demo-password-1", bulk=False)
+        bulk_rows, insert_rows = _dump(engine), _dump(other)
+        assert bulk_rows.keys() == insert_rows.keys()
+        for table in bulk_rows:
+            assert bulk_rows[table] == insert_rows[table], table
+        assert len(bulk_rows["appointment"]) == 3000
+    finally:
+        for e in (engine, other):
+            if e is not None:
+                e.dispose()
+        with server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {other_name}"))
+        server.dispose()
+
+
+def test_bulk_load_refuses_a_duplicate_and_writes_nothing(fresh_db_url, mysql_only):
+    """A duplicate key (which ``LOAD DATA LOCAL`` would skip with a warning) undoes the whole load."""
+    import pymysql
+
+    from models import Department
+    from portal.seed.bulk import load_rows
+
+    schema.upgrade(fresh_db_url)
+    engine = build_engine(fresh_db_url, pool_size=1)
+    try:
+        rows = [{"id": i, "code": f"D{i}", "name": "Same name" if i > 1 else "Other", "description": "a\tb\\c\nd",
+                 "location": None, "phone": None, "is_active": True} for i in (1, 2, 3)]
+        with pytest.raises(pymysql.err.MySQLError):
+            load_rows(engine, Department.__table__, rows)
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Department)) == 0
+        rows[2]["name"] = "Third"
+        assert load_rows(engine, Department.__table__, rows) == 3
+        with engine.connect() as conn:
+            assert conn.execute(select(Department.description, Department.location).where(Department.id == 2)).one() \
+                == ("a\tb\\c\nd", None)
+    finally:
+        engine.dispose()

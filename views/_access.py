@@ -24,14 +24,13 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import anyio
-from sqlalchemy import String, cast, false, func, or_, select
+from sqlalchemy import String, cast, false, or_, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import Select
 from sqladmin._types import _UNSET
 from sqladmin.ajax import QueryAjaxModelLoader
-from sqladmin.helpers import get_direction, get_object_identifier, get_primary_keys
-from sqladmin.pagination import Pagination
+from sqladmin.helpers import get_direction, get_object_identifier, get_primary_keys, object_identifier_values
 from starlette import status
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -41,10 +40,13 @@ from portal.services import audit
 from portal.services.actor import SYSTEM, current_actor
 from portal.services.errors import PermissionDenied
 from portal.settings import get_settings
+from views._list_params import check_list_params
 from views.authorization import allowed, role_of
 
 #: Query parameters of the list page that are not filters.
 _PAGING_PARAMS = {"page", "pageSize"}
+#: Largest id (signed 64-bit: the primary key columns' range on every database).
+MAX_ID = 2**63 - 1
 
 
 def staff_of(request: Request) -> StaffUser | None:
@@ -137,6 +139,21 @@ class RowScopedView:
         """The edit form's query, within scope."""
         return self._scoped(request, super().form_edit_query(request))
 
+    def _stmt_by_identifier(self, identifier: str) -> Select:
+        """sqladmin's select of the row named by a URL id (details, edit, delete).
+
+        Raises:
+            HTTPException: 404 for an id that cannot name a row: not of the primary key's
+                type, or a whole number outside the 64-bit range ids are stored in.
+        """
+        try:
+            values = object_identifier_values(str(identifier), self.model)
+        except (TypeError, ValueError):
+            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND) from None
+        if any(isinstance(v, int) and not -MAX_ID <= v <= MAX_ID for v in values):
+            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND)
+        return super()._stmt_by_identifier(identifier)
+
     async def _in_scope(self, request: Request, pk: Any) -> bool:
         stmt = self._scoped(request, self._stmt_by_identifier(str(pk)))
         return bool(await self._run_query(stmt.limit(1)))
@@ -177,21 +194,26 @@ class RowScopedView:
         """Relations shown as plain text rather than links: the view's own choice, plus
         those whose target the current user may not open (no link that answers 403).
 
-        sqladmin's list and detail templates read this attribute; the user is the
-        request's (``current_actor``, set when the request is authenticated).
+        sqladmin's list and detail templates read this attribute, once per cell; the user
+        is the request's (``current_actor``, set when the request is authenticated). The
+        answer depends only on the role and the permission table, so it is kept per role.
         """
         actor = current_actor.get()
         role = actor.role if actor is not None else None
-        closed = [
-            name for name in self._relation_names
-            if (view := self._view_for(self._mapper.relationships[name].mapper.class_)) is None
-            or not allowed(role, view.identity, "details")
-        ]
-        return [*self.__dict__.get("_own_non_link_related_fields", []), *closed]
+        by_role = self.__dict__.setdefault("_non_link_by_role", {})
+        if role not in by_role:
+            closed = [
+                name for name in self._relation_names
+                if (view := self._view_for(self._mapper.relationships[name].mapper.class_)) is None
+                or not allowed(role, view.identity, "details")
+            ]
+            by_role[role] = [*self.__dict__.get("_own_non_link_related_fields", []), *closed]
+        return by_role[role]
 
     @_non_link_related_fields.setter
     def _non_link_related_fields(self, value: builtins.list[str]) -> None:
         self.__dict__["_own_non_link_related_fields"] = list(value)
+        self.__dict__.pop("_non_link_by_role", None)
 
     # -- related rows -----------------------------------------------------------------
     def _view_for(self, model: type) -> Any:
@@ -250,8 +272,10 @@ class RowScopedView:
         """The list's query for ``request``: scope, then its filters, sort and search.
 
         The list page and the export both use it, so an export holds exactly the rows
-        the list shows (all pages of them).
+        the list shows (all pages of them). Query parameters the list does not offer are
+        refused first with 400 (``views._list_params``).
         """
+        await check_list_params(self, request)
         stmt = self.list_query(request)
         for filter_ in self.get_filters():
             param = filter_.parameter_name
@@ -269,21 +293,6 @@ class RowScopedView:
         if search:
             stmt = self.search_query(stmt=stmt, term=search)
         return stmt
-
-    async def list(self, request: Request) -> Pagination:
-        """One page of ``filtered_query`` (sqladmin's list, with the shared query)."""
-        page = self.validate_page_number(request.query_params.get("page"), 1)
-        page_size = self.validate_page_number(request.query_params.get("pageSize"), self.page_size)
-        page_size = min(page_size, max(self.page_size_options))
-        if page_size < 1:
-            raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="Invalid page or pageSize parameter")
-        stmt = await self.filtered_query(request)
-        count = await self.count(request, select(func.count()).select_from(stmt.subquery()))
-        page = min(max(page, 1), Pagination.max_page(count, page_size))
-        for relation in self._list_relations:
-            stmt = stmt.options(selectinload(relation))
-        rows = await self._run_query(stmt.limit(page_size).offset((page - 1) * page_size))
-        return Pagination(rows=rows, page=page, page_size=page_size, count=count)
 
     async def get_model_objects(self, request: Request, limit: int | None = 0) -> builtins.list[Any]:
         """The export's rows: the list's filtered query, capped, and one AuditEvent for it."""

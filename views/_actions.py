@@ -61,6 +61,7 @@ from portal.services.actor import Actor
 from portal.services.errors import DomainError
 from views._csrf import FIELD as CSRF_FIELD
 from views._csrf import csrf_token, csrf_valid
+from views._forms import parse_id, posted_form
 from views.auth import actor_for
 
 log = logging.getLogger(__name__)
@@ -322,16 +323,21 @@ class ActionsMixin:
         return path + (f"?{parts.query}" if parts.query else "")
 
     def parse_pks(self, raw: object) -> list[int]:
-        """The selected primary keys from ``"1,2,3"`` (order kept, duplicates dropped)."""
+        """The selected primary keys from ``"1,2,3"`` (order kept, duplicates dropped).
+
+        Raises:
+            HTTPException: 400 when a part is not an id (``views._forms.parse_id``: ASCII
+                digits, 1 to 2**63 - 1, beyond which SQLite cannot bind it) or more than
+                ``MAX_ROWS`` rows are selected.
+        """
         pks: list[int] = []
         for part in str(raw or "").split(","):
             part = part.strip()
             if not part:
                 continue
-            try:
-                pk = int(part)
-            except ValueError:
-                raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="The selection is not valid.") from None
+            pk = parse_id(part)
+            if pk is None:
+                raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="The selection is not valid.")
             if pk not in pks:
                 pks.append(pk)
         if len(pks) > MAX_ROWS:
@@ -363,7 +369,7 @@ class ActionsMixin:
         self.require_permission(request, spec.slug)
         posted = request.method == "POST"
         if posted:
-            data = await request.form()
+            data = await posted_form(request)
             self.require_csrf(request, data)
             pks = self.parse_pks(data.get("pks"))
             next_url = self.safe_next(request, data.get("next"))

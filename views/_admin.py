@@ -3,12 +3,17 @@ login page that can say "too many failed attempts"."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqladmin import Admin
 from sqladmin._menu import CategoryMenu, ViewMenu
 from sqladmin.models import BaseView, ModelView
 from starlette import status
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+
+from views._forms import posted_form
 
 INVALID_LOGIN = "Invalid credentials."  # sqladmin's own words
 
@@ -22,7 +27,15 @@ class _CategoryMenu(CategoryMenu):
 
 
 class SecureAdmin(Admin):
-    """sqladmin's Admin with role-aware menu categories and a throttling-aware login."""
+    """sqladmin's Admin with role-aware menu categories, a throttling-aware login, and
+    create/edit forms that refuse file parts (``views._forms.posted_form``)."""
+
+    @staticmethod
+    async def _handle_form_data(request: Request, obj: Any = None) -> FormData:
+        # sqladmin's version looks an empty file part up as an attribute of the row
+        # (AttributeError: a 500); no portal form takes files, so refuse them first.
+        await posted_form(request)
+        return await Admin._handle_form_data(request, obj)
 
     def _build_menu(self, view: ModelView | BaseView) -> None:
         if not view.category:
@@ -40,6 +53,7 @@ class SecureAdmin(Admin):
         """
         if request.method == "GET" or self.authentication_backend is None:
             return await super().login(request)
+        await posted_form(request)  # no files, a bounded number of fields (read once, then cached)
         if await self.authentication_backend.login(request):
             return RedirectResponse(request.url_for("admin:index"), status_code=status.HTTP_302_FOUND)
         refusal = getattr(request.state, "login_refusal", None)

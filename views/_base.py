@@ -38,6 +38,8 @@ from portal.settings import get_settings
 from views._access import RowScopedView
 from views._fields import MoneyField, PortalConverter, enum_choices, enum_label, money
 from views._filters import LocalDateTimeFilter, date_range
+from views._large_lists import LargeListMixin
+from views._forms import limit_to_columns
 
 __all__ = [
     "FORMATTERS", "LocalDateTimeFilter", "PortalModelView", "date_range", "enum_choices",
@@ -123,10 +125,20 @@ _FOREIGN_KEY = (
 )
 
 
-class PortalModelView(RowScopedView, ModelView):
+class PortalModelView(LargeListMixin, RowScopedView, ModelView):
     """Base for every admin view: row scope, readable values and labels, readable errors, safe delete.
 
-    Which rows a user sees and may pick is each view's ``scope()`` (``views._access``).
+    Which rows a user sees and may pick is each view's ``scope()`` (``views._access``);
+    lists count at most ``count_limit`` rows past the page and load a page by its keys
+    first (``views._large_lists``), so they stay fast on millions of rows.
+
+    Query parameters of the list and export (``views._list_params``): a parameter whose
+    choices are fixed in code (``pageSize``, ``sortBy``, ``sort``, ``<filter>_op``, a
+    yes/no, status or preset filter) must be one of them, and a free value (``page``,
+    ``search``, a comparison or id filter) must have its column's type; anything else
+    is a 400 naming the parameter and what it takes. A well-formed value that matches
+    nothing lists nothing; a page out of range is redirected to the nearest page.
+    Unknown parameters are ignored. A URL id that cannot name a row is a 404.
 
     Class attributes (besides sqladmin's own):
         constraint_messages (dict[str, str]): constraint name (``uq_...``, ``ck_...``)
@@ -253,6 +265,10 @@ class PortalModelView(RowScopedView, ModelView):
             return next(((name, columns) for name, columns in keys if name == key), (key, []))
         columns = [c.strip().split(".")[-1] for c in (cols or "").split(",") if c.strip()]
         return next(((name, c) for name, c in keys if c == columns), (None, columns))
+
+    async def scaffold_form(self, rules: list[str] | None = None) -> type:
+        """sqladmin's form, each field limited to what its column stores (``limit_to_columns``)."""
+        return limit_to_columns(await super().scaffold_form(rules), self.model)
 
     def describe_integrity_error(self, exc: IntegrityError) -> str:
         """Turn a database constraint error (SQLite or MariaDB) into a sentence for the form."""

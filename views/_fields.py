@@ -45,6 +45,11 @@ def money(value: int | None) -> str:
     return f"{value / 100:,.2f}"
 
 
+#: An amount at least this large (in yuan) is refused before it is rounded to fen: far
+#: above what a money column holds, well inside what a Decimal holds exactly (28 digits).
+MAX_AMOUNT = Decimal(10) ** 15
+
+
 class MoneyField(StringField):
     """An amount typed in yuan (``15``, ``15.5``, ``1,234.50``) and stored in fen (int).
 
@@ -79,6 +84,9 @@ class MoneyField(StringField):
         except InvalidOperation:
             self.data = None
             raise ValueError("Enter an amount such as 15.00.") from None
+        if amount.is_finite() and abs(amount) >= MAX_AMOUNT:  # quantize() would raise past 28 digits
+            self.data = None
+            raise ValueError("This amount is too large.")
         if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
             self.data = None
             raise ValueError("Enter an amount with at most two decimals.")

@@ -17,6 +17,9 @@ the list's filter panel, and the dashboard links to
 ``/admin/<view>/list?<parameter>=<choice>``. The conditions come from
 ``portal.services.reports`` and are built when the list is queried (so "today" is the day
 of the request), which keeps a dashboard figure and its list in agreement.
+
+:class:`SearchableForeignKeyFilter` is sqladmin's foreign-key filter for a related table
+too large to list in the panel (doctors): a few names and a box to find the others.
 """
 
 from __future__ import annotations
@@ -25,8 +28,14 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqladmin.filters import OperationColumnFilter, get_column_obj, get_parameter_name
-from sqlalchemy import Date
+from sqladmin.filters import (
+    ForeignKeyFilter,
+    OperationColumnFilter,
+    get_column_obj,
+    get_foreign_column_name,
+    get_parameter_name,
+)
+from sqlalchemy import Date, DateTime, Float, Integer, Numeric, String, Text, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Select
 from starlette.requests import Request
@@ -123,6 +132,31 @@ def date_range(column: Any, title: str) -> list[DateRangeFilter]:
     return [start, stop]
 
 
+def _stored_type(column_obj: Any) -> Any:
+    """The column's type as the database stores it (a TypeDecorator's ``impl``)."""
+    kind = column_obj.type
+    return getattr(kind, "impl_instance", None) or kind
+
+
+class ColumnFilter(OperationColumnFilter):
+    """sqladmin's comparison filter, reading the column's type through type decorators.
+
+    sqladmin tells text from numbers by the column's type class, so on SQLModel's
+    ``AutoString`` (a decorator over VARCHAR) it offered only "equals", not "contains",
+    "starts with" or "ends with" (while applying them when a URL asked). The list's
+    query-parameter check (``views._list_params``) accepts exactly what is offered.
+    """
+
+    def _is_string_type(self, column_obj: Any) -> bool:
+        return isinstance(_stored_type(column_obj), (String, Text))
+
+    def _is_numeric_type(self, column_obj: Any) -> bool:
+        return isinstance(_stored_type(column_obj), (Integer, Numeric, Float))
+
+    def _is_date_type(self, column_obj: Any) -> bool:
+        return isinstance(_stored_type(column_obj), (Date, DateTime))
+
+
 class LocalDateTimeFilter(OperationColumnFilter):
     """Single-operation date filter for a UTC datetime column, read in the hospital's zone.
 
@@ -193,3 +227,62 @@ class PresetFilter:
         """Add the chosen preset's condition; an unknown or empty choice filters nothing."""
         preset = self.presets.get(str(value or ""))
         return query if preset is None else query.filter(preset[1]())
+
+
+class Choices(list):
+    """The choices a :class:`SearchableForeignKeyFilter` offers; ``more`` is True when
+    rows beyond them exist (the panel then asks for part of a name)."""
+
+    more: bool = False
+
+
+class SearchableForeignKeyFilter(ForeignKeyFilter):
+    """sqladmin's ``ForeignKeyFilter`` for a related table that may hold thousands of rows.
+
+    The filter itself is unchanged (``?doctor_id=7`` keeps its meaning). Only the panel
+    differs: sqladmin lists every related row as a link on every list page (13,360
+    doctors at 334 x the demo: a 2 MB page); this one lists at most ``max_choices``,
+    by name, and, when there are more, a box to narrow them by part of the name
+    (query parameter ``<parameter>_search``; it filters the choices, not the list).
+    The row chosen is always shown, even when outside the choices listed.
+
+    Args:
+        foreign_key, foreign_display_field, title, parameter_name: as for ``ForeignKeyFilter``
+            (``foreign_display_field`` is a column attribute such as ``Doctor.full_name``).
+        max_choices (int): most choices listed (20).
+    """
+
+    template = "portal/filters/searchable_lookup_filter.html"
+
+    def __init__(self, foreign_key: Any, foreign_display_field: Any, *, max_choices: int = 20, **kw: Any) -> None:
+        super().__init__(foreign_key, foreign_display_field, **kw)
+        self.max_choices = max_choices
+
+    @property
+    def search_parameter(self) -> str:
+        """Query parameter of the name box."""
+        return f"{self.parameter_name}_search"
+
+    def search_term(self, request: Request) -> str:
+        """The text typed in the name box (at most 60 characters)."""
+        return request.query_params.get(self.search_parameter, "").strip()[:60]
+
+    async def lookups(self, request: Request, model: Any, run_query: Callable[[Select], Any]) -> Choices:
+        """``All``, the chosen row, then up to ``max_choices`` rows by name (those matching the box)."""
+        display = self.foreign_display_field
+        target = display.class_
+        key = getattr(target, get_foreign_column_name(get_column_obj(self.foreign_key, model)))
+        stmt = select(key, display).order_by(display, key).limit(self.max_choices + 1)
+        term = self.search_term(request)
+        if term:
+            stmt = stmt.where(display.contains(term, autoescape=True))
+        rows = list(await run_query(stmt))
+        choices = Choices([("__all", "All")])
+        choices.more = len(rows) > self.max_choices
+        listed = {str(k) for k, _ in rows[: self.max_choices]}
+        chosen = request.query_params.get(self.parameter_name, "")
+        if chosen.isdigit() and chosen not in listed:
+            picked = await run_query(select(key, display).where(key == int(chosen)))
+            choices.extend((str(k), str(v)) for k, v in picked)
+        choices.extend((str(k), str(v)) for k, v in rows[: self.max_choices])
+        return choices

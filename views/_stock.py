@@ -24,14 +24,16 @@ from portal.services import stock
 
 # The usable-stock rule (active, expiry after today) is the services' own; the filters
 # below reuse it rather than restate it.
-from portal.services._ledger import hospital_today, usable_batch_clauses
+from portal.services._ledger import MAX_COUNT, hospital_today, usable_batch_clauses
 from portal.services.actor import Actor
 from portal.services.errors import DomainError
-from views._forms import LookupField
+from views._forms import LookupField, WholeNumberRange
 
 #: "Expiring soon" on the medicine list, in days.
 EXPIRY_WINDOW_DAYS = 30
 LOOKUP_LIMIT = 20
+#: Largest unit cost (in currency units) that fits the stock columns in smallest units.
+MAX_COST = Decimal(MAX_COUNT) / 100
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -51,6 +53,17 @@ class _IsoDateField(DateField):
             raise ValueError("Enter the date as YYYY-MM-DD, e.g. 2027-03-31.") from None
 
 
+class _AmountField(DecimalField):
+    """A decimal amount; "NaN", "Infinity" and the like are refused as not numbers."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        """Parse the amount; only finite numbers are amounts."""
+        super().process_formdata(valuelist)
+        if self.data is not None and not self.data.is_finite():
+            self.data = None
+            raise ValueError(self.gettext("Not a valid decimal value."))
+
+
 def cents(value: Decimal) -> int:
     """An amount in currency units (``Decimal("0.35")``) as smallest units (35)."""
     return int((value * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
@@ -66,10 +79,12 @@ class ReceiveForm(Form):
     expiry_date = _IsoDateField("Expiry date", [InputRequired("Enter the expiry date printed on the pack.")],
                                 render_kw={"data-role": "datepicker", "placeholder": "YYYY-MM-DD"})
     quantity = IntegerField("Quantity received", [InputRequired("Enter the quantity received."),
-                                                  NumberRange(min=1, message="Receive at least 1 unit.")],
+                                                  WholeNumberRange(min=1, message="Receive at least 1 unit."),
+                                                  WholeNumberRange(max=MAX_COUNT, message=f"Receive at most {MAX_COUNT:,} units.")],
                             description="In dispensing units (tablets, ampoules, bottles...), not packs.")
-    unit_cost = DecimalField("Cost of one unit", [InputRequired("Enter the cost of one unit."),
-                                                   NumberRange(min=0, message="The cost cannot be negative.")],
+    unit_cost = _AmountField("Cost of one unit", [InputRequired("Enter the cost of one unit."),
+                                                   NumberRange(min=0, message="The cost cannot be negative."),
+                                                   NumberRange(max=MAX_COST, message=f"The cost is at most {MAX_COST:,}.")],
                              places=2, render_kw={"placeholder": "0.35"})
     supplier_id = SelectField("Supplier", coerce=_int_or_none, choices=[])
     note = StringField("Delivery note", [Optional(), Length(max=255)],
@@ -97,7 +112,8 @@ class CountForm(Form):
 
     counted_quantity = IntegerField(
         "Counted quantity", [InputRequired("Enter the quantity you counted."),
-                             NumberRange(min=0, message="The count cannot be negative.")],
+                             WholeNumberRange(min=0, message="The count cannot be negative."),
+                             WholeNumberRange(max=MAX_COUNT, message=f"The count is at most {MAX_COUNT:,}.")],
         description="Units physically on the shelf for this lot.",
     )
     reason = TextAreaField(

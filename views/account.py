@@ -18,6 +18,7 @@ from portal.services.errors import DomainError
 from views._access import staff_of
 from views._csrf import FIELD as CSRF_FIELD
 from views._csrf import csrf_token, csrf_valid
+from views._forms import posted_form
 
 class ChangePasswordView(BaseView):
     """Current password, new password twice; ends the user's other sessions.
@@ -39,7 +40,7 @@ class ChangePasswordView(BaseView):
         staff = staff_of(request)
         context = {"title": "Change password", "min_length": MIN_PASSWORD_LENGTH, "error": None}
         if request.method == "POST":
-            form = await request.form()
+            form = await posted_form(request)
             if not csrf_valid(request, form.get(CSRF_FIELD)):
                 raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="The form expired; please try again.")
             engine = self._admin_ref.session_maker.kw["bind"]

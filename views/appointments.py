@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqladmin import expose
 from sqladmin.filters import ForeignKeyFilter, StaticValuesFilter
 from sqladmin.flash import Flash
@@ -13,11 +15,13 @@ from models import Appointment, AppointmentStatus, BookingChannel, Department, D
 from portal.db import run_in_transaction
 from portal.services import appointments
 from portal.services.errors import DomainError
+from portal.services.references import normalise_reference
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, row_action
 from views._base import PortalModelView, date_range, enum_choices
+from views._filters import SearchableForeignKeyFilter
 from views._booking import BookForm, book_from_form, lookup_results, selection_texts
-from views._forms import ReasonForm
+from views._forms import ReasonForm, parse_id, posted_form
 
 
 class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
@@ -40,7 +44,7 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
     column_filters = [
         StaticValuesFilter(Appointment.status, values=enum_choices(AppointmentStatus)),
         ForeignKeyFilter(Appointment.department_id, Department.name, title="Department"),
-        ForeignKeyFilter(Appointment.doctor_id, Doctor.full_name, title="Doctor"),
+        SearchableForeignKeyFilter(Appointment.doctor_id, Doctor.full_name, title="Doctor"),
         *date_range(Appointment.session_date, "Date"),
         StaticValuesFilter(Appointment.channel, values=enum_choices(BookingChannel)),
         *date_range(Appointment.booked_at, "Booked"),
@@ -52,6 +56,23 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
     def scope(self, request, stmt):
         """Doctors see their own appointments."""
         return by_role(request, stmt, doctor=lambda me: Appointment.doctor_id == me.doctor_id)
+
+    def search_query(self, stmt, term):
+        """Search the reference and the patient's name, MRN and phone, as sqladmin does,
+        except for a whole booking reference typed with its dash (``K7MX9-3QD2A``, any case,
+        O/I/L/U read as 0/1/1/V): that finds its appointment through the unique index
+        instead of reading a million rows.
+
+        The answer is the same: every reference the portal issues has one length, so
+        "contains" is "equals" for it, and no other searched field can hold such a text
+        (an MRN is ``MRN-`` and 8 digits, a phone only digits and ``+``; a name holding a
+        booking reference is not a name).
+        """
+        typed = term.strip().upper()
+        reference = normalise_reference(typed) if _REFERENCE_SHAPE.fullmatch(typed) else None
+        if reference is not None:
+            return stmt.where(Appointment.reference.in_(sorted({reference, typed})))
+        return super().search_query(stmt, term)
 
     # -- workflow actions (each calls one service function per selected row) ----------
     @row_action("confirm", "Confirm", done="confirmed",
@@ -95,10 +116,10 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         """Book a patient into a clinic session (front desk or phone); calls ``appointments.book``."""
         self.require_permission(request, "book")
         if request.method == "GET":
-            form = BookForm(data={"schedule_id": _int_or_none(request.query_params.get("schedule_id"))})
+            form = BookForm(data={"schedule_id": parse_id(request.query_params.get("schedule_id"))})
             status_code = 200
         else:
-            posted = await request.form()
+            posted = await posted_form(request)
             self.require_csrf(request, posted)
             form = BookForm(formdata=posted)
             if form.validate():
@@ -132,6 +153,10 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         return JSONResponse({"results": results})
 
 
+#: A whole booking reference as typed: five letters or digits, a dash, five more.
+_REFERENCE_SHAPE = re.compile(r"[0-9A-Z]{5}-[0-9A-Z]{5}")
+
+
 def _int_or_none(value: str | None) -> int | None:
     try:
         return int(value) if value else None
@@ -152,7 +177,7 @@ class EncounterView(PortalModelView, model=Encounter):
     column_sortable_list = [Encounter.created_at, Encounter.diagnosis_code]
     column_default_sort = [(Encounter.id, True)]
     column_filters = [
-        ForeignKeyFilter(Encounter.doctor_id, Doctor.full_name, title="Doctor"),
+        SearchableForeignKeyFilter(Encounter.doctor_id, Doctor.full_name, title="Doctor"),
         *date_range(Encounter.created_at, "Date"),
     ]
     form_columns = [Encounter.appointment, Encounter.patient, Encounter.doctor, Encounter.chief_complaint, Encounter.diagnosis, Encounter.notes]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqladmin.filters import AllUniqueStringValuesFilter, OperationColumnFilter
+from sqladmin.filters import AllUniqueStringValuesFilter
 
 from models import AuditEvent
 from views._base import PortalModelView, date_range
+from views._filters import ColumnFilter
 
 
 class AuditEventView(PortalModelView, model=AuditEvent):
@@ -24,10 +25,10 @@ class AuditEventView(PortalModelView, model=AuditEvent):
     column_sortable_list = [AuditEvent.occurred_at, AuditEvent.actor, AuditEvent.action, AuditEvent.entity]
     column_default_sort = [(AuditEvent.id, True)]
     column_filters = [
-        OperationColumnFilter(AuditEvent.actor, title="Actor"),
+        ColumnFilter(AuditEvent.actor, title="Actor"),
         AllUniqueStringValuesFilter(AuditEvent.action, title="Action"),
         AllUniqueStringValuesFilter(AuditEvent.entity, title="Entity"),
-        OperationColumnFilter(AuditEvent.entity_id, title="Row id"),
+        ColumnFilter(AuditEvent.entity_id, title="Row id"),
         *date_range(AuditEvent.occurred_at, "Date"),
     ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+from sqladmin.filters import BooleanFilter, ForeignKeyFilter, StaticValuesFilter
 from sqlalchemy import func, select
 
 from models import (
@@ -22,7 +22,7 @@ from portal.services import appointments, dashboard, reports
 from views._access import by_role
 from views._actions import ActionsMixin, row_action
 from views._base import PortalModelView, date_range, enum_choices
-from views._filters import PresetFilter
+from views._filters import ColumnFilter, PresetFilter, SearchableForeignKeyFilter
 from views._forms import ReasonForm
 
 
@@ -64,7 +64,7 @@ class DoctorView(PortalModelView, model=Doctor):
     column_default_sort = [(Doctor.full_name, False)]
     column_filters = [
         BooleanFilter(Doctor.is_active, title="Active"),
-        OperationColumnFilter(Doctor.specialty),
+        ColumnFilter(Doctor.specialty),
     ]
     form_columns = [Doctor.full_name, Doctor.title, Doctor.gender, Doctor.specialty, Doctor.departments, Doctor.phone, Doctor.email, Doctor.bio, Doctor.is_active]
     constraint_messages = {"phone": "Another doctor already has this phone number."}
@@ -115,7 +115,7 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
     column_filters = [
         StaticValuesFilter(Schedule.status, values=enum_choices(ScheduleStatus)),
         ForeignKeyFilter(Schedule.department_id, Department.name, title="Department"),
-        ForeignKeyFilter(Schedule.doctor_id, Doctor.full_name, title="Doctor"),
+        SearchableForeignKeyFilter(Schedule.doctor_id, Doctor.full_name, title="Doctor"),
         *date_range(Schedule.session_date, "Date"),
         PresetFilter("held", "Taking place", {
             "yes": ("Not cancelled", lambda: Schedule.status != ScheduleStatus.cancelled),

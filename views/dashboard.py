@@ -46,6 +46,7 @@ from views import permissions
 from views._admin import SecureAdmin
 from views.authorization import allowed
 from views._format import install as install_formats
+from views._forms import parse_id
 
 #: Sections of the page per role, in order.
 LAYOUTS: dict[Role, tuple[str, ...]] = {
@@ -133,8 +134,8 @@ def _gather(engine, *, role: Role, doctor_id: int | None, day: date, now: dateti
         out["departments"] = departments
         department_id = None
         if department_raw:
-            if department_raw.isdigit() and int(department_raw) in dict(departments):
-                department_id = int(department_raw)
+            if parse_id(department_raw) in dict(departments):
+                department_id = parse_id(department_raw)
             else:
                 out["errors"].append("Unknown department; showing every department.")
                 out["bad_input"] = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqladmin import expose
-from sqladmin.filters import BooleanFilter, ForeignKeyFilter, OperationColumnFilter, StaticValuesFilter
+from sqladmin.filters import BooleanFilter, ForeignKeyFilter, StaticValuesFilter
 from sqladmin.flash import Flash
 from sqladmin.pagination import Pagination
 from starlette.concurrency import run_in_threadpool
@@ -33,8 +33,8 @@ from views._access import by_role
 from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import PortalModelView, date_range, enum_choices, money
 from views._dispensing import DispenseForm, dispense_preview, dispensed_detail
-from views._filters import PresetFilter
-from views._forms import reason_form
+from views._filters import ColumnFilter, PresetFilter, SearchableForeignKeyFilter
+from views._forms import parse_id, posted_form, reason_form
 from views._stock import (
     BelowReorderLevelFilter,
     CountForm,
@@ -72,8 +72,8 @@ class MedicineView(ActionsMixin, PortalModelView, model=Medicine):
         ExpiringSoonFilter(),
         BooleanFilter(Medicine.is_active, title="Active"),
         BooleanFilter(Medicine.is_controlled, title="Controlled"),
-        OperationColumnFilter(Medicine.category, title="Category"),
-        OperationColumnFilter(Medicine.form, title="Form"),
+        ColumnFilter(Medicine.category, title="Category"),
+        ColumnFilter(Medicine.form, title="Form"),
     ]
     column_formatters = {
         "usable_stock": usable_stock_cell,
@@ -214,7 +214,7 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
         form = ReceiveForm(formdata=None)
         status_code = 200
         if request.method == "POST":
-            posted = await request.form()
+            posted = await posted_form(request)
             self.require_csrf(request, posted)
             form = ReceiveForm(formdata=posted)
             await run_in_threadpool(fill_receive_choices, self.engine, form)
@@ -256,15 +256,14 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
     async def page_count(self, request: Request) -> Response:
         """Stocktake of one batch: record the counted quantity (calls ``stock.adjust_stock``)."""
         self.require_permission(request, "count")
-        try:
-            batch_id = int(request.path_params["pk"])
-        except ValueError:
-            raise HTTPException(status_code=404) from None
+        batch_id = parse_id(request.path_params["pk"])
+        if batch_id is None:
+            raise HTTPException(status_code=404)
         batch = await run_in_threadpool(self._load_batch, batch_id)
         form = CountForm(formdata=None)
         status_code = 200
         if request.method == "POST":
-            posted = await request.form()
+            posted = await posted_form(request)
             self.require_csrf(request, posted)
             form = CountForm(formdata=posted)
             if form.validate():
@@ -318,7 +317,7 @@ class StockMovementView(PortalModelView, model=StockMovement):
     column_filters = [
         StaticValuesFilter(StockMovement.kind, values=enum_choices(MovementKind)),
         *date_range(StockMovement.created_at, "Date"),
-        OperationColumnFilter(StockMovement.batch_id, title="Batch id"),
+        ColumnFilter(StockMovement.batch_id, title="Batch id"),
     ]
     column_searchable_list = [StockMovement.note, "batch.lot_number", "medicine.name"]
     money_columns = ("unit_cost",)
@@ -338,7 +337,7 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
     column_default_sort = [(Prescription.id, True)]
     column_filters = [
         StaticValuesFilter(Prescription.status, values=enum_choices(PrescriptionStatus)),
-        ForeignKeyFilter(Prescription.doctor_id, Doctor.full_name, title="Doctor"),
+        SearchableForeignKeyFilter(Prescription.doctor_id, Doctor.full_name, title="Doctor"),
         *date_range(Prescription.created_at, "Date"),
         PresetFilter("dispensing", "Dispensing", {
             "waiting": ("Waiting (issued or partly dispensed)", dashboard.prescriptions_waiting_condition),

@@ -294,6 +294,12 @@ class Page:
                "Please try again in a moment."),
             status=503, headers={"Retry-After": "5"}, links=(("/", N_("Find a doctor")),))
 
+    def unreadable(self) -> HTMLResponse:
+        """The 400 page of a POST whose body is not a form of ours (nothing was read or saved)."""
+        return self.message(
+            N_("We could not do this"), N_("Some details could not be accepted. Please check them and try again."),
+            status=400, links=(("/", N_("Find a doctor")), ("/booking", N_("My booking"))))
+
     def link_expired(self) -> HTMLResponse:
         """The page of a signed booking link that is invalid or too old."""
         return self.message(
@@ -368,12 +374,14 @@ def _limit(request: Request, what: str, limit: int, window: int) -> int:
     return 0 if allowed else retry_after
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """The submitted form fields as text (files and repeated fields ignored)."""
+async def _form(request: Request) -> dict[str, str] | None:
+    """The submitted form fields as text (repeated fields: the last one), or None when the
+    body cannot be read as one of our forms: malformed, a file, over 50 fields or a field
+    over 64 KiB (:meth:`Page.unreadable` answers it)."""
     try:
         form = await request.form(max_files=0, max_fields=50, max_part_size=64 * 1024)
-    except Exception:  # malformed body: treat as an empty form (the CSRF check then fails)
-        return {}
+    except Exception:
+        return None
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
@@ -525,6 +533,8 @@ async def submit_booking(request: Request, schedule_id: str) -> Response:
     """Book a place: CSRF, validation, rate limit, then the service; redirects to the confirmation."""
     data = await _form(request)
     page = Page.of(request)
+    if data is None:
+        return page.unreadable()
     if not page.csrf_ok(data):
         return page.forbidden()
     return await run_in_threadpool(_submit_booking, request, page, schedule_id, data)
@@ -658,6 +668,8 @@ async def lookup(request: Request) -> Response:
     """Find a booking by reference AND phone; a miss gives one neutral message."""
     data = await _form(request)
     page = Page.of(request)
+    if data is None:
+        return page.unreadable()
     if not page.csrf_ok(data):
         return page.forbidden()
     return await run_in_threadpool(_lookup, request, page, data)
@@ -694,6 +706,8 @@ async def cancel(request: Request, token: str) -> Response:
     """Cancel the booking of a signed link (until its session starts); back to its page."""
     data = await _form(request)
     page = Page.of(request)
+    if data is None:
+        return page.unreadable()
     if not page.csrf_ok(data):
         return page.forbidden()
     return await run_in_threadpool(_cancel, request, page, token, data)

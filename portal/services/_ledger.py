@@ -22,6 +22,9 @@ from portal.settings import get_settings
 #: before the service gives up with ConcurrentChange.
 MAX_RETRIES = 5
 
+#: Largest count or amount a stock column stores (an INTEGER: 32 bits on MariaDB).
+MAX_COUNT = 2**31 - 1
+
 #: UPDATE options: the services re-read what they return, so the ORM need not
 #: synchronise objects in the session (which would cost an extra SELECT on MySQL).
 NO_SYNC = {"synchronize_session": False}
@@ -41,12 +44,19 @@ def usable_batch_clauses(today: date) -> tuple[Any, ...]:
     return (StockBatch.status == BatchStatus.active, StockBatch.expiry_date > today)
 
 
-def require_count(value: Any, what: str, *, minimum: int) -> int:
-    """Return ``value`` if it is a whole number >= ``minimum``; else ValidationFailed."""
+def require_count(value: Any, what: str, *, minimum: int, maximum: int = MAX_COUNT) -> int:
+    """Return ``value`` if it is a whole number from ``minimum`` to ``maximum``.
+
+    Raises:
+        ValidationFailed: not a whole number, below ``minimum``, or above ``maximum``
+            (by default :data:`MAX_COUNT`, the most the stock columns store).
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationFailed(f"The {what} must be a whole number.")
     if value < minimum:
         raise ValidationFailed(f"The {what} must be at least {minimum}.")
+    if value > maximum:
+        raise ValidationFailed(f"The {what} must be at most {maximum:,}.")
     return value
 
 
