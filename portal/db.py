@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -156,6 +156,23 @@ def _set_read_timeout(dbapi_conn: Any, seconds: int) -> None:
     (PyMySQL 1.x, ``Connection._read_packet``).
     """
     dbapi_conn._read_timeout = seconds
+
+
+def limit_reads(conn: Connection, seconds: int) -> None:
+    """Make every read on ``conn`` (MySQL/MariaDB) fail after ``seconds`` without an answer.
+
+    For a connection kept out of the pool for tiny, frequent queries (the patient pages'
+    catalog versions): such a read that takes longer than the ping timeout means the
+    database is unavailable, and the page should say so (503) instead of waiting the
+    full read timeout. The pool's checkout ping restores the normal read timeout when
+    the connection is next taken from the pool. A no-op on SQLite.
+
+    Args:
+        conn (Connection): an open connection.
+        seconds (int): read timeout in seconds (>= 1).
+    """
+    if conn.dialect.name == "mysql":
+        _set_read_timeout(conn.connection.dbapi_connection, seconds)
 
 
 def _mariadb_check_is_integrity_error(ctx):

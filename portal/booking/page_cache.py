@@ -36,6 +36,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Connection, Engine
 
 from models import CatalogVersion
+from portal.db import limit_reads
+from portal.settings import get_settings
 
 #: Rendered pages kept per process (least recently used first out).
 MAX_ENTRIES = 256
@@ -114,6 +116,10 @@ class VersionWatch:
             conn = self.engine.connect()  # the pool pings it first
             if conn.dialect.name != "sqlite":
                 conn.execution_options(isolation_level="AUTOCOMMIT")
+                # one tiny read: no answer within the ping timeout means the database is
+                # unavailable (a frozen server would otherwise hold every page for the
+                # whole read timeout)
+                limit_reads(conn, get_settings().db_ping_timeout_seconds)
             self._conn = conn
         return self._conn
 
