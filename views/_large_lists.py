@@ -145,13 +145,14 @@ class LargeListMixin:
         Raises:
             HTTPException: 400 for a page or page size that is not a positive whole number.
         """
+        # first: filtered_query refuses, with a reason, parameters the list does not offer
+        stmt = self._with_tie_breaker(await self.filtered_query(request), request)
         page = self.validate_page_number(request.query_params.get("page"), 1)
         page_size = self.validate_page_number(request.query_params.get("pageSize"), self.page_size)
         page_size = min(page_size, max(self.page_size_options))
         if page_size < 1:
             raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="Invalid page or pageSize parameter")
         page = min(max(page, 1), _MAX_PAGE)
-        stmt = self._with_tie_breaker(await self.filtered_query(request), request)
         bound = (page - 1) * page_size + max(self.count_limit, page_size)
         found: dict[str, Any] = {}
 
