@@ -84,15 +84,6 @@ def footer(html: str) -> str:
     return f"{m.group(1)}-{m.group(2)} of {m.group(3)}"
 
 
-@pytest.fixture(autouse=True)
-def small_pages(monkeypatch):
-    """Every test here: offer pages of 5 rows, so a few dozen rows make many pages (a list refuses page sizes
-    it does not offer)."""
-    from views.appointments import AppointmentView
-
-    monkeypatch.setattr(AppointmentView, "page_size_options", [5, 25, 50, 100])
-
-
 @pytest.fixture
 def small_bound(monkeypatch):
     """Count at most 10 rows past the page's offset (10,000 in production)."""
