@@ -385,6 +385,23 @@ async def _form(request: Request) -> dict[str, str] | None:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
+async def _checked_post(request: Request, handler: Callable[..., Response], *args: Any) -> Response:
+    """Read a posted form and check its CSRF token, then run ``handler(request, page, *args,
+    data)`` in the thread pool (it uses the database).
+
+    Returns:
+        Response: the handler's answer; 400 (:meth:`Page.unreadable`) for a body that is not
+        one of our forms, 403 (:meth:`Page.forbidden`) for a missing or wrong CSRF token.
+    """
+    data = await _form(request)
+    page = Page.of(request)
+    if data is None:
+        return page.unreadable()
+    if not page.csrf_ok(data):
+        return page.forbidden()
+    return await run_in_threadpool(handler, request, page, *args, data)
+
+
 def _int(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) < 12 else None
 
@@ -531,13 +548,7 @@ def booking_form(request: Request, schedule_id: str) -> Response:
 @router.post("/book/{schedule_id}")
 async def submit_booking(request: Request, schedule_id: str) -> Response:
     """Book a place: CSRF, validation, rate limit, then the service; redirects to the confirmation."""
-    data = await _form(request)
-    page = Page.of(request)
-    if data is None:
-        return page.unreadable()
-    if not page.csrf_ok(data):
-        return page.forbidden()
-    return await run_in_threadpool(_submit_booking, request, page, schedule_id, data)
+    return await _checked_post(request, _submit_booking, schedule_id)
 
 
 @dataclass
@@ -666,13 +677,7 @@ def lookup_form(request: Request) -> Response:
 @router.post("/booking")
 async def lookup(request: Request) -> Response:
     """Find a booking by reference AND phone; a miss gives one neutral message."""
-    data = await _form(request)
-    page = Page.of(request)
-    if data is None:
-        return page.unreadable()
-    if not page.csrf_ok(data):
-        return page.forbidden()
-    return await run_in_threadpool(_lookup, request, page, data)
+    return await _checked_post(request, _lookup)
 
 
 def _lookup(request: Request, page: Page, data: dict[str, str]) -> Response:
@@ -704,13 +709,7 @@ def booking_view(request: Request, token: str) -> Response:
 @router.post("/booking/{token}/cancel")
 async def cancel(request: Request, token: str) -> Response:
     """Cancel the booking of a signed link (until its session starts); back to its page."""
-    data = await _form(request)
-    page = Page.of(request)
-    if data is None:
-        return page.unreadable()
-    if not page.csrf_ok(data):
-        return page.forbidden()
-    return await run_in_threadpool(_cancel, request, page, token, data)
+    return await _checked_post(request, _cancel, token)
 
 
 def _cancel(request: Request, page: Page, token: str, data: dict[str, str]) -> Response:
