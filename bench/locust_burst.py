@@ -48,8 +48,8 @@ class Client:
     """Locust's HTTP session as ``bench.race_flows`` wants it: no redirects followed, a
     connection error raised, requests grouped in Locust's statistics under ``names``."""
 
-    def __init__(self, session: Any, names: dict[tuple[str, str], str], headers: dict[str, str] | None = None):
-        self.session = session
+    def __init__(self, db: Any, names: dict[tuple[str, str], str], headers: dict[str, str] | None = None):
+        self.session = db
         self.names = names
         self.headers = headers or {}
 

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from sqlalchemy import event
 
     from portal.app import create_app
-    from portal.db import get_engine
+    from portal.core.db import get_engine
 
     async def inline(func, *a, **_kw):  # run "threadpool" work in this thread, where the profiler samples
         return func(*a)

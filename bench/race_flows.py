@@ -6,7 +6,7 @@ the same way. A *client* here is any object with ``get(path, headers=...)`` and
 ``post(path, data=..., headers=...)`` that keeps cookies, does NOT follow redirects, and
 returns responses with ``status_code``, ``headers`` and ``text``.
 
-Booking (``portal/booking/routes.py``): ``GET /book/{id}`` gives the form with two hidden
+Booking (``portal/patient_pages/routes.py``): ``GET /book/{id}`` gives the form with two hidden
 tokens (``csrf_token``, checked against the ``portal_csrf`` cookie, and the one-time
 ``submission`` token); ``POST /book/{id}`` answers 303 to ``/booked/<signed id>`` when it
 booked, or 409 with the "just filled up" page when the last place went first.
@@ -62,7 +62,7 @@ def _heading(page: str) -> str:
 
 @dataclass(frozen=True)
 class SimulatedPatient:
-    """Form values of one simulated patient (valid for ``portal.booking.forms.BookingForm``).
+    """Form values of one simulated patient (valid for ``portal.patient_pages.forms.BookingForm``).
 
     Attributes:
         full_name (str): letters only (the form refuses digits in names).
@@ -131,22 +131,22 @@ class BookingOutcome:
         return f"other {self.status}: {self.detail[:100]}" if self.kind == "other" else self.kind
 
 
-def open_booking_form(client: Client, schedule_id: int) -> dict[str, str]:
+def open_booking_form(client: Client, clinic_session_id: int) -> dict[str, str]:
     """GET the booking form of a session and return its hidden tokens.
 
     Raises:
         FlowError: not a 200 page with ``csrf_token`` and ``submission`` fields.
     """
-    response = client.get(f"/book/{schedule_id}", headers=ENGLISH)
+    response = client.get(f"/book/{clinic_session_id}", headers=ENGLISH)
     fields = hidden_fields(response.text) if response.status_code == 200 else {}
     if "csrf_token" not in fields or "submission" not in fields:
         raise FlowError(f"booking form: {response.status_code} {_heading(response.text)!r}")
     return {"csrf_token": fields["csrf_token"], "submission": fields["submission"]}
 
 
-def submit_booking(client: Client, schedule_id: int, tokens: dict[str, str], patient: SimulatedPatient) -> BookingOutcome:
+def submit_booking(client: Client, clinic_session_id: int, tokens: dict[str, str], patient: SimulatedPatient) -> BookingOutcome:
     """POST the booking form with the tokens of :func:`open_booking_form`; classify the answer."""
-    response = client.post(f"/book/{schedule_id}", data={**tokens, **patient.form()}, headers=ENGLISH)
+    response = client.post(f"/book/{clinic_session_id}", data={**tokens, **patient.form()}, headers=ENGLISH)
     status = response.status_code
     location = response.headers.get("location", "") or ""
     if status == 303 and location.startswith("/booked/"):

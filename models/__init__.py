@@ -20,8 +20,8 @@ from models.clinic import (
     DoctorDepartment,
     Gender,
     Icd10Code,
-    Schedule,
-    ScheduleStatus,
+    ClinicSession,
+    ClinicSessionStatus,
 )
 from models.patients import MRN_FORMAT, Patient
 from models.pharmacy import (
@@ -44,6 +44,6 @@ __all__ = [
     "ACTIVE_STATUSES", "MRN_FORMAT", "Appointment", "AppointmentStatus", "AuditEvent",
     "BatchStatus", "BookingChannel", "CatalogVersion", "Department", "Doctor", "DoctorDepartment", "Encounter",
     "Gender", "Icd10Code", "Medicine", "MovementKind", "Patient", "Prescription",
-    "PrescriptionItem", "PrescriptionStatus", "Role", "Schedule", "ScheduleStatus",
+    "PrescriptionItem", "PrescriptionStatus", "Role", "ClinicSession", "ClinicSessionStatus",
     "StaffUser", "StockBatch", "StockMovement", "Supplier", "ThrottleBucket", "metadata",
 ]

@@ -20,11 +20,6 @@ SQLModel.metadata.naming_convention = {
 }
 
 
-def utcnow() -> datetime:
-    """Return the current time as an aware UTC datetime (microseconds kept)."""
-    return datetime.now(UTC)
-
-
 class UTCDateTime(TypeDecorator):
     """A datetime stored as naive UTC and returned as an aware UTC datetime.
 

@@ -8,8 +8,9 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship, SQLModel
 
-from models._types import UTCDateTime, enum_type, utcnow
-from models.clinic import Department, Doctor, Icd10Code, Schedule
+from portal.core import clock
+from models._types import UTCDateTime, enum_type
+from models.clinic import Department, Doctor, Icd10Code, ClinicSession
 from models.patients import Patient
 
 
@@ -46,10 +47,10 @@ class BookingChannel(str, enum.Enum):
 class Appointment(SQLModel, table=True):
     """A patient's booked place, with a queue number, in one clinic session.
 
-    ``doctor_id``, ``department_id`` and ``session_date`` are copied from the schedule
+    ``doctor_id``, ``department_id`` and ``session_date`` are copied from the clinic session
     at booking time so the busiest lists filter on one indexed table.
     ``active_marker`` is 1 (set by the booking service) while the appointment holds its place and NULL once
-    cancelled; the unique key (schedule, patient, active_marker) lets the
+    cancelled; the unique key (clinic session, patient, active_marker) lets the
     database itself refuse a second active booking of one patient in one session.
     ``submission_key`` is the one-time form token of an online booking, so a repeated
     submission finds the first result instead of booking twice.
@@ -57,9 +58,9 @@ class Appointment(SQLModel, table=True):
 
     __tablename__ = "appointment"
     __table_args__ = (
-        sa.UniqueConstraint("schedule_id", "queue_number", name="uq_appointment_queue"),
+        sa.UniqueConstraint("clinic_session_id", "queue_number", name="uq_appointment_queue"),
         sa.UniqueConstraint(
-            "schedule_id", "patient_id", "active_marker", name="uq_appointment_active_patient"
+            "clinic_session_id", "patient_id", "active_marker", name="uq_appointment_active_patient"
         ),
         sa.CheckConstraint("queue_number >= 1", name="queue"),
         sa.Index("ix_appointment_status_dept", "status", "department_id", "id"),
@@ -73,7 +74,7 @@ class Appointment(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     reference: str = Field(max_length=16, unique=True, description="e.g. K7MX9-3QD2A")
     patient_id: int = Field(foreign_key="patient.id", index=True)
-    schedule_id: int = Field(foreign_key="schedule.id")
+    clinic_session_id: int = Field(foreign_key="clinic_session.id")
     doctor_id: int = Field(foreign_key="doctor.id")
     department_id: int = Field(foreign_key="department.id")
     session_date: date
@@ -89,7 +90,7 @@ class Appointment(SQLModel, table=True):
     is_overbooked: bool = Field(default=False)
     active_marker: Optional[int] = Field(default=None)
     submission_key: Optional[str] = Field(default=None, max_length=64, unique=True)
-    booked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    booked_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
     confirmed_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     checked_in_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     completed_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
@@ -97,7 +98,7 @@ class Appointment(SQLModel, table=True):
     no_show_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
 
     patient: Optional[Patient] = Relationship()
-    schedule: Optional[Schedule] = Relationship(back_populates="appointments")
+    clinic_session: Optional[ClinicSession] = Relationship(back_populates="appointments")
     doctor: Optional[Doctor] = Relationship()
     department: Optional[Department] = Relationship()
 
@@ -120,7 +121,7 @@ class Encounter(SQLModel, table=True):
     chief_complaint: str = Field(max_length=500)
     diagnosis_code: Optional[str] = Field(default=None, foreign_key="icd10_code.code")
     notes: Optional[str] = Field(default=None, sa_type=sa.Text)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
 
     appointment: Optional[Appointment] = Relationship()
     patient: Optional[Patient] = Relationship()

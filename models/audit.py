@@ -7,7 +7,8 @@ from typing import Any, Optional
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models._types import UTCDateTime, utcnow
+from portal.core import clock
+from models._types import UTCDateTime
 
 
 class AuditEvent(SQLModel, table=True):
@@ -17,7 +18,7 @@ class AuditEvent(SQLModel, table=True):
     values; for workflow actions the fields the action changed. Secrets never
     appear in it. Written in the same transaction as the change it records. An event
     of a change that wrote stock movements (receive, adjust, expire, dispense) lists
-    their ids in ``changes["movement_ids"]`` (checked by ``portal.integrity``).
+    their ids in ``changes["movement_ids"]`` (checked by ``portal.ops.integrity``).
     """
 
     __tablename__ = "audit_event"
@@ -28,7 +29,7 @@ class AuditEvent(SQLModel, table=True):
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    occurred_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime, index=True)
     actor: str = Field(max_length=80, description="Username, or patient:<channel>")
     actor_id: Optional[int] = Field(default=None)
     action: str = Field(max_length=40)

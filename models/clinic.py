@@ -1,4 +1,4 @@
-"""Clinic structure: departments, doctors, their clinic sessions (schedules), ICD-10 codes."""
+"""Clinic structure: departments, doctors, their clinic sessions , ICD-10 codes."""
 
 
 import enum
@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Optional
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship, SQLModel
 
-from models._types import UTCDateTime, enum_type, utcnow
+from portal.core import clock
+from models._types import UTCDateTime, enum_type
 
 if TYPE_CHECKING:
     from models.appointments import Appointment
@@ -23,7 +24,7 @@ class Gender(str, enum.Enum):
     unknown = "unknown"
 
 
-class ScheduleStatus(str, enum.Enum):
+class ClinicSessionStatus(str, enum.Enum):
     """Whether a clinic session takes bookings.
 
     ``open`` takes bookings; ``closed`` keeps its appointments but takes no new
@@ -95,7 +96,7 @@ class Doctor(SQLModel, table=True):
         return f"{self.title} {self.full_name}" if self.title else self.full_name
 
 
-class Schedule(SQLModel, table=True):
+class ClinicSession(SQLModel, table=True):
     """One clinic session of a doctor in a department.
 
     Dates and times are the hospital's local wall-clock time (``PORTAL_TIMEZONE``).
@@ -105,9 +106,9 @@ class Schedule(SQLModel, table=True):
     queue number handed out, so numbers are never reused after a cancellation.
     """
 
-    __tablename__ = "schedule"
+    __tablename__ = "clinic_session"
     __table_args__ = (
-        sa.UniqueConstraint("doctor_id", "session_date", "start_time", name="uq_schedule_doctor_start"),
+        sa.UniqueConstraint("doctor_id", "session_date", "start_time", name="uq_clinic_session_doctor_start"),
         sa.CheckConstraint("capacity >= 1", name="capacity"),
         sa.CheckConstraint(
             "booked_count >= 0 AND booked_count <= capacity", name="booked"
@@ -115,8 +116,8 @@ class Schedule(SQLModel, table=True):
         sa.CheckConstraint("end_time > start_time", name="times"),
         sa.CheckConstraint("slot_minutes >= 1", name="slot"),
         sa.CheckConstraint("fee >= 0", name="fee"),
-        sa.Index("ix_schedule_department_date_start", "department_id", "session_date", "start_time"),
-        sa.Index("ix_schedule_date_status", "session_date", "status"),
+        sa.Index("ix_clinic_session_department_date_start", "department_id", "session_date", "start_time"),
+        sa.Index("ix_clinic_session_date_status", "session_date", "status"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -130,15 +131,15 @@ class Schedule(SQLModel, table=True):
     booked_count: int = Field(default=0)
     last_queue_number: int = Field(default=0)
     fee: int = Field(default=0, description="Registration fee, smallest currency unit")
-    status: ScheduleStatus = Field(
-        default=ScheduleStatus.open, sa_type=enum_type(ScheduleStatus)
+    status: ClinicSessionStatus = Field(
+        default=ClinicSessionStatus.open, sa_type=enum_type(ClinicSessionStatus)
     )
     note: Optional[str] = Field(default=None, max_length=255)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
 
     doctor: Optional[Doctor] = Relationship()
     department: Optional[Department] = Relationship()
-    appointments: list["Appointment"] = Relationship(back_populates="schedule")
+    appointments: list["Appointment"] = Relationship(back_populates="clinic_session")
 
     @property
     def places_left(self) -> int:

@@ -7,7 +7,8 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models._types import UTCDateTime, enum_type, utcnow
+from portal.core import clock
+from models._types import UTCDateTime, enum_type
 from models.clinic import Gender
 
 MRN_FORMAT = "MRN-{:08d}"
@@ -36,7 +37,7 @@ class Patient(SQLModel, table=True):
     emergency_contact_name: Optional[str] = Field(default=None, max_length=120)
     emergency_contact_phone: Optional[str] = Field(default=None, max_length=32)
     allergies: Optional[str] = Field(default=None, sa_type=sa.Text)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
 
     def __str__(self) -> str:
         return f"{self.full_name} ({self.medical_record_number or 'new'})"

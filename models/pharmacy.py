@@ -8,7 +8,8 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship, SQLModel
 
-from models._types import UTCDateTime, enum_type, utcnow
+from portal.core import clock
+from models._types import UTCDateTime, enum_type
 from models.appointments import Appointment
 from models.clinic import Doctor, Icd10Code
 from models.patients import Patient
@@ -95,7 +96,7 @@ class StockBatch(SQLModel, table=True):
     supplier_id: Optional[int] = Field(default=None, foreign_key="supplier.id")
     lot_number: str = Field(max_length=40, index=True)
     expiry_date: date
-    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    received_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
     quantity_received: int = Field(default=0)
     quantity_on_hand: int = Field(default=0)
     unit_cost: int = Field(default=0, description="Cost of one unit, smallest currency unit")
@@ -146,7 +147,7 @@ class Prescription(SQLModel, table=True):
         default=PrescriptionStatus.issued, sa_type=enum_type(PrescriptionStatus)
     )
     notes: Optional[str] = Field(default=None, sa_type=sa.Text)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
     dispensed_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
 
     patient: Optional[Patient] = Relationship()
@@ -216,7 +217,7 @@ class StockMovement(SQLModel, table=True):
     witness_user_id: Optional[int] = Field(default=None, foreign_key="staff_user.id")
     unit_cost: int = Field(default=0, description="Batch unit cost at the time, smallest currency unit")
     note: Optional[str] = Field(default=None, max_length=255)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
 
     batch: Optional[StockBatch] = Relationship()
     medicine: Optional[Medicine] = Relationship()

@@ -7,7 +7,8 @@ from typing import Optional
 
 from sqlmodel import Field, Relationship, SQLModel
 
-from models._types import UTCDateTime, enum_type, utcnow
+from portal.core import clock
+from models._types import UTCDateTime, enum_type
 from models.clinic import Doctor
 
 
@@ -19,14 +20,16 @@ class Role(str, enum.Enum):
     doctor = "doctor"
     nurse = "nurse"
     pharmacist = "pharmacist"
+    lab_technician = "lab_technician"
+    cashier = "cashier"
 
 
 class StaffUser(SQLModel, table=True):
     """A staff login.
 
     ``password_hash`` is an argon2 hash (never shown, exported or audited).
-    ``session_epoch`` is stamped into each signed session cookie; raising it
-    (deactivation, password reset) ends every session of the user at its next request.
+    ``login_epoch`` is stamped into each signed login cookie; raising it
+    (deactivation, password reset) ends every login of the user at its next request.
     ``failed_logins`` and ``locked_until`` throttle password guessing per username.
     """
 
@@ -39,12 +42,12 @@ class StaffUser(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     is_active: bool = Field(default=True)
     doctor_id: Optional[int] = Field(default=None, foreign_key="doctor.id")
-    session_epoch: int = Field(default=0)
+    login_epoch: int = Field(default=0)
     failed_logins: int = Field(default=0)
     locked_until: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     last_login_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     password_changed_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
 
     doctor: Optional[Doctor] = Relationship()
 

@@ -1,7 +1,7 @@
 """The ASGI application: the staff admin at /admin and the patient pages at /.
 
-Around it: :class:`portal.faults.FaultBarrier` (outermost; a fault is a 503 or plain
-500 page, never a hang or a traceback), :class:`portal.limits.BodySizeLimit`
+Around it: :class:`portal.web.faults.FaultBarrier` (outermost; a fault is a 503 or plain
+500 page, never a hang or a traceback), :class:`portal.web.limits.BodySizeLimit`
 (request bodies above 1 MiB get 413) and strict security headers on every path
 outside ``/admin``. The fault handlers are installed on the app and on the admin's
 own sub-app.
@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.engine import Engine
 
-from portal.db import get_engine
-from portal.faults import FaultBarrier, install_error_handlers
-from portal.limits import BodySizeLimit
-from portal.settings import get_settings
+from portal.core.db import get_engine
+from portal.web.faults import FaultBarrier, install_error_handlers
+from portal.web.limits import BodySizeLimit
+from portal.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         (strict security headers on every path outside ``/admin``), fault pages and the
         request body limit.
     """
-    from portal import booking
-    from portal.security.headers import SecurityHeadersMiddleware
+    from portal import patient_pages
+    from portal.web.headers import SecurityHeadersMiddleware
     from views import create_admin  # views import services; keep app import light
 
     engine = engine or get_engine()
@@ -53,10 +53,10 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         from views.plain_admin import mount_plain_admin
 
         install_error_handlers(mount_plain_admin(app, engine).admin)
-    booking.install(app)
+    patient_pages.install(app)
     install_error_handlers(app)
     install_error_handlers(admin.admin)  # sqladmin's sub-app handles its own errors
-    app.add_middleware(SecurityHeadersMiddleware, exclude_prefixes=(booking.ADMIN_PREFIX,))
+    app.add_middleware(SecurityHeadersMiddleware, exclude_prefixes=(patient_pages.ADMIN_PREFIX,))
     app.add_middleware(BodySizeLimit)
     app.add_middleware(FaultBarrier)  # added last: the outermost of the portal's middleware
     return app

@@ -9,9 +9,10 @@ import sys
 
 from sqlalchemy.engine import make_url
 
-from portal import schema
-from portal.db import get_engine, transaction
-from portal.settings import get_settings
+from portal.core import schema
+from portal.core.db import get_engine, transaction
+from portal.core.settings import get_settings
+from portal.core.vocabulary import AuditAction, Entity
 
 
 def _say(message: str) -> None:
@@ -39,7 +40,7 @@ def _print_report(report) -> None:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     """Load reference data and the demo hospital (``--scale``, ``--seed``)."""
-    from portal.seed.demo import seed_demo
+    from portal.ops.seed.demo import seed_demo
 
     settings = get_settings()
     schema.upgrade(settings.database_url)
@@ -55,10 +56,10 @@ def cmd_seed(args: argparse.Namespace) -> int:
 def cmd_create_staff(args: argparse.Namespace) -> int:
     """Create a staff account, asking for its password twice."""
     from models import Role, StaffUser
-    from portal.security.passwords import check_password_rules, hash_password
+    from portal.core.passwords import check_password_rules, hash_password
     from portal.services import audit
-    from portal.services.actor import SYSTEM
-    from portal.services.errors import ValidationFailed
+    from portal.core.actor import SYSTEM
+    from portal.core.errors import ValidationFailed
 
     schema.upgrade(get_settings().database_url)
     if args.role == "doctor" and not args.doctor_id:
@@ -73,17 +74,17 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
     except ValidationFailed as exc:
         _say(exc.message)
         return 2
-    with transaction() as session:
-        if session.query(StaffUser).filter(StaffUser.username == args.username).first():
+    with transaction() as db:
+        if db.query(StaffUser).filter(StaffUser.username == args.username).first():
             _say(f"The username {args.username!r} is taken; nothing was created.")
             return 2
         user = StaffUser(
             username=args.username, full_name=args.full_name or args.username, role=Role(args.role),
             password_hash=hash_password(password), doctor_id=args.doctor_id,
         )
-        session.add(user)
-        session.flush()
-        audit.record(session, actor=SYSTEM, action="create", entity="staff_user", entity_id=user.id,
+        db.add(user)
+        db.flush()
+        audit.record(db, actor=SYSTEM, action=AuditAction.create, entity=Entity.staff_user, entity_id=user.id,
                      summary=f"Created staff account {user.username} ({user.role.value}) from the command line")
     _say(f"Created {args.username} ({args.role}).")
     return 0
@@ -98,7 +99,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
-    from portal.backup import BackupError, backup
+    from portal.ops.backup import BackupError, backup
 
     try:
         report = backup(get_settings().database_url, Path(args.path) if args.path else None, progress=_say)
@@ -124,7 +125,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         int: 0 when restored and verified, 2 when refused or failed (the message says
         whether the target was left untouched or emptied again).
     """
-    from portal.backup import BackupError, restore
+    from portal.ops.backup import BackupError, restore
 
     try:
         report = restore(get_settings().database_url, args.path, progress=_say)
@@ -147,13 +148,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_check(_args: argparse.Namespace) -> int:
-    """Check every invariant of ``DATABASE_URL`` (``portal.integrity``) and print the report.
+    """Check every invariant of ``DATABASE_URL`` (``portal.ops.integrity``) and print the report.
 
     Returns:
         int: 0 when every rule holds, 1 when a rule is broken, 2 when the schema is not
         at head (nothing was checked).
     """
-    from portal.integrity import check_invariants_report, format_report
+    from portal.ops.integrity import check_invariants_report, format_report
 
     settings = get_settings()
     engine = get_engine()
@@ -175,14 +176,14 @@ def cmd_housekeeping(args: argparse.Namespace) -> int:
         int: 0 (the number of deleted buckets is printed); 2 when ``--older-than-hours``
         is below 1 (nothing is deleted).
     """
-    from portal.db import run_in_transaction
-    from portal.security import ratelimit
+    from portal.core.db import run_in_transaction
+    from portal.services import rate_limits
 
     hours = args.older_than_hours
     if hours < 1:
         _say("--older-than-hours must be at least 1 (the longest rate-limit window is 10 minutes).")
         return 2
-    deleted = run_in_transaction(ratelimit.purge, older_than_seconds=hours * 3600)
+    deleted = run_in_transaction(rate_limits.purge, older_than_seconds=hours * 3600)
     _say(f"Housekeeping: deleted {deleted:,} throttle bucket(s) older than {hours} h.")
     return 0
 
@@ -191,7 +192,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Upgrade the schema, seed an empty database with the demo hospital, then serve."""
     import uvicorn
 
-    from portal.seed.demo import database_is_empty, seed_demo
+    from portal.ops.seed.demo import database_is_empty, seed_demo
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()

@@ -35,8 +35,8 @@ from models import (
     StockBatch,
     StockMovement,
 )
-from portal.db import transaction
-from portal.settings import get_settings
+from portal.core.db import transaction
+from portal.core.settings import get_settings
 from tests.factories import (
     _save,
     local_today,
@@ -45,7 +45,7 @@ from tests.factories import (
     make_icd10,
     make_medicine,
     make_patient,
-    make_schedule,
+    make_clinic_session,
     make_staff,
     make_supplier,
 )
@@ -68,13 +68,13 @@ class World:
     names: dict[str, str] = field(default_factory=dict)
 
 
-def make_appointment(engine: Engine, *, schedule, patient, status=AppointmentStatus.confirmed) -> Appointment:
-    """Insert an appointment of ``patient`` in ``schedule`` (directly, not via booking)."""
+def make_appointment(engine: Engine, *, clinic_session, patient, status=AppointmentStatus.confirmed) -> Appointment:
+    """Insert an appointment of ``patient`` in ``clinic_session`` (directly, not via booking)."""
     n = next(_seq)
     return _save(engine, Appointment(
-        reference=f"TST{n:02d}-{n:05d}"[:16], patient_id=patient.id, schedule_id=schedule.id,
-        doctor_id=schedule.doctor_id, department_id=schedule.department_id,
-        session_date=schedule.session_date, queue_number=n, status=status, active_marker=1,
+        reference=f"TST{n:02d}-{n:05d}"[:16], patient_id=patient.id, clinic_session_id=clinic_session.id,
+        doctor_id=clinic_session.doctor_id, department_id=clinic_session.department_id,
+        session_date=clinic_session.session_date, queue_number=n, status=status, active_marker=1,
     ))
 
 
@@ -125,28 +125,28 @@ def build_world(engine: Engine) -> World:
     ))
     rows = {}
     for who, doc in (("own", doctor), ("other", other)):
-        schedule = make_schedule(engine, doctor=doc, department=department, day=local_today())
+        clinic_session = make_clinic_session(engine, doctor=doc, department=department, day=local_today())
         patient = make_patient(engine, full_name=f"Patient {who.title()}")
-        appointment = make_appointment(engine, schedule=schedule, patient=patient)
+        appointment = make_appointment(engine, clinic_session=clinic_session, patient=patient)
         encounter = make_encounter(engine, appointment=appointment, complaint=f"Complaint {who}")
         prescription = make_prescription(engine, appointment=appointment, number=f"RX-{who.upper()}-{next(_seq)}")
         item = make_item(engine, prescription=prescription, medicine=medicine, dosage=f"Dosage {who}")
         rows[who] = {
-            "schedule": schedule.id, "patient": patient.id, "appointment": appointment.id,
-            "encounter": encounter.id, "prescription": prescription.id, "prescription-item": item.id,
+            "clinic_session": clinic_session.id, "patient": patient.id, "appointment": appointment.id,
+            "encounter": encounter.id, "prescription": prescription.id, "prescription_item": item.id,
         }
         w.names[f"{who}-appointment"] = appointment.reference
         w.names[f"{who}-prescription"] = prescription.number
-    with transaction(engine) as session:
-        session.add(AuditEvent(actor="system", action="seed", entity="department", entity_id=str(department.id), summary="Seeded"))
-        session.flush()
-        audit_id = session.scalar(select(func.max(AuditEvent.id)))
+    with transaction(engine) as db:
+        db.add(AuditEvent(actor="system", action="seed", entity="department", entity_id=str(department.id), summary="Seeded"))
+        db.flush()
+        audit_id = db.scalar(select(func.max(AuditEvent.id)))
     w.sample = {k: str(v) for k, v in rows["own"].items()}
     w.foreign = {k: str(v) for k, v in rows["other"].items()}
     w.sample.update({
         "doctor": str(doctor.id), "department": str(department.id), "medicine": str(medicine.id),
-        "stock-batch": str(batch.id), "stock-movement": str(movement.id), "supplier": str(supplier.id),
-        "icd10-code": "I10", "staff-user": str(w.staff["admin"]), "audit-event": str(audit_id),
+        "stock_batch": str(batch.id), "stock_movement": str(movement.id), "supplier": str(supplier.id),
+        "icd10_code": "I10", "staff_user": str(w.staff["admin"]), "audit_event": str(audit_id),
     })
     return w
 
@@ -160,11 +160,11 @@ def make_disposable(engine: Engine, identity: str, w: World) -> str | None:
         return str(make_department(engine).id)
     if identity == "doctor":
         return str(make_doctor(engine).id)
-    if identity == "schedule":
+    if identity == "clinic_session":
         from models import Doctor
 
         doctor = Doctor(id=w.doctor_id)
-        return str(make_schedule(
+        return str(make_clinic_session(
             engine, doctor=doctor, department=make_department(engine), day=today + timedelta(days=30 + n)
         ).id)
     if identity == "patient":
@@ -173,7 +173,7 @@ def make_disposable(engine: Engine, identity: str, w: World) -> str | None:
         return str(_save(engine, Encounter(patient_id=int(w.sample["patient"]), doctor_id=w.doctor_id, chief_complaint=f"spare {n}")).id)
     if identity == "prescription":
         return str(_save(engine, Prescription(number=f"RX-SPARE-{n}", patient_id=int(w.sample["patient"]), doctor_id=w.doctor_id)).id)
-    if identity == "prescription-item":
+    if identity == "prescription_item":
         return str(_save(engine, PrescriptionItem(
             prescription_id=int(w.sample["prescription"]), medicine_id=w.medicine_id, quantity=1, dosage=f"spare {n}",
         )).id)
@@ -187,17 +187,17 @@ def make_disposable(engine: Engine, identity: str, w: World) -> str | None:
 def fingerprint(engine: Engine) -> tuple:
     """Row counts of every table plus the newest audit id: equal before and after means
     nothing was written."""
-    with transaction(engine, write=False) as session:
+    with transaction(engine, write=False) as db:
         counts = tuple(
-            session.scalar(select(func.count()).select_from(table)) for table in models.metadata.sorted_tables
+            db.scalar(select(func.count()).select_from(table)) for table in models.metadata.sorted_tables
         )
-        return counts + (session.scalar(select(func.max(AuditEvent.id))),)
+        return counts + (db.scalar(select(func.max(AuditEvent.id))),)
 
 
 def row_exists(engine: Engine, model, pk) -> bool:
     """True when ``model`` has a row with primary key ``pk``."""
-    with transaction(engine, write=False) as session:
-        return session.get(model, int(pk) if str(pk).isdigit() else pk) is not None
+    with transaction(engine, write=False) as db:
+        return db.get(model, int(pk) if str(pk).isdigit() else pk) is not None
 
 
 def session_cookie(data: dict) -> str:

@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine, make_url  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import models  # noqa: E402
-from portal import schema  # noqa: E402
-from portal.db import build_engine  # noqa: E402
+from portal.core import schema  # noqa: E402
+from portal.core.db import build_engine  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -70,7 +70,7 @@ def db_url() -> Iterator[str]:
             schema.upgrade(url)
             yield url
         finally:
-            from portal.db import dispose_engines
+            from portal.core.db import dispose_engines
 
             dispose_engines()
             _drop_database(admin, name)
@@ -96,7 +96,7 @@ def fresh_db_url(tmp_path) -> Iterator[str]:
     try:
         yield make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
-        from portal.db import dispose_engines
+        from portal.core.db import dispose_engines
 
         dispose_engines()
         _drop_database(admin, name)

@@ -1,7 +1,7 @@
 """Small factory functions for test data: each inserts one row and returns it.
 
 Keep arguments keyword-only with sensible defaults, so a test states only what
-matters to it (``make_schedule(engine, capacity=1)``).
+matters to it (``make_clinic_session(engine, capacity=1)``).
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from models import (
     PrescriptionItem,
     PrescriptionStatus,
     Role,
-    Schedule,
-    ScheduleStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     StaffUser,
     StockBatch,
     StockMovement,
     Supplier,
 )
-from portal.db import transaction
-from portal.services.actor import Actor
-from portal.settings import get_settings
+from portal.core.db import transaction
+from portal.core.actor import Actor
+from portal.core.settings import get_settings
 
 PASSWORD = "correct-horse-battery"
 _seq = itertools.count(1)
@@ -64,11 +64,11 @@ def local_today() -> date:
 
 
 def _save(engine: Engine, obj):
-    with transaction(engine) as session:
-        session.add(obj)
-        session.flush()
-        session.refresh(obj)
-        session.expunge(obj)
+    with transaction(engine) as db:
+        db.add(obj)
+        db.flush()
+        db.refresh(obj)
+        db.expunge(obj)
     return obj
 
 
@@ -93,7 +93,7 @@ def make_doctor(engine: Engine, *, department: Department | None = None, **kw) -
     return doctor
 
 
-def make_schedule(
+def make_clinic_session(
     engine: Engine,
     *,
     doctor: Doctor | None = None,
@@ -102,12 +102,12 @@ def make_schedule(
     start: time = time(8, 0),
     end: time = time(12, 0),
     capacity: int = 10,
-    status: ScheduleStatus = ScheduleStatus.open,
+    status: ClinicSessionStatus = ClinicSessionStatus.open,
     **kw,
-) -> Schedule:
+) -> ClinicSession:
     department = department or make_department(engine)
     doctor = doctor or make_doctor(engine, department=department)
-    return _save(engine, Schedule(
+    return _save(engine, ClinicSession(
         doctor_id=doctor.id, department_id=department.id,
         session_date=day or local_today() + timedelta(days=1), start_time=start, end_time=end,
         capacity=capacity, status=status, slot_minutes=kw.pop("slot_minutes", 10),
@@ -126,10 +126,10 @@ def make_patient(engine: Engine, **kw) -> Patient:
 
 def make_audited_patient(engine: Engine, **kw) -> Patient:
     """A patient created as the admin creates one, with its ``create`` audit event (so
-    ``portal.integrity``'s audit rule holds for it)."""
-    from portal.db import session_factory
+    ``portal.ops.integrity``'s audit rule holds for it)."""
+    from portal.core.db import session_factory
     from portal.services import change_audit
-    from portal.services.actor import current_actor
+    from portal.core.actor import current_actor
 
     n = next(_seq)
     kw.setdefault("full_name", f"Patient {n}")
@@ -139,11 +139,11 @@ def make_audited_patient(engine: Engine, **kw) -> Patient:
     change_audit.install()
     token = current_actor.set(Actor(username="factory"))
     try:
-        with session_factory(engine, audit_changes=True).begin() as session:
+        with session_factory(engine, audit_changes=True).begin() as db:
             patient = Patient(**kw)
-            session.add(patient)
-            session.flush()
-            session.expunge(patient)
+            db.add(patient)
+            db.flush()
+            db.expunge(patient)
     finally:
         current_actor.reset(token)
     return patient
@@ -189,31 +189,31 @@ def local_datetime(day: date, at: time) -> datetime:
 def make_appointment(
     engine: Engine,
     *,
-    schedule: Schedule,
+    clinic_session: ClinicSession,
     patient: Patient | None = None,
     status: AppointmentStatus = AppointmentStatus.pending,
     booked_at: datetime | None = None,
     **kw,
 ) -> Appointment:
-    """Insert an appointment in ``schedule`` with the next queue number.
+    """Insert an appointment in ``clinic_session`` with the next queue number.
 
-    The schedule's ``last_queue_number`` moves on and, for an active status, its
+    The clinic session's ``last_queue_number`` moves on and, for an active status, its
     ``booked_count`` grows by one, as the booking services would leave them.
     """
     patient = patient or make_patient(engine)
     active = status in ACTIVE_STATUSES
-    with transaction(engine) as session:
-        sched = session.get(Schedule, schedule.id)
+    with transaction(engine) as db:
+        sched = db.get(ClinicSession, clinic_session.id)
         sched.last_queue_number += 1
         if active:
             sched.booked_count += 1
         queue = sched.last_queue_number
-        session.flush()
+        db.flush()
     n = next(_seq)
     return _save(engine, Appointment(
-        reference=kw.pop("reference", f"T{n:09d}"), patient_id=patient.id, schedule_id=schedule.id,
-        doctor_id=schedule.doctor_id, department_id=schedule.department_id,
-        session_date=schedule.session_date, queue_number=queue, status=status,
+        reference=kw.pop("reference", f"T{n:09d}"), patient_id=patient.id, clinic_session_id=clinic_session.id,
+        doctor_id=clinic_session.doctor_id, department_id=clinic_session.department_id,
+        session_date=clinic_session.session_date, queue_number=queue, status=status,
         active_marker=1 if active else None,
         booked_at=booked_at or datetime.now(UTC) - timedelta(hours=2), **kw,
     ))
@@ -243,17 +243,17 @@ def make_batch(
 
     n = next(_seq)
     expiry = expiry or local_today() + timedelta(days=365)
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         batch = receive_stock(
-            session, medicine_id=medicine.id, lot_number=lot_number or f"LOT{n:05d}", expiry_date=expiry,
+            db, medicine_id=medicine.id, lot_number=lot_number or f"LOT{n:05d}", expiry_date=expiry,
             quantity=quantity, unit_cost=unit_cost, supplier_id=supplier.id if supplier else None,
             actor=Actor(username="factory"), note=note,
             today=min(local_today(), expiry - timedelta(days=1)),
         )
         if status != BatchStatus.active:
-            session.execute(update(StockBatch).where(StockBatch.id == batch.id).values(status=status))
-            batch = session.get(StockBatch, batch.id, populate_existing=True)
-        session.expunge(batch)
+            db.execute(update(StockBatch).where(StockBatch.id == batch.id).values(status=status))
+            batch = db.get(StockBatch, batch.id, populate_existing=True)
+        db.expunge(batch)
     return batch
 
 
@@ -273,21 +273,21 @@ def make_prescription(
     patient = patient or make_patient(engine)
     doctor = doctor or make_doctor(engine)
     kw.setdefault("number", f"RX-TEST-{n:06d}")
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         rx = Prescription(patient_id=patient.id, doctor_id=doctor.id, status=status, **kw)
-        session.add(rx)
-        session.flush()
+        db.add(rx)
+        db.flush()
         for medicine, quantity in items:
-            session.add(PrescriptionItem(
+            db.add(PrescriptionItem(
                 prescription_id=rx.id, medicine_id=medicine.id, quantity=quantity, dosage="1 tablet twice daily",
             ))
-        session.flush()
-        rx = session.scalars(
+        db.flush()
+        rx = db.scalars(
             select(Prescription).where(Prescription.id == rx.id)
             .options(selectinload(Prescription.items)).execution_options(populate_existing=True)
         ).one()
         rx.items.sort(key=lambda item: item.id)
-        session.expunge_all()
+        db.expunge_all()
     return rx
 
 
@@ -295,8 +295,8 @@ def assert_ledger_consistent(engine: Engine) -> None:
     """Fail unless ``stock.check_stock_ledger`` finds every batch equal to its movements."""
     from portal.services.stock import check_stock_ledger
 
-    with transaction(engine, write=False) as session:
-        problems = check_stock_ledger(session)
+    with transaction(engine, write=False) as db:
+        problems = check_stock_ledger(db)
     assert problems == [], [str(p) for p in problems]
 
 
@@ -341,10 +341,10 @@ def make_movement(
 
     Further keywords (``note``, ``staff_user_id`` ...) are columns of the movement.
     """
-    with transaction(engine) as session:
-        session.execute(update(StockBatch).where(StockBatch.id == batch.id)
+    with transaction(engine) as db:
+        db.execute(update(StockBatch).where(StockBatch.id == batch.id)
                         .values(quantity_on_hand=StockBatch.quantity_on_hand + quantity))
-        balance = session.get(StockBatch, batch.id).quantity_on_hand
+        balance = db.get(StockBatch, batch.id).quantity_on_hand
     return _save(engine, StockMovement(
         batch_id=batch.id, medicine_id=batch.medicine_id, kind=kind, quantity=quantity, balance_after=balance,
         unit_cost=batch.unit_cost, created_at=created_at,

@@ -17,8 +17,8 @@ from sqladmin import Admin, ModelView
 from sqlalchemy import create_engine, func, select, update
 from starlette.routing import Mount
 
-from models import Appointment, Schedule
-from portal.db import transaction
+from models import Appointment, ClinicSession
+from portal.core.db import transaction
 from tests.access_world import World, build_world, session_cookie
 from tests.fuzzing import forms_on
 from views._actions import ActionsMixin
@@ -69,10 +69,10 @@ def world(engine) -> World:
     """The access tests' hospital (``tests.access_world``), its sessions' counters set
     from the appointments it inserts directly (so booking through the services works)."""
     world = build_world(engine)
-    with transaction(engine) as session:  # the world inserts appointments directly: count them in
-        used = select(func.max(Appointment.queue_number)).where(Appointment.schedule_id == Schedule.id)
-        held = select(func.count()).where(Appointment.schedule_id == Schedule.id, Appointment.active_marker == 1)
-        session.execute(update(Schedule).values(last_queue_number=func.coalesce(used.scalar_subquery(), 0),
+    with transaction(engine) as db:  # the world inserts appointments directly: count them in
+        used = select(func.max(Appointment.queue_number)).where(Appointment.clinic_session_id == ClinicSession.id)
+        held = select(func.count()).where(Appointment.clinic_session_id == ClinicSession.id, Appointment.active_marker == 1)
+        db.execute(update(ClinicSession).values(last_queue_number=func.coalesce(used.scalar_subquery(), 0),
                                                 booked_count=held.scalar_subquery()))
     return world
 
@@ -102,7 +102,7 @@ def all_ids(world: World) -> list[str]:
 def edit_target(world: World, identity: str) -> str:
     """The row whose edit form is fuzzed: the sample row, but never the logged-in admin's
     own account (an accepted edit of it would end the session)."""
-    return str(world.staff["nurse"]) if identity == "staff-user" else world.sample[identity]
+    return str(world.staff["nurse"]) if identity == "staff_user" else world.sample[identity]
 
 
 def the_form(client, url: str):

@@ -315,7 +315,7 @@ def form_data(form: HtmlForm, *, keep: Collection[str] = (), baseline: Mapping[s
 # -- database snapshots ---------------------------------------------------------------------
 
 #: Written by requests whatever their outcome: the rate-limit and login-throttle counters
-#: (``portal.security.ratelimit``, ``portal.security.login_throttle``), which count
+#: (``portal.services.rate_limits``, ``portal.services.login_throttle``), which count
 #: refused attempts by design.
 ALWAYS_WRITTEN: dict[str, Collection[str] | None] = {"throttle_bucket": None}
 #: What a refused LOGIN also writes: its ``login_failed`` audit event and the account's

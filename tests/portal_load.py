@@ -45,17 +45,17 @@ from models import (
     Prescription,
     PrescriptionItem,
     Role,
-    Schedule,
+    ClinicSession,
     StaffUser,
     Supplier,
 )
-from portal.booking import routes as booking_routes
-from portal.db import run_in_transaction, session_factory, transaction
-from portal.security import tokens
-from portal.security.passwords import hash_password
+from portal.patient_pages import routes as booking_routes
+from portal.core.db import run_in_transaction, session_factory, transaction
+from portal.web import tokens
+from portal.core.passwords import hash_password
 from portal.services import change_audit, stock
-from portal.services.actor import Actor, current_actor
-from portal.settings import get_settings
+from portal.core.actor import Actor, current_actor
+from portal.core.settings import get_settings
 
 PASSWORD = "load-test-password-1"
 SETUP = Actor(username="load-setup")
@@ -70,7 +70,7 @@ class World:
     """Ids and names the load works on.
 
     Attributes:
-        schedule_ids (list[int]): bookable clinic sessions made for the load.
+        clinic_session_ids (list[int]): bookable clinic sessions made for the load.
         department_codes (list[str]): departments with bookable sessions (for browsing).
         prescription_ids (list[int]): issued prescriptions to dispense.
         medicine_ids (list[int]): medicines the prescriptions need (and deliveries bring).
@@ -79,7 +79,7 @@ class World:
         staff (dict[str, str]): role -> username (password :data:`PASSWORD`).
     """
 
-    schedule_ids: list[int]
+    clinic_session_ids: list[int]
     department_codes: list[str]
     prescription_ids: list[int]
     medicine_ids: list[int]
@@ -107,33 +107,33 @@ def build_world(engine: Engine, *, sessions: int, capacity: int, prescriptions: 
     """
     rng = random.Random(seed)
     if demo:
-        from portal.seed.demo import seed_demo
+        from portal.ops.seed.demo import seed_demo
 
         seed_demo(engine, demo_password=PASSWORD)
     today = datetime.now(get_settings().tz).date()
     change_audit.install()
     token = current_actor.set(SETUP)
     try:
-        with session_factory(engine, audit_changes=True).begin() as session:  # audited like the admin's
+        with session_factory(engine, audit_changes=True).begin() as db:  # audited like the admin's
             staff = {}
             for role in (Role.admin, Role.receptionist, Role.pharmacist):
                 user = StaffUser(username=f"load-{role.value}", full_name=f"Load {role.value}", role=role,
                                  password_hash=hash_password(PASSWORD))
-                session.add(user)
+                db.add(user)
                 staff[role.value] = user.username
             department = Department(code="LOAD", name="Load Test Clinic", location="Building L")
             doctors = [Doctor(full_name=f"Load Doctor {i}", title="Attending Physician", specialty="General Medicine",
                               phone=f"+8621555{i:04d}")
                        for i in range(4)]
-            session.add_all([department, *doctors])
-            session.flush()
-            session.add_all([DoctorDepartment(doctor_id=d.id, department_id=department.id) for d in doctors])
-            schedules = []
+            db.add_all([department, *doctors])
+            db.flush()
+            db.add_all([DoctorDepartment(doctor_id=d.id, department_id=department.id) for d in doctors])
+            clinic_sessions = []
             for i in range(sessions):  # per doctor: mornings then afternoons of the next 7 days
                 doctor, j = doctors[i % len(doctors)], i // len(doctors)
                 day = today + timedelta(days=1 + j % 7)
                 start = dtime(8, j // 14) if (j // 7) % 2 == 0 else dtime(13, 30 + j // 14)
-                schedules.append(Schedule(
+                clinic_sessions.append(ClinicSession(
                     doctor_id=doctor.id, department_id=department.id, session_date=day, start_time=start,
                     end_time=dtime(start.hour + 3, start.minute), capacity=capacity, fee=2000, slot_minutes=5,
                 ))
@@ -142,24 +142,24 @@ def build_world(engine: Engine, *, sessions: int, capacity: int, prescriptions: 
             supplier = Supplier(name="Load Supplies Ltd")
             patients = [Patient(full_name=rng.choice(NAMES), birth_date=date(1950, 1, 1) + timedelta(days=rng.randrange(20000)),
                                 phone=f"+86137{rng.randrange(10**8):08d}", gender=Gender.female) for _ in range(20)]
-            session.add_all([*schedules, *medicines, supplier, *patients])
-            session.flush()
+            db.add_all([*clinic_sessions, *medicines, supplier, *patients])
+            db.flush()
             owed = Counter()
             rx_rows = []
             for n in range(prescriptions):
                 rx = Prescription(number=f"RX-LOAD-{n:06d}", patient_id=rng.choice(patients).id,
                                   doctor_id=rng.choice(doctors).id)
-                session.add(rx)
+                db.add(rx)
                 rx_rows.append(rx)
-            session.flush()
+            db.flush()
             for rx in rx_rows:
                 for medicine in rng.sample(medicines, rng.choice((1, 1, 2))):
                     quantity = rng.randrange(5, 41)
                     owed[medicine.id] += quantity
-                    session.add(PrescriptionItem(prescription_id=rx.id, medicine_id=medicine.id, quantity=quantity,
+                    db.add(PrescriptionItem(prescription_id=rx.id, medicine_id=medicine.id, quantity=quantity,
                                                  dosage="1 tablet twice daily"))
             world = World(
-                schedule_ids=[s.id for s in schedules], department_codes=["LOAD"],
+                clinic_session_ids=[s.id for s in clinic_sessions], department_codes=["LOAD"],
                 prescription_ids=[rx.id for rx in rx_rows], medicine_ids=[m.id for m in medicines],
                 supplier_id=supplier.id, patient_ids=[p.id for p in patients], staff=staff,
             )
@@ -173,8 +173,8 @@ def build_world(engine: Engine, *, sessions: int, capacity: int, prescriptions: 
                 unit_cost=30, supplier_id=world.supplier_id, actor=SETUP,
             )
     if demo:
-        with transaction(engine, write=False) as session:
-            world.department_codes += list(session.scalars(select(Department.code).where(Department.code != "LOAD")))
+        with transaction(engine, write=False) as db:
+            world.department_codes += list(db.scalars(select(Department.code).where(Department.code != "LOAD")))
     return world
 
 
@@ -327,7 +327,7 @@ class Load:
     #: Patient tasks and their weights.
     PATIENT_TASKS = {"browse": 5, "book": 6, "lookup": 1, "cancel": 2}
     #: Staff tasks and their weights.
-    STAFF_TASKS = {"confirm": 3, "dispense": 5, "receive": 1, "edit_schedule": 1, "edit_patient": 1, "admin_list": 2}
+    STAFF_TASKS = {"confirm": 3, "dispense": 5, "receive": 1, "edit_clinic_session": 1, "edit_patient": 1, "admin_list": 2}
 
     def __init__(self, base_url: str, world: World, *, patients: int = 4, staff: int = 2, seed: int = 1) -> None:
         self.base_url = base_url
@@ -464,18 +464,18 @@ class Load:
     def _browse(self, client: httpx.Client, rng: random.Random) -> None:
         self._request(client, "browse", "GET", "/")
         self._request(client, "browse", "GET", f"/departments/{rng.choice(self.world.department_codes)}")
-        self._request(client, "browse", "GET", f"/book/{rng.choice(self.world.schedule_ids)}")
+        self._request(client, "browse", "GET", f"/book/{rng.choice(self.world.clinic_session_ids)}")
 
     def _book(self, client: httpx.Client, rng: random.Random) -> tuple[int, str] | None:
-        schedule_id = rng.choice(self.world.schedule_ids)
-        page = self._request(client, "book", "GET", f"/book/{schedule_id}")
+        clinic_session_id = rng.choice(self.world.clinic_session_ids)
+        page = self._request(client, "book", "GET", f"/book/{clinic_session_id}")
         if page.status_code != 200:
             return None  # full or closed: the page offers other sessions
         data = form_fields(page.text)
         birth = date(1950, 1, 1) + timedelta(days=rng.randrange(20000))
         data.update(full_name=rng.choice(NAMES), phone=f"139{rng.randrange(10**8):08d}",
                     birth_date=birth.isoformat(), gender=rng.choice(("female", "male")), reason="Check-up")
-        response = self._request(client, "book", "POST", f"/book/{schedule_id}", data=data)
+        response = self._request(client, "book", "POST", f"/book/{clinic_session_id}", data=data)
         if response.status_code != 303:
             return None
         appointment_id = _booking_token(response.headers["location"])
@@ -524,14 +524,14 @@ class Load:
                         self._dispense(clients["pharmacist"], rng)
                     elif task == "receive":
                         self._receive(clients["pharmacist"], rng)
-                    elif task == "edit_schedule":
-                        self._edit(clients["admin"], rng, "schedule", rng.choice(self.world.schedule_ids),
+                    elif task == "edit_clinic_session":
+                        self._edit(clients["admin"], rng, "clinic_session", rng.choice(self.world.clinic_session_ids),
                                    lambda f: {"capacity": str(int(f["capacity"]) + 1)})
                     elif task == "edit_patient":
                         self._edit(clients["admin"], rng, "patient", rng.choice(self.world.patient_ids),
                                    lambda f: {"address": f"Room {self._edit_number()}, Load Street"})
                     elif task == "admin_list":
-                        identity = rng.choice(("appointment", "prescription", "stock-batch", "audit-event"))
+                        identity = rng.choice(("appointment", "prescription", "stock_batch", "audit_event"))
                         self._request(clients["admin"], "admin_list", "GET", f"/admin/{identity}/list")
                 except _Cut:
                     continue
@@ -564,7 +564,7 @@ class Load:
         self._action(client, "dispense", "prescription", slug, rng.choice(self.world.prescription_ids))
 
     def _receive(self, client: httpx.Client, rng: random.Random) -> None:
-        page = self._request(client, "receive", "GET", "/admin/stock-batch/receive")
+        page = self._request(client, "receive", "GET", "/admin/stock_batch/receive")
         if page.status_code != 200:
             return
         data = form_fields(page.text)
@@ -573,7 +573,7 @@ class Load:
                     expiry_date=(today + timedelta(days=rng.randrange(60, 700))).isoformat(),
                     quantity=str(rng.randrange(20, 200)), unit_cost="0.30", supplier_id=str(self.world.supplier_id),
                     note="load delivery")
-        self._request(client, "receive", "POST", "/admin/stock-batch/receive", data=data)
+        self._request(client, "receive", "POST", "/admin/stock_batch/receive", data=data)
 
     def _edit(self, client: httpx.Client, rng: random.Random, identity: str, pk: int,
               change: Callable[[dict[str, str]], dict[str, str]]) -> None:

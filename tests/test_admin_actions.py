@@ -20,14 +20,14 @@ from models import (
     Prescription,
     PrescriptionStatus,
     Role,
-    Schedule,
-    ScheduleStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     StockBatch,
     StockMovement,
 )
-from portal.db import transaction
+from portal.core.db import transaction
 from portal.services import appointments as svc
-from portal.services.actor import Actor
+from portal.core.actor import Actor
 from tests.factories import (
     PASSWORD,
     assert_ledger_consistent,
@@ -37,7 +37,7 @@ from tests.factories import (
     make_medicine,
     make_patient,
     make_prescription,
-    make_schedule,
+    make_clinic_session,
     make_staff,
     make_supplier,
 )
@@ -87,39 +87,39 @@ def flashes(client, response) -> list[tuple[str, str]]:
     return [(category, html.unescape(" ".join(text.split()))) for category, text in found]
 
 
-def book(engine, schedule, patient=None):
+def book(engine, clinic_session, patient=None):
     patient = patient or make_patient(engine)
-    with transaction(engine) as session:
-        return svc.book(session, schedule_id=schedule.id, patient_id=patient.id, actor=CLERK).appointment
+    with transaction(engine) as db:
+        return svc.book(db, clinic_session_id=clinic_session.id, patient_id=patient.id, actor=CLERK).appointment
 
 
 def status_of(engine, appointment_id):
-    with transaction(engine, write=False) as session:
-        return session.get(Appointment, appointment_id).status
+    with transaction(engine, write=False) as db:
+        return db.get(Appointment, appointment_id).status
 
 
 def audit_rows(engine, action=None):
-    with transaction(engine, write=False) as session:
+    with transaction(engine, write=False) as db:
         stmt = select(AuditEvent).order_by(AuditEvent.id)
         if action:
             stmt = stmt.where(AuditEvent.action == action)
-        return session.scalars(stmt).all()
+        return db.scalars(stmt).all()
 
 
-def todays_schedule(engine, **kw):
-    return make_schedule(engine, day=local_today(), start=time(0, 0), end=time(23, 59), **kw)
+def todays_clinic_session(engine, **kw):
+    return make_clinic_session(engine, day=local_today(), start=time(0, 0), end=time(23, 59), **kw)
 
 
 def move(engine, fn, appointment_id, **kw):
-    with transaction(engine) as session:
-        return fn(session, appointment_id, actor=CLERK, **kw)
+    with transaction(engine) as db:
+        return fn(db, appointment_id, actor=CLERK, **kw)
 
 
 # -- the confirmation page ----------------------------------------------------------------
 
 def test_get_shows_what_will_happen_and_changes_nothing(client, engine):
     staff_login(client, engine)
-    s = make_schedule(engine)
+    s = make_clinic_session(engine)
     a, b = book(engine, s), book(engine, s)
     before = len(audit_rows(engine))
     response, _ = open_action(client, "appointment", "confirm", [a.id, b.id])
@@ -139,7 +139,7 @@ def test_nothing_selected_says_so(client, engine):
 
 def test_buttons_on_list_and_detail_pages(client, engine):
     staff_login(client, engine)
-    a = book(engine, make_schedule(engine))
+    a = book(engine, make_clinic_session(engine))
     listing = client.get("/admin/appointment/list").text
     for slug in ("confirm", "check-in", "complete", "cancel", "no-show"):
         assert f'action-custom-{slug}"' in listing
@@ -153,7 +153,7 @@ def test_buttons_on_list_and_detail_pages(client, engine):
 
 def test_confirm_changes_status_and_audits_the_staff_member(client, engine):
     user = staff_login(client, engine, role=Role.receptionist)
-    a = book(engine, make_schedule(engine))
+    a = book(engine, make_clinic_session(engine))
     messages = flashes(client, do_action(client, "appointment", "confirm", [a.id]))
     assert messages == [("success", f"1 appointment confirmed: {a.reference}.")]
     assert status_of(engine, a.id) is S.confirmed
@@ -164,7 +164,7 @@ def test_confirm_changes_status_and_audits_the_staff_member(client, engine):
 
 def test_check_in_complete_and_no_show(client, engine):
     user = staff_login(client, engine)
-    s = todays_schedule(engine)
+    s = todays_clinic_session(engine)
     a, b = book(engine, s), book(engine, s)
     move(engine, svc.confirm, b.id)
     assert flashes(client, do_action(client, "appointment", "check-in", [a.id]))[0][0] == "success"
@@ -172,8 +172,8 @@ def test_check_in_complete_and_no_show(client, engine):
     assert flashes(client, do_action(client, "appointment", "complete", [a.id]))[0][0] == "success"
     assert status_of(engine, a.id) is S.completed
     # the session "ends" for the no-show
-    with transaction(engine) as session:
-        session.execute(update(Schedule).where(Schedule.id == s.id).values(end_time=time(0, 1)))
+    with transaction(engine) as db:
+        db.execute(update(ClinicSession).where(ClinicSession.id == s.id).values(end_time=time(0, 1)))
     messages = flashes(client, do_action(client, "appointment", "no-show", [b.id]))
     assert messages == [("success", f"1 appointment marked as no-show: {b.reference}.")]
     assert status_of(engine, b.id) is S.no_show
@@ -182,7 +182,7 @@ def test_check_in_complete_and_no_show(client, engine):
 
 def test_cancel_asks_for_a_reason(client, engine):
     staff_login(client, engine)
-    s = make_schedule(engine)
+    s = make_clinic_session(engine)
     a = book(engine, s)
     page, _ = open_action(client, "appointment", "cancel", [a.id])
     assert 'name="reason"' in page.text
@@ -191,15 +191,15 @@ def test_cancel_asks_for_a_reason(client, engine):
     assert status_of(engine, a.id) is S.pending
     messages = flashes(client, do_action(client, "appointment", "cancel", [a.id], reason="Patient phoned"))
     assert messages[0][0] == "success"
-    with transaction(engine, write=False) as session:
-        row = session.get(Appointment, a.id)
+    with transaction(engine, write=False) as db:
+        row = db.get(Appointment, a.id)
         assert (row.status, row.cancel_reason) == (S.cancelled, "Patient phoned")
-        assert session.get(Schedule, s.id).booked_count == 0
+        assert db.get(ClinicSession, s.id).booked_count == 0
 
 
 def test_refused_transition_is_a_flash_and_the_row_is_unchanged(client, engine):
     staff_login(client, engine)
-    a = book(engine, make_schedule(engine))
+    a = book(engine, make_clinic_session(engine))
     move(engine, svc.cancel, a.id, reason="test")
     before = len(audit_rows(engine))
     messages = flashes(client, do_action(client, "appointment", "confirm", [a.id]))
@@ -211,7 +211,7 @@ def test_refused_transition_is_a_flash_and_the_row_is_unchanged(client, engine):
 
 def test_bulk_with_mixed_outcomes(client, engine):
     staff_login(client, engine)
-    s = make_schedule(engine)
+    s = make_clinic_session(engine)
     a, b, c = book(engine, s), book(engine, s), book(engine, s)
     move(engine, svc.cancel, b.id, reason="test")
     messages = flashes(client, do_action(client, "appointment", "confirm", [a.id, b.id, c.id]))
@@ -224,7 +224,7 @@ def test_bulk_with_mixed_outcomes(client, engine):
 
 def test_bulk_refusals_are_grouped_by_reason(client, engine):
     staff_login(client, engine)
-    s = make_schedule(engine)
+    s = make_clinic_session(engine)
     rows = [book(engine, s) for _ in range(5)]
     for x in rows[:3]:
         move(engine, svc.cancel, x.id, reason="test")
@@ -240,14 +240,14 @@ def test_bulk_refusals_are_grouped_by_reason(client, engine):
 
 def test_unexpected_error_is_a_failed_row_not_a_500(client, engine, monkeypatch):
     staff_login(client, engine)
-    s = make_schedule(engine)
+    s = make_clinic_session(engine)
     a, b = book(engine, s), book(engine, s)
     real = svc.confirm
 
-    def flaky(session, appointment_id, *, actor):
+    def flaky(db, appointment_id, *, actor):
         if appointment_id == b.id:
             raise RuntimeError("disk on fire")
-        return real(session, appointment_id, actor=actor)
+        return real(db, appointment_id, actor=actor)
 
     monkeypatch.setattr(svc, "confirm", flaky)
     messages = flashes(client, do_action(client, "appointment", "confirm", [a.id, b.id]))
@@ -259,7 +259,7 @@ def test_unexpected_error_is_a_failed_row_not_a_500(client, engine, monkeypatch)
 # -- CSRF and permissions ----------------------------------------------------------------------
 
 def _expired_copy(token: str) -> str:
-    from portal.settings import get_settings
+    from portal.core.settings import get_settings
 
     serializer = itsdangerous.URLSafeTimedSerializer(get_settings().secret_key, salt="admin-action")
     payload = serializer.loads(token)
@@ -273,7 +273,7 @@ def _expired_copy(token: str) -> str:
 
 def test_post_without_or_with_a_bad_token_is_refused(client, engine):
     staff_login(client, engine)
-    a = book(engine, make_schedule(engine))
+    a = book(engine, make_clinic_session(engine))
     _, token = open_action(client, "appointment", "confirm", [a.id])
     forged = itsdangerous.URLSafeTimedSerializer("not-our-key", salt="admin-action").dumps({"uid": 1, "n": "x"})
     for bad in (None, "", "garbage", forged, _expired_copy(token), token[:-2] + "xx"):
@@ -288,7 +288,7 @@ def test_post_without_or_with_a_bad_token_is_refused(client, engine):
 def test_token_of_another_session_is_refused(app, engine):
     from starlette.testclient import TestClient
 
-    a = book(engine, make_schedule(engine))
+    a = book(engine, make_clinic_session(engine))
     with TestClient(app, follow_redirects=False) as first, TestClient(app, follow_redirects=False) as second:
         staff_login(first, engine)
         staff_login(second, engine)
@@ -308,7 +308,7 @@ def test_action_refused_by_the_authorization_backend(client, engine, monkeypatch
             return action != "action:confirm"
 
     staff_login(client, engine)
-    a = book(engine, make_schedule(engine))
+    a = book(engine, make_clinic_session(engine))
     _, token = open_action(client, "appointment", "cancel", [a.id])
     monkeypatch.setattr(AppointmentView._admin_ref, "authorization_backend", NoConfirm())
     assert client.get(action_url("appointment", "confirm"), params={"pks": a.id}).status_code == 403
@@ -320,20 +320,20 @@ def test_action_refused_by_the_authorization_backend(client, engine, monkeypatch
 
 def test_get_of_the_action_url_never_changes_anything(client, engine):
     staff_login(client, engine)
-    s = make_schedule(engine)
+    s = make_clinic_session(engine)
     a = book(engine, s)
     for slug in ("confirm", "check-in", "complete", "cancel", "no-show"):
         assert client.get(action_url("appointment", slug), params={"pks": a.id, "reason": "x"}).status_code == 200
     for slug in ("close", "reopen", "cancel-session"):
-        assert client.get(action_url("schedule", slug), params={"pks": s.id, "reason": "x"}).status_code == 200
+        assert client.get(action_url("clinic_session", slug), params={"pks": s.id, "reason": "x"}).status_code == 200
     assert status_of(engine, a.id) is S.pending
-    with transaction(engine, write=False) as session:
-        assert session.get(Schedule, s.id).status is ScheduleStatus.open
+    with transaction(engine, write=False) as db:
+        assert db.get(ClinicSession, s.id).status is ClinicSessionStatus.open
     assert [e.action for e in audit_rows(engine) if e.action not in ("login",)] == ["book"]
 
 
 def test_logged_out_user_is_sent_to_login(client, engine):
-    a = book(engine, make_schedule(engine))
+    a = book(engine, make_clinic_session(engine))
     response = client.post(action_url("appointment", "confirm"), data={"pks": str(a.id)})
     assert response.status_code == 302 and "/admin/login" in response.headers["location"]
     assert status_of(engine, a.id) is S.pending
@@ -343,31 +343,31 @@ def test_logged_out_user_is_sent_to_login(client, engine):
 
 def test_close_and_reopen_booking(client, engine):
     user = staff_login(client, engine)
-    s = make_schedule(engine)
-    assert flashes(client, do_action(client, "schedule", "close", [s.id]))[0][0] == "success"
-    with transaction(engine, write=False) as session:
-        assert session.get(Schedule, s.id).status is ScheduleStatus.closed
-    messages = flashes(client, do_action(client, "schedule", "close", [s.id]))
+    s = make_clinic_session(engine)
+    assert flashes(client, do_action(client, "clinic_session", "close", [s.id]))[0][0] == "success"
+    with transaction(engine, write=False) as db:
+        assert db.get(ClinicSession, s.id).status is ClinicSessionStatus.closed
+    messages = flashes(client, do_action(client, "clinic_session", "close", [s.id]))
     assert messages[0][0] == "warning" and "is closed; it cannot be closed" in messages[0][1]
-    assert flashes(client, do_action(client, "schedule", "reopen", [s.id]))[0][0] == "success"
-    with transaction(engine, write=False) as session:
-        assert session.get(Schedule, s.id).status is ScheduleStatus.open
-    assert [e.action for e in audit_rows(engine) if e.actor == user.username and e.entity == "schedule"] == [
+    assert flashes(client, do_action(client, "clinic_session", "reopen", [s.id]))[0][0] == "success"
+    with transaction(engine, write=False) as db:
+        assert db.get(ClinicSession, s.id).status is ClinicSessionStatus.open
+    assert [e.action for e in audit_rows(engine) if e.actor == user.username and e.entity == "clinic_session"] == [
         "close", "reopen"]
 
 
 def test_cancel_session_shows_the_count_and_cancels_its_appointments(client, engine):
     staff_login(client, engine)
-    s = make_schedule(engine)
+    s = make_clinic_session(engine)
     a, b = book(engine, s), book(engine, s)
     move(engine, svc.confirm, b.id)
-    page, _ = open_action(client, "schedule", "cancel-session", [s.id])
+    page, _ = open_action(client, "clinic_session", "cancel-session", [s.id])
     assert "2 appointments will be cancelled" in page.text and 'name="reason"' in page.text
-    messages = flashes(client, do_action(client, "schedule", "cancel-session", [s.id], reason="Doctor ill"))
+    messages = flashes(client, do_action(client, "clinic_session", "cancel-session", [s.id], reason="Doctor ill"))
     assert messages[0][0] == "success" and "(2 appointments cancelled)" in messages[0][1]
-    with transaction(engine, write=False) as session:
-        assert session.get(Schedule, s.id).status is ScheduleStatus.cancelled
-        assert session.get(Schedule, s.id).booked_count == 0
+    with transaction(engine, write=False) as db:
+        assert db.get(ClinicSession, s.id).status is ClinicSessionStatus.cancelled
+        assert db.get(ClinicSession, s.id).booked_count == 0
     assert status_of(engine, a.id) is S.cancelled and status_of(engine, b.id) is S.cancelled
 
 
@@ -380,23 +380,23 @@ def book_page(client):
 
 
 def count_appointments(engine):
-    with transaction(engine, write=False) as session:
-        return session.scalar(select(func.count()).select_from(Appointment))
+    with transaction(engine, write=False) as db:
+        return db.scalar(select(func.count()).select_from(Appointment))
 
 
 def test_front_desk_books_an_appointment(client, engine):
     user = staff_login(client, engine, role=Role.receptionist)
-    s = make_schedule(engine)
+    s = make_clinic_session(engine)
     p = make_patient(engine, full_name="Ada Lovelace")
     response = client.post("/admin/appointment/book", data={
-        "csrf_token": book_page(client), "schedule_id": s.id, "patient_id": p.id,
+        "csrf_token": book_page(client), "clinic_session_id": s.id, "patient_id": p.id,
         "channel": "phone", "reason": "Palpitations",
     })
     assert response.status_code == 303
     messages = flashes(client, response)
     assert messages[0][0] == "success" and "for Ada Lovelace: queue no. 1" in messages[0][1]
-    with transaction(engine, write=False) as session:
-        row = session.scalars(select(Appointment)).one()
+    with transaction(engine, write=False) as db:
+        row = db.scalars(select(Appointment)).one()
     assert (row.channel.value, row.reason, row.is_overbooked) == ("phone", "Palpitations", False)
     assert response.headers["location"].endswith(f"/admin/appointment/details/{row.id}")
     assert audit_rows(engine, "book")[-1].actor == user.username
@@ -404,7 +404,7 @@ def test_front_desk_books_an_appointment(client, engine):
 
 def test_booking_form_errors_keep_the_input_and_write_nothing(client, engine):
     staff_login(client, engine)
-    s = make_schedule(engine, capacity=1)
+    s = make_clinic_session(engine, capacity=1)
     book(engine, s)
     p = make_patient(engine, full_name="Grace Hopper")
     token = book_page(client)
@@ -415,7 +415,7 @@ def test_booking_form_errors_keep_the_input_and_write_nothing(client, engine):
     assert "Choose a clinic session." in response.text and "Choose a patient." in response.text
     assert "typed text" in response.text
     # full session, overbook ticked without a reason
-    data = {"csrf_token": token, "schedule_id": s.id, "patient_id": p.id, "channel": "front_desk", "overbook": "y"}
+    data = {"csrf_token": token, "clinic_session_id": s.id, "patient_id": p.id, "channel": "front_desk", "overbook": "y"}
     response = client.post("/admin/appointment/book", data=data)
     assert response.status_code == 400 and "Give a reason for overbooking" in response.text
     assert "Grace Hopper" in response.text  # the chosen patient is still chosen
@@ -439,8 +439,8 @@ def test_booking_needs_the_csrf_token_and_permission(client, engine, monkeypatch
     from views.appointments import AppointmentView
 
     staff_login(client, engine)
-    s, p = make_schedule(engine), make_patient(engine)
-    data = {"schedule_id": s.id, "patient_id": p.id, "channel": "front_desk"}
+    s, p = make_clinic_session(engine), make_patient(engine)
+    data = {"clinic_session_id": s.id, "patient_id": p.id, "channel": "front_desk"}
     assert client.post("/admin/appointment/book", data=data).status_code == 403
     token = book_page(client)
 
@@ -457,34 +457,34 @@ def test_booking_needs_the_csrf_token_and_permission(client, engine, monkeypatch
 
 def test_booking_pickers_search_sessions_and_patients(client, engine):
     staff_login(client, engine)
-    s = make_schedule(engine)
-    make_schedule(engine, status=ScheduleStatus.closed)
+    s = make_clinic_session(engine)
+    make_clinic_session(engine, status=ClinicSessionStatus.closed)
     p = make_patient(engine, full_name="Marie Curie")
     found = client.get("/admin/appointment/book/lookup", params={"name": "patient_id", "term": "curie"}).json()
     assert found["results"] == [{"id": str(p.id), "text": found["results"][0]["text"]}]
     assert "Marie Curie" in found["results"][0]["text"]
-    sessions = client.get("/admin/appointment/book/lookup", params={"name": "schedule_id", "term": "tomorrow"}).json()
+    sessions = client.get("/admin/appointment/book/lookup", params={"name": "clinic_session_id", "term": "tomorrow"}).json()
     assert [r["id"] for r in sessions["results"]] == [str(s.id)]
     assert "10 of 10 places left" in sessions["results"][0]["text"]
-    make_schedule(engine, day=local_today(), start=time(0, 0), end=time(0, 1))  # already ended
-    running = todays_schedule(engine)
-    today = client.get("/admin/appointment/book/lookup", params={"name": "schedule_id", "term": "today"}).json()
+    make_clinic_session(engine, day=local_today(), start=time(0, 0), end=time(0, 1))  # already ended
+    running = todays_clinic_session(engine)
+    today = client.get("/admin/appointment/book/lookup", params={"name": "clinic_session_id", "term": "today"}).json()
     assert [r["id"] for r in today["results"]] == [str(running.id)]  # not the ended one
 
 
 # -- prescriptions: dispense and cancel ---------------------------------------------------------------
 
 def load(engine, model, pk):
-    with transaction(engine, write=False) as session:
-        return session.get(model, pk)
+    with transaction(engine, write=False) as db:
+        return db.get(model, pk)
 
 
 def movements(engine, kind=None):
-    with transaction(engine, write=False) as session:
+    with transaction(engine, write=False) as db:
         stmt = select(StockMovement).order_by(StockMovement.id)
         if kind:
             stmt = stmt.where(StockMovement.kind == kind)
-        return session.scalars(stmt).all()
+        return db.scalars(stmt).all()
 
 
 def test_dispense_takes_stock_and_audits_the_pharmacist(client, engine):
@@ -569,16 +569,16 @@ def test_mark_expired_writes_the_batch_off(client, engine):
     user = staff_login(client, engine, role=Role.pharmacist)
     med = make_medicine(engine, name="Ceftriaxone")
     batch = make_batch(engine, medicine=med, quantity=12, unit_cost=250, expiry=local_today() - timedelta(days=3))
-    page, _ = open_action(client, "stock-batch", "expire", [batch.id])
+    page, _ = open_action(client, "stock_batch", "expire", [batch.id])
     assert "Write off 1 stock batch as expired" in page.text and "12 tablet will be written off" in page.text
     assert "expired on" in page.text
-    messages = flashes(client, do_action(client, "stock-batch", "expire", [batch.id]))
+    messages = flashes(client, do_action(client, "stock_batch", "expire", [batch.id]))
     assert messages == [("success", f"1 stock batch written off as expired: lot {batch.lot_number} of {med}.")]
     row = load(engine, StockBatch, batch.id)
     assert (row.status, row.quantity_on_hand) == (BatchStatus.expired, 0)
     [write_off] = movements(engine, MovementKind.expiry_write_off)
     assert (write_off.quantity, write_off.staff_user_id) == (-12, user.id)
-    messages = flashes(client, do_action(client, "stock-batch", "expire", [batch.id]))
+    messages = flashes(client, do_action(client, "stock_batch", "expire", [batch.id]))
     assert messages[0][0] == "warning" and "already expired" in messages[0][1]
     assert messages[0][1].count(batch.lot_number) == 1  # the service's sentence, not prefixed twice
     assert_ledger_consistent(engine)
@@ -587,28 +587,28 @@ def test_mark_expired_writes_the_batch_off(client, engine):
 def test_quarantine_and_release(client, engine):
     staff_login(client, engine, role=Role.pharmacist)
     batch = make_batch(engine, medicine=make_medicine(engine))
-    assert do_action(client, "stock-batch", "quarantine", [batch.id]).status_code == 400
-    assert flashes(client, do_action(client, "stock-batch", "quarantine", [batch.id], reason="Broken seal"))[0][0] == "success"
+    assert do_action(client, "stock_batch", "quarantine", [batch.id]).status_code == 400
+    assert flashes(client, do_action(client, "stock_batch", "quarantine", [batch.id], reason="Broken seal"))[0][0] == "success"
     assert load(engine, StockBatch, batch.id).status is BatchStatus.quarantined
-    assert flashes(client, do_action(client, "stock-batch", "release", [batch.id], reason="Seal checked"))[0][0] == "success"
+    assert flashes(client, do_action(client, "stock_batch", "release", [batch.id], reason="Seal checked"))[0][0] == "success"
     assert load(engine, StockBatch, batch.id).status is BatchStatus.active
     assert [e.action for e in audit_rows(engine) if e.entity == "stock_batch"][-2:] == ["quarantine", "release"]
 
 
 def count_batches(engine):
-    with transaction(engine, write=False) as session:
-        return session.scalar(select(func.count()).select_from(StockBatch))
+    with transaction(engine, write=False) as db:
+        return db.scalar(select(func.count()).select_from(StockBatch))
 
 
 def test_receive_stock_form(client, engine):
     user = staff_login(client, engine, role=Role.pharmacist)
     med = make_medicine(engine, name="Salbutamol", unit="inhaler")
     supplier = make_supplier(engine, name="Sinopharm")
-    page = client.get("/admin/stock-batch/receive")
+    page = client.get("/admin/stock_batch/receive")
     assert page.status_code == 200 and "Sinopharm" in page.text
     token = token_from(page.text)
     expiry = (local_today() + timedelta(days=400)).isoformat()
-    response = client.post("/admin/stock-batch/receive", data={
+    response = client.post("/admin/stock_batch/receive", data={
         "csrf_token": token, "medicine_id": med.id, "lot_number": "SAL-77", "expiry_date": expiry,
         "quantity": "40", "unit_cost": "12.50", "supplier_id": str(supplier.id), "note": "DN 1234",
     })
@@ -616,10 +616,10 @@ def test_receive_stock_form(client, engine):
     messages = flashes(client, response)
     assert messages[0] == ("success", f"Received 40 inhaler of {med}, lot SAL-77 (expires {expiry}). "
                                       "The batch now holds 40.")
-    with transaction(engine, write=False) as session:
-        batch = session.scalars(select(StockBatch)).one()
+    with transaction(engine, write=False) as db:
+        batch = db.scalars(select(StockBatch)).one()
     assert (batch.quantity_on_hand, batch.unit_cost, batch.supplier_id) == (40, 1250, supplier.id)
-    assert response.headers["location"].endswith(f"/admin/stock-batch/details/{batch.id}")
+    assert response.headers["location"].endswith(f"/admin/stock_batch/details/{batch.id}")
     [receipt] = movements(engine, MovementKind.receipt)
     assert (receipt.quantity, receipt.staff_user_id, receipt.note) == (40, user.id, "DN 1234")
 
@@ -627,11 +627,11 @@ def test_receive_stock_form(client, engine):
 def test_receive_stock_form_errors_keep_the_input_and_write_nothing(client, engine):
     staff_login(client, engine, role=Role.pharmacist)
     med = make_medicine(engine, name="Salbutamol")
-    token = token_from(client.get("/admin/stock-batch/receive").text)
+    token = token_from(client.get("/admin/stock_batch/receive").text)
     base = {"csrf_token": token, "medicine_id": med.id, "lot_number": "LOT-TYPED", "expiry_date": "2099-01-31",
             "quantity": "10", "unit_cost": "1.00"}
     # form errors, each next to its field
-    response = client.post("/admin/stock-batch/receive", data={
+    response = client.post("/admin/stock_batch/receive", data={
         **base, "lot_number": "", "quantity": "0", "unit_cost": "abc", "expiry_date": "31/01/2099"})
     assert response.status_code == 400
     assert "Enter the lot number printed on the pack." in response.text
@@ -640,26 +640,26 @@ def test_receive_stock_form_errors_keep_the_input_and_write_nothing(client, engi
     assert 'value="31/01/2099"' in response.text and "Salbutamol" in response.text
     # the service's refusal: already expired stock, shown at the expiry date
     past = (local_today() - timedelta(days=1)).isoformat()
-    response = client.post("/admin/stock-batch/receive", data={**base, "expiry_date": past})
+    response = client.post("/admin/stock_batch/receive", data={**base, "expiry_date": past})
     assert response.status_code == 400 and "only stock that expires after" in response.text
     assert 'value="LOT-TYPED"' in response.text
     m = re.search(r'id="field-expiry_date".*?</div>\s*</div>', response.text, re.S)
     assert m and "only stock that expires after" in m.group(0)
     # without the CSRF token
-    assert client.post("/admin/stock-batch/receive", data={**base, "csrf_token": ""}).status_code == 403
+    assert client.post("/admin/stock_batch/receive", data={**base, "csrf_token": ""}).status_code == 403
     assert count_batches(engine) == 0 and movements(engine) == []
 
 
 def test_stock_count_form(client, engine):
     user = staff_login(client, engine, role=Role.pharmacist)
     batch = make_batch(engine, medicine=make_medicine(engine, name="Heparin", unit="ampoule"), quantity=30)
-    detail = client.get(f"/admin/stock-batch/details/{batch.id}").text
-    assert f"/admin/stock-batch/action/count?pks={batch.id}" in detail
-    opened = client.get(action_url("stock-batch", "count"), params={"pks": batch.id})
-    assert opened.status_code == 303 and opened.headers["location"].endswith(f"/admin/stock-batch/count/{batch.id}")
-    page = client.get(f"/admin/stock-batch/count/{batch.id}")
+    detail = client.get(f"/admin/stock_batch/details/{batch.id}").text
+    assert f"/admin/stock_batch/action/count?pks={batch.id}" in detail
+    opened = client.get(action_url("stock_batch", "count"), params={"pks": batch.id})
+    assert opened.status_code == 303 and opened.headers["location"].endswith(f"/admin/stock_batch/count/{batch.id}")
+    page = client.get(f"/admin/stock_batch/count/{batch.id}")
     assert page.status_code == 200 and "30 ampoule" in page.text
-    url, token = f"/admin/stock-batch/count/{batch.id}", token_from(page.text)
+    url, token = f"/admin/stock_batch/count/{batch.id}", token_from(page.text)
     response = client.post(url, data={"csrf_token": token, "counted_quantity": "-1", "reason": ""})
     assert response.status_code == 400
     assert "The count cannot be negative." in response.text and "Say what was counted" in response.text
@@ -688,10 +688,10 @@ def test_stock_pages_need_their_permission(client, engine, monkeypatch):
             return action not in ("action:receive", "action:count")
 
     monkeypatch.setattr(StockBatchView._admin_ref, "authorization_backend", NoStockPages())
-    assert client.get("/admin/stock-batch/receive").status_code == 403
-    assert client.get(f"/admin/stock-batch/count/{batch.id}").status_code == 403
-    assert client.get("/admin/stock-batch/receive/lookup", params={"name": "medicine_id", "term": "m"}).status_code == 403
-    assert "Receive stock" not in client.get("/admin/stock-batch/list").text
+    assert client.get("/admin/stock_batch/receive").status_code == 403
+    assert client.get(f"/admin/stock_batch/count/{batch.id}").status_code == 403
+    assert client.get("/admin/stock_batch/receive/lookup", params={"name": "medicine_id", "term": "m"}).status_code == 403
+    assert "Receive stock" not in client.get("/admin/stock_batch/list").text
 
 
 # -- the medicine list ---------------------------------------------------------------------------------------

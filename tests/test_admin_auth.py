@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from starlette.routing import Mount
 
 from models import AuditEvent, Department, Role, StaffUser
-from portal.db import transaction
-from portal.settings import get_settings
+from portal.core.db import transaction
+from portal.core.settings import get_settings
 from tests.admin_html import field_errors
 from tests.factories import PASSWORD, login, make_department, make_staff
 from views import ALL_VIEWS
@@ -25,8 +25,8 @@ MODEL_VIEWS = [view for view in ALL_VIEWS if getattr(view, "model", None) is not
 
 
 def _audit(engine, action: str) -> list[AuditEvent]:
-    with transaction(engine, write=False) as session:
-        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+    with transaction(engine, write=False) as db:
+        return list(db.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 def _session_cookie_header(response) -> str:
@@ -51,8 +51,8 @@ def test_good_password_logs_in_and_opens_the_admin(engine, client):
     assert response.headers["location"].endswith("/admin/")
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/patient/list").status_code == 200
-    with transaction(engine, write=False) as session:
-        assert session.get(StaffUser, user.id).last_login_at is not None
+    with transaction(engine, write=False) as db:
+        assert db.get(StaffUser, user.id).last_login_at is not None
 
 
 def test_session_cookie_is_httponly_and_samesite_strict(engine, client):
@@ -80,8 +80,8 @@ def test_bad_credentials_are_refused_with_a_message(engine, client, username, pa
     assert "Invalid credentials." in field_errors(response.text)
     assert not any(h.startswith(f"{COOKIE}=") and "uid" in h for h in response.headers.get_list("set-cookie"))
     assert client.get("/admin/").status_code == 302
-    with transaction(engine, write=False) as session:
-        assert session.scalar(select(StaffUser.last_login_at).where(StaffUser.username == "alice")) is None
+    with transaction(engine, write=False) as db:
+        assert db.scalar(select(StaffUser.last_login_at).where(StaffUser.username == "alice")) is None
 
 
 def test_inactive_user_cannot_log_in_even_with_the_right_password(engine, client):
@@ -150,10 +150,10 @@ def test_every_admin_page_redirects_to_login_when_logged_out(engine, app, client
         assert response.headers["location"].endswith("/admin/login"), (method, path)
         checked += 1
     assert checked > 1 + 10 * len(MODEL_VIEWS)  # and the reports, pages and actions
-    with transaction(engine, write=False) as session:
-        assert session.scalar(select(func.count()).select_from(Department)) == 1
-        assert session.get(Department, department.id).name == "Keep me"
-        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+    with transaction(engine, write=False) as db:
+        assert db.scalar(select(func.count()).select_from(Department)) == 1
+        assert db.get(Department, department.id).name == "Keep me"
+        assert db.scalar(select(func.count()).select_from(AuditEvent)) == 0
     # The login page itself and the static files stay reachable.
     assert client.get("/admin/login").status_code == 200
 
@@ -193,7 +193,7 @@ def test_deactivating_an_account_ends_its_open_session(engine, app, client):
         login(bob_client, "bob")
         assert bob_client.get("/admin/patient/list").status_code == 200
 
-        response = client.post(f"/admin/staff-user/edit/{bob.id}", data={
+        response = client.post(f"/admin/staff_user/edit/{bob.id}", data={
             "username": "bob", "full_name": bob.full_name, "role": "nurse", "save": "Save",
         })  # is_active checkbox left unticked
 
@@ -206,7 +206,7 @@ def test_deactivating_an_account_ends_its_open_session(engine, app, client):
 def test_idle_and_overlong_sessions_end(engine, client, age_field, seconds):
     user = make_staff(engine, username="alice")
     now = int(time.time())
-    data = {"uid": user.id, "epoch": user.session_epoch, "iat": now, "seen": now}
+    data = {"uid": user.id, "epoch": user.login_epoch, "iat": now, "seen": now}
     client.cookies.set(COOKIE, _forge_session(data))
     assert client.get("/admin/patient/list").status_code == 200
 

@@ -42,13 +42,13 @@ from models import (
     PrescriptionItem,
     PrescriptionStatus,
     Role,
-    Schedule,
-    ScheduleStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     StaffUser,
     Supplier,
 )
-from portal.db import transaction
-from portal.settings import get_settings
+from portal.core.db import transaction
+from portal.core.settings import get_settings
 from tests.admin_html import alerts, detail_fields, field_errors, row_texts
 from tests.factories import (
     local_today,
@@ -64,7 +64,7 @@ from tests.factories import (
     make_patient,
     make_prescription,
     make_prescription_item,
-    make_schedule,
+    make_clinic_session,
     make_staff,
     make_supplier,
 )
@@ -101,13 +101,13 @@ def build_hospital(engine) -> SimpleNamespace:
     h.retired = make_doctor(engine, full_name="Carl Retired", title=None, specialty="Surgery",
                             phone="+8613911110003", is_active=False)
 
-    h.s_card = make_schedule(engine, doctor=h.wong, department=h.card, day=TODAY + timedelta(days=1),
+    h.s_card = make_clinic_session(engine, doctor=h.wong, department=h.card, day=TODAY + timedelta(days=1),
                              fee=2500, note="Morning clinic")
-    h.s_derm = make_schedule(engine, doctor=h.chen, department=h.derm, day=TODAY + timedelta(days=3),
-                             start=time(13, 30), end=time(17, 0), fee=1500, status=ScheduleStatus.closed,
+    h.s_derm = make_clinic_session(engine, doctor=h.chen, department=h.derm, day=TODAY + timedelta(days=3),
+                             start=time(13, 30), end=time(17, 0), fee=1500, status=ClinicSessionStatus.closed,
                              note="Afternoon clinic")
-    h.s_old = make_schedule(engine, doctor=h.wong, department=h.card, day=TODAY + timedelta(days=10),
-                            status=ScheduleStatus.cancelled, note="Cancelled clinic")
+    h.s_old = make_clinic_session(engine, doctor=h.wong, department=h.card, day=TODAY + timedelta(days=10),
+                            status=ClinicSessionStatus.cancelled, note="Cancelled clinic")
 
     h.zhang = make_patient(engine, full_name="Zhang Wei", phone="+8613800000001", birth_date=date(1980, 1, 1),
                            national_id="310101198001010011", gender=Gender.male,
@@ -117,12 +117,12 @@ def build_hospital(engine) -> SimpleNamespace:
     h.wang = make_patient(engine, full_name="Wang Fang", phone="+8613700000003", birth_date=date(2001, 9, 9),
                           gender=Gender.female, created_at=_local(date(2026, 3, 5), time(23, 30)))
 
-    h.a1 = make_appointment(engine, schedule=h.s_card, patient=h.zhang, reference="AAAAA-11111",
+    h.a1 = make_appointment(engine, clinic_session=h.s_card, patient=h.zhang, reference="AAAAA-11111",
                             status=AppointmentStatus.confirmed, channel=BookingChannel.front_desk, booked_at=_local(date(2026, 3, 2), time(9, 0)))
-    h.a2 = make_appointment(engine, schedule=h.s_derm, patient=h.li, reference="BBBBB-22222",
+    h.a2 = make_appointment(engine, clinic_session=h.s_derm, patient=h.li, reference="BBBBB-22222",
                             status=AppointmentStatus.pending, channel=BookingChannel.online,
                             booked_at=_local(date(2026, 3, 6), time(0, 30)))
-    h.a3 = make_appointment(engine, schedule=h.s_card, patient=h.li, reference="CCCCC-33333",
+    h.a3 = make_appointment(engine, clinic_session=h.s_card, patient=h.li, reference="CCCCC-33333",
                             status=AppointmentStatus.cancelled, channel=BookingChannel.front_desk, booked_at=_local(date(2026, 3, 5), time(23, 30)))
 
     h.i10 = make_icd10(engine, "I10", "Essential (primary) hypertension")
@@ -154,8 +154,8 @@ def build_hospital(engine) -> SimpleNamespace:
     h.b_old = make_batch(engine, medicine=h.amox, supplier=h.defunct, lot_number="AMX-2025-09",
                          quantity=20, expiry=TODAY - timedelta(days=10), status=BatchStatus.expired,
                          note="Received")
-    with transaction(engine) as session:
-        session.execute(update(Supplier).where(Supplier.id == h.defunct.id).values(is_active=False))
+    with transaction(engine) as db:
+        db.execute(update(Supplier).where(Supplier.id == h.defunct.id).values(is_active=False))
 
     h.rx1 = make_prescription(engine, patient=h.zhang, doctor=h.wong, items=[], number="RX-20260301-0001",
                               appointment_id=h.a1.id, diagnosis_code="I10",
@@ -175,8 +175,8 @@ def build_hospital(engine) -> SimpleNamespace:
     h.joy = make_staff(engine, username="joy", full_name="Joy Nurse", role=Role.nurse, is_active=False)
     h.drwong = make_staff(engine, username="drwong", full_name="Alice Wong", role=Role.doctor, doctor_id=h.wong.id)
 
-    with transaction(engine) as session:
-        session.execute(insert(AuditEvent), [
+    with transaction(engine) as db:
+        db.execute(insert(AuditEvent), [
             dict(occurred_at=_local(date(2026, 3, 5), time(23, 30)), actor="rita", action="confirm",
                  entity="appointment", entity_id=str(h.a1.id), summary="Confirmed appointment AAAAA-11111"),
             dict(occurred_at=_local(date(2026, 3, 6), time(0, 30)), actor="system", action="expire",
@@ -207,24 +207,24 @@ def admin(engine, client, hospital):
 # -- helpers ------------------------------------------------------------------------------
 
 def _counts(engine) -> dict[str, int]:
-    with transaction(engine, write=False) as session:
+    with transaction(engine, write=False) as db:
         return {
-            table.name: session.scalar(select(func.count()).select_from(table))
+            table.name: db.scalar(select(func.count()).select_from(table))
             for table in models.metadata.sorted_tables
         }
 
 
 def _audit_rows(engine, **where) -> list[AuditEvent]:
-    with transaction(engine, write=False) as session:
+    with transaction(engine, write=False) as db:
         stmt = select(AuditEvent).order_by(AuditEvent.id)
         for key, value in where.items():
             stmt = stmt.where(getattr(AuditEvent, key) == value)
-        return list(session.scalars(stmt))
+        return list(db.scalars(stmt))
 
 
 def _get(engine, model, pk):
-    with transaction(engine, write=False) as session:
-        return session.get(model, pk)
+    with transaction(engine, write=False) as db:
+        return db.get(model, pk)
 
 
 def _list(client, identity: str, **params) -> list[str]:
@@ -323,7 +323,7 @@ CASES = [
         detail_texts=["Chest pain on exertion", "AAAAA-11111", "I10"],
     ),
     Case(
-        "schedule",
+        "clinic_session",
         keys=lambda h: {"card": _days(1), "derm": _days(3), "old": _days(10)},
         row={"card": ["Alice Wong", "Cardiology", "25.00", "Open", "08:00", "12:00"],
              "derm": ["Bob Chen", "Dermatology", "15.00", "Closed", "13:30", "17:00"]},
@@ -384,7 +384,7 @@ CASES = [
         detail_texts=["RX-20260301-0001", "Zhang Wei", "21 x Amoxicillin 500 mg Capsule", "AAAAA-11111"],
     ),
     Case(
-        "prescription-item",
+        "prescription_item",
         keys=lambda h: {"item1": "1 capsule three times daily", "item2": "1 tablet twice daily"},
         row={"item1": ["RX-20260301-0001", "Amoxicillin 500 mg Capsule", "21"],
              "item2": ["RX-20260306-0002", "Paracetamol 500 mg Tablet", "10"]},
@@ -410,7 +410,7 @@ CASES = [
         detail_texts=["Amoxicillin", "Antibacterials", "1.20"],
     ),
     Case(
-        "stock-batch",
+        "stock_batch",
         keys=lambda h: {"amox": "AMX-2026-01", "para": "PCM-2027-07", "old": "AMX-2025-09"},
         row={"amox": ["Amoxicillin 500 mg Capsule", "179", "200", "0.45", "Active", "Sinopharm Shanghai"],
              "old": ["Expired", "Defunct Pharma"]},
@@ -430,7 +430,7 @@ CASES = [
         read_only=True,
     ),
     Case(
-        "stock-movement",
+        "stock_movement",
         keys=lambda h: {"dispense": "Dispensed for RX one", "receipts": "Received"},
         row={"dispense": ["Dispense", "-21", "179", "AMX-2026-01", "2026-03-06 00:30"]},
         searches=[("RX one", {"dispense"}), ("PCM-2027", {"receipts"})],
@@ -454,14 +454,14 @@ CASES = [
         detail_texts=["Sinopharm Shanghai", "Zhou Lin"],
     ),
     Case(
-        "icd10-code",
+        "icd10_code",
         keys=lambda h: {"I10": "Essential (primary) hypertension", "L30": "dermatitis", "E11": "diabetes"},
         searches=[("dermatitis", {"L30"}), ("E11", {"E11"}), ("i1", {"I10"})],
         detail=("I10", lambda h: "I10"),
         detail_texts=["Essential (primary) hypertension"],
     ),
     Case(
-        "staff-user",
+        "staff_user",
         keys=lambda h: {"rita": "rita", "joy": "Joy Nurse", "drwong": "drwong", "chief": "Chief Admin"},
         row={"rita": ["Rita Front", "Receptionist"], "drwong": ["Alice Wong", "Doctor"]},
         searches=[("joy", {"joy"}), ("Rita Front", {"rita"})],
@@ -476,7 +476,7 @@ CASES = [
         detail_texts=["rita", "Rita Front", "Receptionist"],
     ),
     Case(
-        "audit-event",
+        "audit_event",
         keys=lambda h: {"confirm": "Confirmed appointment AAAAA-11111", "expire": "Expired batch AMX-2025-09",
                         "login": "chief logged in"},
         row={"confirm": ["rita", "confirm", "2026-03-05 23:30"]},
@@ -600,7 +600,7 @@ def test_read_only_entities_refuse_create_edit_and_delete(engine, admin, h, case
 
 
 def test_icd10_codes_cannot_be_deleted(engine, admin, h):
-    assert admin.delete("/admin/icd10-code/delete", params={"pks": "E11"}).status_code == 403
+    assert admin.delete("/admin/icd10_code/delete", params={"pks": "E11"}).status_code == 403
     assert _get(engine, Icd10Code, "E11") is not None
 
 
@@ -618,20 +618,20 @@ def test_csv_export_contains_every_row(admin, h, case):
 
 
 def test_export_never_contains_a_password_hash_or_session_data(admin, h):
-    with transaction(h.engine, write=False) as session:
-        hashes = list(session.scalars(select(StaffUser.password_hash)))
+    with transaction(h.engine, write=False) as db:
+        hashes = list(db.scalars(select(StaffUser.password_hash)))
     for export_type in ("csv", "json"):
-        text = admin.get(f"/admin/staff-user/export/{export_type}").text
+        text = admin.get(f"/admin/staff_user/export/{export_type}").text
         assert "rita" in text
         assert not any(hash_ in text for hash_ in hashes)
-        assert "password_hash" not in text and "session_epoch" not in text
-    detail = admin.get(f"/admin/staff-user/details/{h.rita.id}").text
+        assert "password_hash" not in text and "login_epoch" not in text
+    detail = admin.get(f"/admin/staff_user/details/{h.rita.id}").text
     assert not any(hash_ in detail for hash_ in hashes)
-    assert "$argon2" not in admin.get(f"/admin/staff-user/edit/{h.rita.id}").text
+    assert "$argon2" not in admin.get(f"/admin/staff_user/edit/{h.rita.id}").text
 
 
 def test_export_shows_money_in_yuan(admin, h):
-    rows = list(csv.DictReader(io.StringIO(admin.get("/admin/schedule/export/csv").text)))
+    rows = list(csv.DictReader(io.StringIO(admin.get("/admin/clinic_session/export/csv").text)))
     assert sorted(r["fee"] for r in rows) == ["15.00", "20.00", "25.00"]
     medicines = json.loads(admin.get("/admin/medicine/export/json").text)
     assert {m["name"]: m["unit_price"] for m in medicines}["Amoxicillin"] == 1.2
@@ -676,11 +676,11 @@ CRUDS = [
                               specialty="Cardiology", departments=[str(h.card.id), str(h.derm.id)],
                               phone="+8613911119999", email="dana@example.org", bio=None, is_active="y"),
          edited={"title": "Attending Physician"}),
-    Crud("schedule", Schedule,
+    Crud("clinic_session", ClinicSession,
          create=lambda h: _form(doctor=str(h.chen.id), department=str(h.derm.id), session_date=_days(5),
                                 start_time="08:00", end_time="11:30", slot_minutes="15", capacity="12",
                                 fee="18.50", note="Extra clinic"),
-         created={"capacity": 12, "fee": 1850, "booked_count": 0, "status": ScheduleStatus.open,
+         created={"capacity": 12, "fee": 1850, "booked_count": 0, "status": ClinicSessionStatus.open,
                   "end_time": time(11, 30)},
          edit=lambda h: _form(doctor=str(h.chen.id), department=str(h.derm.id), session_date=_days(5),
                               start_time="08:00", end_time="11:30", slot_minutes="15", capacity="16",
@@ -711,7 +711,7 @@ CRUDS = [
          edit=lambda h: _form(name="Huadong Medicine", contact_name="Xu Hong", phone="+862100000009",
                               email=None, address=None, is_active="y"),
          edited={"contact_name": "Xu Hong"}),
-    Crud("icd10-code", Icd10Code,
+    Crud("icd10_code", Icd10Code,
          create=lambda h: _form(code="J45", title="Asthma"),
          created={"code": "J45", "title": "Asthma"},
          edit=lambda h: _form(code="J45", title="Asthma (all types)"),
@@ -731,14 +731,14 @@ CRUDS = [
          edit=lambda h: _form(number="RX-20260310-0003", patient=str(h.wang.id), doctor=str(h.chen.id),
                               appointment=None, diagnosis="E11", notes="Review in 2 weeks"),
          edited={"notes": "Review in 2 weeks"}),
-    Crud("prescription-item", PrescriptionItem,
+    Crud("prescription_item", PrescriptionItem,
          create=lambda h: _form(prescription=str(h.rx1.id), medicine=str(h.para.id), quantity="12",
                                 dosage="1 tablet when needed", duration_days="4"),
          created={"quantity": 12, "quantity_dispensed": 0},
          edit=lambda h: _form(prescription=str(h.rx1.id), medicine=str(h.para.id), quantity="8",
                               dosage="1 tablet when needed", duration_days="4"),
          edited={"quantity": 8}),
-    Crud("staff-user", StaffUser,
+    Crud("staff_user", StaffUser,
          create=lambda h: _form(username="nina", full_name="Nina Pharma", role="pharmacist", doctor=None,
                                 is_active="y", new_password="a-long-enough-secret"),
          created={"username": "nina", "role": Role.pharmacist, "is_active": True},
@@ -751,16 +751,16 @@ CRUD_IDS = [c.identity for c in CRUDS]
 
 
 def _new_pk(engine, model, before_ids):
-    with transaction(engine, write=False) as session:
+    with transaction(engine, write=False) as db:
         pk = model.__mapper__.primary_key[0]
-        ids = set(session.scalars(select(pk)))
+        ids = set(db.scalars(select(pk)))
     [new] = ids - before_ids
     return new
 
 
 def _ids(engine, model):
-    with transaction(engine, write=False) as session:
-        return set(session.scalars(select(model.__mapper__.primary_key[0])))
+    with transaction(engine, write=False) as db:
+        return set(db.scalars(select(model.__mapper__.primary_key[0])))
 
 
 @pytest.mark.parametrize("crud", CRUDS, ids=CRUD_IDS)
@@ -813,17 +813,17 @@ def test_create_edit_delete_through_the_forms_are_audited(engine, admin, h, crud
 
 
 def test_staff_password_is_hashed_and_never_audited(engine, admin, h):
-    response = admin.post("/admin/staff-user/create", data=_form(
+    response = admin.post("/admin/staff_user/create", data=_form(
         username="nina", full_name="Nina Pharma", role="pharmacist", doctor=None, is_active="y",
         new_password="a-long-enough-secret"))
     assert response.status_code == 302, alerts(response.text)
-    with transaction(engine, write=False) as session:
-        nina = session.scalars(select(StaffUser).where(StaffUser.username == "nina")).one()
+    with transaction(engine, write=False) as db:
+        nina = db.scalars(select(StaffUser).where(StaffUser.username == "nina")).one()
     first_hash = nina.password_hash
     assert first_hash.startswith("$argon2")
     assert login(TestClient(admin.app, follow_redirects=False), "nina", "a-long-enough-secret").status_code == 302
 
-    response = admin.post(f"/admin/staff-user/edit/{nina.id}", data=_form(
+    response = admin.post(f"/admin/staff_user/edit/{nina.id}", data=_form(
         username="nina", full_name="Nina Pharma", role="pharmacist", doctor=None, is_active="y",
         new_password="another-long-secret"))
     assert response.status_code == 302, alerts(response.text)
@@ -840,16 +840,16 @@ def test_staff_password_is_hashed_and_never_audited(engine, admin, h):
 
 
 def test_staff_form_does_not_offer_service_fields(admin, h):
-    page = admin.get(f"/admin/staff-user/edit/{h.rita.id}").text
-    for name in ("password_hash", "session_epoch", "failed_logins", "locked_until", "last_login_at",
+    page = admin.get(f"/admin/staff_user/edit/{h.rita.id}").text
+    for name in ("password_hash", "login_epoch", "failed_logins", "locked_until", "last_login_at",
                  "password_changed_at", "created_at"):
         assert f'name="{name}"' not in page, name
 
 
 @pytest.mark.parametrize("identity, forbidden", [
-    ("schedule", ["booked_count", "last_queue_number", "status", "created_at"]),
+    ("clinic_session", ["booked_count", "last_queue_number", "status", "created_at"]),
     ("prescription", ["status", "dispensed_at", "created_at"]),
-    ("prescription-item", ["quantity_dispensed"]),
+    ("prescription_item", ["quantity_dispensed"]),
     ("patient", ["medical_record_number", "created_at"]),
 ])
 def test_service_owned_fields_are_not_in_the_forms(admin, h, identity, forbidden):
@@ -862,10 +862,10 @@ def test_posting_a_service_owned_field_changes_nothing(engine, admin, h):
     data = _form(doctor=str(h.wong.id), department=str(h.card.id), session_date=_days(1), start_time="08:00",
                  end_time="12:00", slot_minutes="10", capacity="10", fee="25.00", note="Morning clinic")
     data.update(booked_count="0", status="cancelled", last_queue_number="0")
-    response = admin.post(f"/admin/schedule/edit/{h.s_card.id}", data=data)
+    response = admin.post(f"/admin/clinic_session/edit/{h.s_card.id}", data=data)
     assert response.status_code == 302
-    schedule = _get(engine, Schedule, h.s_card.id)
-    assert (schedule.booked_count, schedule.status, schedule.last_queue_number) == (1, ScheduleStatus.open, 2)
+    clinic_session = _get(engine, ClinicSession, h.s_card.id)
+    assert (clinic_session.booked_count, clinic_session.status, clinic_session.last_queue_number) == (1, ClinicSessionStatus.open, 2)
 
 
 # -- delete refused where unsafe -----------------------------------------------------------
@@ -878,8 +878,8 @@ def test_posting_a_service_owned_field_changes_nothing(engine, admin, h):
     ("doctor", lambda h: h.wong.id, Doctor,
      "Chief Physician Alice Wong cannot be deleted: it still has 2 clinic sessions, 2 appointments, "
      "1 encounter, 1 prescription and 1 staff account."),
-    ("prescription-item", lambda h: h.item1.id, PrescriptionItem, "cannot be deleted: it still has 1 stock movement."),
-    ("schedule", lambda h: h.s_card.id, Schedule, "cannot be deleted: it still has 2 appointments."),
+    ("prescription_item", lambda h: h.item1.id, PrescriptionItem, "cannot be deleted: it still has 1 stock movement."),
+    ("clinic_session", lambda h: h.s_card.id, ClinicSession, "cannot be deleted: it still has 2 appointments."),
     ("medicine", lambda h: h.amox.id, Medicine,
      "Amoxicillin 500 mg Capsule cannot be deleted: it still has 2 stock batches and 1 prescription line."),
     ("supplier", lambda h: h.sino.id, Supplier, "Sinopharm Shanghai cannot be deleted: it still has 2 stock batches."),
@@ -907,7 +907,7 @@ def test_patient_without_history_can_be_deleted(engine, admin, h):
 
 # -- form errors: a sentence on the form, nothing written ------------------------------------
 
-def _schedule_form(h, **over):
+def _clinic_session_form(h, **over):
     data = dict(doctor=str(h.chen.id), department=str(h.derm.id), session_date=_days(5), start_time="08:00",
                 end_time="12:00", slot_minutes="10", capacity="10", fee="15.00", note="Extra")
     data.update(over)
@@ -921,12 +921,12 @@ FORM_ERRORS = [
     ("duplicate department name", "department",
      lambda h: _form(code="CAR2", name="Cardiology", is_active="y"),
      "Another department already has this name."),
-    ("schedule end before start", "schedule", lambda h: _schedule_form(h, start_time="12:00", end_time="08:00"),
+    ("session end before start", "clinic_session", lambda h: _clinic_session_form(h, start_time="12:00", end_time="08:00"),
      "The session must end after it starts."),
-    ("schedule capacity 0", "schedule", lambda h: _schedule_form(h, capacity="0"), "Capacity must be at least 1."),
-    ("schedule negative fee", "schedule", lambda h: _schedule_form(h, fee="-1"), "The fee cannot be negative."),
-    ("schedule twice at one time", "schedule",
-     lambda h: _schedule_form(h, doctor=str(h.wong.id), department=str(h.card.id), session_date=_days(1)),
+    ("session capacity 0", "clinic_session", lambda h: _clinic_session_form(h, capacity="0"), "Capacity must be at least 1."),
+    ("session negative fee", "clinic_session", lambda h: _clinic_session_form(h, fee="-1"), "The fee cannot be negative."),
+    ("session twice at one time", "clinic_session",
+     lambda h: _clinic_session_form(h, doctor=str(h.wong.id), department=str(h.card.id), session_date=_days(1)),
      "This doctor already has a session starting at that date and time."),
     ("missing department name", "department", lambda h: _form(code="NONAME", is_active="y"),
      "This field is required."),
@@ -943,17 +943,17 @@ FORM_ERRORS = [
      lambda h: _form(full_name="Copy Cat", gender="male", birth_date="1990-01-01", phone="13800000066",
                      national_id="310101198001010011"),
      "Another patient already has this national ID."),
-    ("staff password too short", "staff-user",
+    ("staff password too short", "staff_user",
      lambda h: _form(username="shorty", full_name="Short Pw", role="nurse", is_active="y", new_password="short"),
      "The password must be at least 10 characters long."),
-    ("staff without password", "staff-user",
+    ("staff without password", "staff_user",
      lambda h: _form(username="nopass", full_name="No Pw", role="nurse", is_active="y"),
      "Set a password for the new account."),
-    ("duplicate username", "staff-user",
+    ("duplicate username", "staff_user",
      lambda h: _form(username="rita", full_name="Other Rita", role="nurse", is_active="y",
                      new_password="a-long-enough-secret"),
      "This username is taken."),
-    ("doctor account without doctor", "staff-user",
+    ("doctor account without doctor", "staff_user",
      lambda h: _form(username="drnone", full_name="Dr None", role="doctor", is_active="y",
                      new_password="a-long-enough-secret"),
      "A doctor's account must be linked to a doctor."),
@@ -965,12 +965,12 @@ FORM_ERRORS = [
      lambda h: _form(name="Cheapo", form="Tablet", strength="1 mg", unit="tablet", reorder_level="0",
                      unit_price="-0.01", is_active="y"),
      "Unit price cannot be negative."),
-    ("duplicate ICD-10 code", "icd10-code", lambda h: _form(code="I10", title="Again"),
+    ("duplicate ICD-10 code", "icd10_code", lambda h: _form(code="I10", title="Again"),
      "This ICD-10 code already exists."),
     ("duplicate doctor phone", "doctor",
      lambda h: _form(full_name="Copy Doc", gender="male", phone="+8613911110001", is_active="y"),
      "Another doctor already has this phone number."),
-    ("prescription quantity 0", "prescription-item",
+    ("prescription quantity 0", "prescription_item",
      lambda h: _form(prescription=str(h.rx1.id), medicine=str(h.para.id), quantity="0", dosage="none"),
      "The quantity must be at least 1."),
     ("encounter for an appointment that has one", "encounter",
@@ -1000,29 +1000,29 @@ def test_create_form_errors_are_sentences_and_nothing_is_written(engine, admin, 
 
 
 EDIT_ERRORS = [
-    ("capacity 0 on edit", "schedule", lambda h: h.s_card.id,
+    ("capacity 0 on edit", "clinic_session", lambda h: h.s_card.id,
      lambda h: _form(doctor=str(h.wong.id), department=str(h.card.id), session_date=_days(1), start_time="08:00",
                      end_time="12:00", slot_minutes="10", capacity="0", fee="25.00"),
      "Capacity must be at least 1."),
-    ("session with bookings moves doctor", "schedule", lambda h: h.s_card.id,
+    ("session with bookings moves doctor", "clinic_session", lambda h: h.s_card.id,
      lambda h: _form(doctor=str(h.chen.id), department=str(h.card.id), session_date=_days(1), start_time="08:00",
                      end_time="12:00", slot_minutes="10", capacity="10", fee="25.00"),
      "A session with bookings cannot move to another doctor, department or date."),
-    ("session with bookings moves date", "schedule", lambda h: h.s_card.id,
+    ("session with bookings moves date", "clinic_session", lambda h: h.s_card.id,
      lambda h: _form(doctor=str(h.wong.id), department=str(h.card.id), session_date=_days(2), start_time="08:00",
                      end_time="12:00", slot_minutes="10", capacity="10", fee="25.00"),
      "A session with bookings cannot move to another doctor, department or date."),
     ("department code taken", "department", lambda h: h.derm.id,
      lambda h: _form(code="CARD", name="Dermatology", is_active="y"),
      "Another department already has this code."),
-    ("quantity below dispensed", "prescription-item", lambda h: h.item2.id,
+    ("quantity below dispensed", "prescription_item", lambda h: h.item2.id,
      lambda h: _form(prescription=str(h.rx2.id), medicine=str(h.para.id), quantity="5", dosage="x"),
      "The quantity cannot be lower than what was already dispensed."),
-    ("new password too short", "staff-user", lambda h: h.rita.id,
+    ("new password too short", "staff_user", lambda h: h.rita.id,
      lambda h: _form(username="rita", full_name="Rita Front", role="receptionist", is_active="y",
                      new_password="short"),
      "The password must be at least 10 characters long."),
-    ("password containing the username", "staff-user", lambda h: h.rita.id,
+    ("password containing the username", "staff_user", lambda h: h.rita.id,
      lambda h: _form(username="rita", full_name="Rita Front", role="receptionist", is_active="y",
                      new_password="my-name-is-rita-ok"),
      "The password must not contain the username."),
@@ -1049,30 +1049,30 @@ def test_edit_form_errors_are_sentences_and_nothing_is_written(engine, admin, h,
 
 def _integrity_error(engine, stmt) -> IntegrityError:
     with pytest.raises(IntegrityError) as info:
-        with transaction(engine) as session:
-            session.execute(stmt)
+        with transaction(engine) as db:
+            db.execute(stmt)
     return info.value
 
 
 def test_database_refusals_become_sentences_on_this_backend(engine, h):
-    from views.clinic import DepartmentView, Icd10CodeView, ScheduleView
+    from views.clinic import DepartmentView, Icd10CodeView, ClinicSessionView
 
-    schedule = dict(doctor_id=h.chen.id, department_id=h.derm.id, session_date=TODAY + timedelta(days=20),
+    clinic_session = dict(doctor_id=h.chen.id, department_id=h.derm.id, session_date=TODAY + timedelta(days=20),
                     start_time=time(8), end_time=time(12), slot_minutes=10, booked_count=0,
                     last_queue_number=0, fee=0, status="open", created_at=datetime.now(UTC))
-    schedule_view, department_view, icd_view = ScheduleView(), DepartmentView(), Icd10CodeView()
+    clinic_session_view, department_view, icd_view = ClinicSessionView(), DepartmentView(), Icd10CodeView()
     cases = [
-        (schedule_view, insert(Schedule).values(**schedule, capacity=0), "Capacity must be at least 1."),
-        (schedule_view, insert(Schedule).values(**{**schedule, "end_time": time(7)}, capacity=5),
+        (clinic_session_view, insert(ClinicSession).values(**clinic_session, capacity=0), "Capacity must be at least 1."),
+        (clinic_session_view, insert(ClinicSession).values(**{**clinic_session, "end_time": time(7)}, capacity=5),
          "The session must end after it starts."),
-        (schedule_view, insert(Schedule).values(**{**schedule, "booked_count": 9}, capacity=5),
+        (clinic_session_view, insert(ClinicSession).values(**{**clinic_session, "booked_count": 9}, capacity=5),
          "Capacity cannot be lower than the places already booked."),
         (department_view, insert(Department).values(code="CARD", name="X", is_active=True),
          "Another department already has this code."),
         (department_view, insert(Department).values(code="XX", name="Cardiology", is_active=True),
          "Another department already has this name."),
         (icd_view, insert(Icd10Code).values(code="I10", title="again"), "This ICD-10 code already exists."),
-        (department_view, insert(Schedule).values(**{**schedule, "doctor_id": 999999}, capacity=5),
+        (department_view, insert(ClinicSession).values(**{**clinic_session, "doctor_id": 999999}, capacity=5),
          "A related record is missing or is still in use."),
     ]
     for view, stmt, message in cases:
@@ -1103,9 +1103,9 @@ def test_relations_to_big_tables_use_ajax_pickers(view):
     ("encounter", "diagnosis", "dermat", "L30 Other and unspecified dermatitis", "I10"),
     ("encounter", "diagnosis", "E11", "E11 Type 2 diabetes mellitus", "L30"),
     ("prescription", "diagnosis", "hypertension", "I10 Essential (primary) hypertension", "E11"),
-    ("prescription-item", "medicine", "amox", "Amoxicillin 500 mg Capsule", "Paracetamol"),
-    ("prescription-item", "prescription", "0002", "RX-20260306-0002", "RX-20260301-0001"),
-    ("staff-user", "doctor", "Wong", "Chief Physician Alice Wong", "Bob Chen"),
+    ("prescription_item", "medicine", "amox", "Amoxicillin 500 mg Capsule", "Paracetamol"),
+    ("prescription_item", "prescription", "0002", "RX-20260306-0002", "RX-20260301-0001"),
+    ("staff_user", "doctor", "Wong", "Chief Physician Alice Wong", "Bob Chen"),
 ])
 def test_ajax_lookups_find_by_name_and_code(admin, h, identity, name, term, expected, absent):
     response = admin.get(f"/admin/{identity}/ajax/lookup", params={"name": name, "term": term})
@@ -1154,7 +1154,7 @@ def test_no_form_edits_a_timestamp(view):
 
 
 def test_an_icd10_code_cannot_be_renamed(engine, admin, h):
-    response = admin.post("/admin/icd10-code/edit/I10", data=_form(code="I11", title="Renamed"))
+    response = admin.post("/admin/icd10_code/edit/I10", data=_form(code="I11", title="Renamed"))
     assert response.status_code == 400
     assert "The code of an existing ICD-10 entry cannot change; add a new one." in alerts(response.text)
     assert _get(engine, Icd10Code, "I10").title == "Essential (primary) hypertension"
@@ -1167,8 +1167,8 @@ def test_local_datetime_filter_reads_days_in_hospital_time(engine, h):
     async def summaries(operation, value):
         stmt = await LocalDateTimeFilter(AuditEvent.occurred_at).get_filtered_query(
             select(AuditEvent), operation, value, AuditEvent)
-        with transaction(engine, write=False) as session:
-            return {e.summary for e in session.scalars(stmt) if e.summary in (confirm, expire)}
+        with transaction(engine, write=False) as db:
+            return {e.summary for e in db.scalars(stmt) if e.summary in (confirm, expire)}
 
     import asyncio
 

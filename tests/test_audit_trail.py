@@ -9,24 +9,24 @@ import pytest
 from sqlalchemy import func, select
 
 from models import AuditEvent, Department, StaffUser
-from portal.db import transaction
+from portal.core.db import transaction
 from portal.services import appointments as booking
-from portal.services.actor import Actor
+from portal.core.actor import Actor
 from tests.access_world import build_world, fingerprint, today
-from tests.factories import PASSWORD, login, make_department, make_patient, make_schedule, make_staff
+from tests.factories import PASSWORD, login, make_department, make_patient, make_clinic_session, make_staff
 
 
 def _events(engine, **where) -> list[AuditEvent]:
-    with transaction(engine, write=False) as session:
+    with transaction(engine, write=False) as db:
         stmt = select(AuditEvent).order_by(AuditEvent.id)
         for key, value in where.items():
             stmt = stmt.where(getattr(AuditEvent, key) == value)
-        return list(session.scalars(stmt))
+        return list(db.scalars(stmt))
 
 
 def _department(engine, pk) -> Department | None:
-    with transaction(engine, write=False) as session:
-        return session.get(Department, pk)
+    with transaction(engine, write=False) as db:
+        return db.get(Department, pk)
 
 
 def _department_form(**values):
@@ -70,7 +70,7 @@ def test_login_failed_login_logout_and_export_are_audited(client, engine):
     assert login(client, "clerk1", "wrong-password-1").status_code == 400
     assert login(client, "nobody", "wrong-password-1").status_code == 400
     assert login(client, "clerk1").status_code == 302
-    assert client.get("/admin/staff-user/export/csv").status_code == 200
+    assert client.get("/admin/staff_user/export/csv").status_code == 200
     assert client.get("/admin/logout").status_code == 302
     events = _events(engine)
     assert [(e.action, e.actor) for e in events] == [
@@ -83,13 +83,13 @@ def test_login_failed_login_logout_and_export_are_audited(client, engine):
 
 
 def test_booking_and_cancelling_write_audit_events(engine):
-    schedule = make_schedule(engine)
+    clinic_session = make_clinic_session(engine)
     patient = make_patient(engine)
     online = Actor(username="patient:online", ip="203.0.113.7")
-    with transaction(engine) as session:
-        booked = booking.book(session, schedule_id=schedule.id, patient_id=patient.id, actor=online)
-    with transaction(engine) as session:
-        booking.cancel(session, booked.appointment.id, actor=online, reason="Feeling better")
+    with transaction(engine) as db:
+        booked = booking.book(db, clinic_session_id=clinic_session.id, patient_id=patient.id, actor=online)
+    with transaction(engine) as db:
+        booking.cancel(db, booked.appointment.id, actor=online, reason="Feeling better")
     events = _events(engine, entity="appointment")
     assert [e.action for e in events] == ["book", "cancel"]
     assert all(e.entity_id == str(booked.appointment.id) and e.ip == "203.0.113.7" for e in events)
@@ -131,12 +131,12 @@ def test_audit_log_is_append_only_even_for_admins(admin_client, engine):
     (event,) = _events(engine, action="login")
     before = fingerprint(engine)
     for send in (
-        lambda: client.get("/admin/audit-event/create"),
-        lambda: client.post("/admin/audit-event/create", data={"action": "x", "summary": "forged"}),
-        lambda: client.get(f"/admin/audit-event/edit/{event.id}"),
-        lambda: client.post(f"/admin/audit-event/edit/{event.id}", data={"summary": "rewritten"}),
-        lambda: client.delete("/admin/audit-event/delete", params={"pks": event.id}),
-        lambda: client.post("/admin/audit-event/import", files={"file": ("a.csv", b"id,summary\n1,x\n")}),
+        lambda: client.get("/admin/audit_event/create"),
+        lambda: client.post("/admin/audit_event/create", data={"action": "x", "summary": "forged"}),
+        lambda: client.get(f"/admin/audit_event/edit/{event.id}"),
+        lambda: client.post(f"/admin/audit_event/edit/{event.id}", data={"summary": "rewritten"}),
+        lambda: client.delete("/admin/audit_event/delete", params={"pks": event.id}),
+        lambda: client.post("/admin/audit_event/import", files={"file": ("a.csv", b"id,summary\n1,x\n")}),
     ):
         assert send().status_code == 403
     assert fingerprint(engine) == before
@@ -145,24 +145,24 @@ def test_audit_log_is_append_only_even_for_admins(admin_client, engine):
 
 def test_staff_passwords_never_reach_the_audit_log_pages_or_exports(admin_client, engine):
     client = admin_client
-    response = client.post("/admin/staff-user/create", data={
+    response = client.post("/admin/staff_user/create", data={
         "username": "newnurse", "full_name": "New Nurse", "role": "nurse", "doctor": "",
         "is_active": "y", "new_password": "a-long-secret-9", "save": "Save",
     })
     assert response.status_code == 302, response.text[-500:]
-    with transaction(engine, write=False) as session:
-        user = session.scalars(select(StaffUser).where(StaffUser.username == "newnurse")).one()
-    response = client.post(f"/admin/staff-user/edit/{user.id}", data={
+    with transaction(engine, write=False) as db:
+        user = db.scalars(select(StaffUser).where(StaffUser.username == "newnurse")).one()
+    response = client.post(f"/admin/staff_user/edit/{user.id}", data={
         "username": "newnurse", "full_name": "New Nurse", "role": "nurse", "doctor": "",
         "is_active": "y", "new_password": "another-secret-7", "save": "Save",
     })
     assert response.status_code == 302
     pages = [
-        client.get(f"/admin/staff-user/details/{user.id}").text,
-        client.get("/admin/staff-user/export/csv").text,
-        client.get("/admin/staff-user/export/json").text,
-        client.get("/admin/staff-user/list").text,
-        client.get("/admin/audit-event/export/json").text,
+        client.get(f"/admin/staff_user/details/{user.id}").text,
+        client.get("/admin/staff_user/export/csv").text,
+        client.get("/admin/staff_user/export/json").text,
+        client.get("/admin/staff_user/list").text,
+        client.get("/admin/audit_event/export/json").text,
     ]
     for text in pages:
         assert "$argon2" not in text and "a-long-secret-9" not in text and "another-secret-7" not in text
@@ -171,7 +171,7 @@ def test_staff_passwords_never_reach_the_audit_log_pages_or_exports(admin_client
         assert "$argon2" not in blob and "secret-" not in blob
     (update,) = _events(engine, action="update", entity="staff_user")
     assert update.changes["password_hash"] == "(changed)"
-    assert update.changes["session_epoch"] == [0, 1]
+    assert update.changes["login_epoch"] == [0, 1]
 
 
 def test_audit_log_filters_and_history_link(admin_client, engine):
@@ -192,10 +192,10 @@ def test_audit_log_filters_and_history_link(admin_client, engine):
         ({"entity": "staff_user"}, ">login<", ">seed<"),
         ({"search": "Seeded"}, ">seed<", ">login<"),
     ):
-        text = client.get("/admin/audit-event/list", params=params).text
+        text = client.get("/admin/audit_event/list", params=params).text
         assert present in text and absent not in text, params
     tomorrow = (today() + timedelta(days=2)).isoformat()
-    text = client.get("/admin/audit-event/list", params={"occurred_at_from": tomorrow}).text
+    text = client.get("/admin/audit_event/list", params={"occurred_at_from": tomorrow}).text
     assert ">login<" not in text and ">seed<" not in text
 
 

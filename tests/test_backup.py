@@ -16,15 +16,15 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 import main
+from portal.core import clock
 from models import AuditEvent
-from models._types import utcnow
-from portal import backup as backups
-from portal import schema
-from portal.backup import BackupError, DumpScanner, iter_dump_statements
-from portal.db import build_engine, dispose_engines, transaction
-from portal.seed.demo import seed_demo
-from portal.settings import get_settings
-from tests.factories import make_patient, make_schedule, make_staff
+from portal.ops import backup as backups
+from portal.core import schema
+from portal.ops.backup import BackupError, DumpScanner, iter_dump_statements
+from portal.core.db import build_engine, dispose_engines, transaction
+from portal.ops.seed.demo import seed_demo
+from portal.core.settings import get_settings
+from tests.factories import make_patient, make_clinic_session, make_staff
 
 
 # --------------------------------------------------------------------------- helpers
@@ -82,7 +82,7 @@ def small_db(fresh_db_url):
     schema.upgrade(fresh_db_url)
     engine = build_engine(fresh_db_url, pool_size=2)
     try:
-        make_schedule(engine)
+        make_clinic_session(engine)
         make_patient(engine, full_name="O'Brien \\ (test), \"quoted\"; 患者")
         make_staff(engine)
     finally:
@@ -161,8 +161,8 @@ def test_backup_is_consistent_while_the_portal_writes(small_db, tmp_path):
 
     def writer() -> None:
         while not stop.is_set():
-            with transaction(engine) as session:
-                session.add(AuditEvent(occurred_at=utcnow(), actor="load", action="test",
+            with transaction(engine) as db:
+                db.add(AuditEvent(occurred_at=clock.now(), actor="load", action="test",
                                        entity="none", summary="written during a backup"))
             written.append(1)
 
@@ -188,7 +188,7 @@ def test_backup_is_consistent_while_the_portal_writes(small_db, tmp_path):
 
 def test_restore_of_an_older_revision_upgrades_to_head(small_db, tmp_path, monkeypatch):
     # Only one migration exists yet: pretend the code's head moved on since the backup.
-    from portal.backup import _api
+    from portal.ops.backup import _api
 
     report = backups.backup(small_db, tmp_path / "b")
     wipe(small_db)

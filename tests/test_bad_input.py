@@ -31,9 +31,9 @@ def get(admin, engine, url, **params):  # noqa: F811
     ("/admin/appointment/list", "channel", " "),
     ("/admin/appointment/list", "status", "lost"),
     ("/admin/patient/list", "gender", "x"),
-    ("/admin/staff-user/list", "role", "root"),
-    ("/admin/stock-batch/list", "status", "all"),
-    ("/admin/stock-movement/list", "kind", "gift"),
+    ("/admin/staff_user/list", "role", "root"),
+    ("/admin/stock_batch/list", "status", "all"),
+    ("/admin/stock_movement/list", "kind", "gift"),
 ])
 def test_an_unknown_choice_of_an_enum_filter_is_a_400_not_a_500(admin, engine, url, param, value):  # noqa: F811
     """Was: LookupError from the enum column type (validate_strings) while binding the value."""
@@ -67,7 +67,7 @@ def test_a_date_at_the_end_of_the_calendar_is_a_400_not_a_500(admin, engine, par
 
 def test_a_comparison_filter_takes_only_its_operations_and_typed_values(admin, engine):  # noqa: F811
     """Was: OverflowError on SQLite for a batch id past 64 bits."""
-    url = "/admin/stock-movement/list"
+    url = "/admin/stock_movement/list"
     cases = [
         ({"batch_id": "1", "batch_id_op": "contains"}, "batch_id_op must be one of"),
         ({"batch_id": "1"}, "batch_id needs batch_id_op"),
@@ -90,8 +90,8 @@ def test_a_text_filter_offers_and_takes_contains(admin, engine):  # noqa: F811
 
 
 def test_from_to_dates_take_only_dates(admin, engine):  # noqa: F811
-    assert get(admin, engine, "/admin/schedule/list", session_date_from="2026-11-20").status_code == 200
-    response = get(admin, engine, "/admin/schedule/list", session_date_from="2026-02-30")
+    assert get(admin, engine, "/admin/clinic_session/list", session_date_from="2026-11-20").status_code == 200
+    response = get(admin, engine, "/admin/clinic_session/list", session_date_from="2026-02-30")
     assert response.status_code == 400 and "session_date_from must be a date" in reason(response)
 
 
@@ -99,8 +99,8 @@ def test_preset_and_yes_no_filters_take_only_their_choices(admin, engine):  # no
     for url, param, good, bad in [
         ("/admin/medicine/list", "stock", "below_reorder", "above"),
         ("/admin/medicine/list", "is_active", "true", "maybe"),
-        ("/admin/stock-batch/list", "expiry", "soon", "later"),
-        ("/admin/schedule/list", "held", "now", "yesterday"),
+        ("/admin/stock_batch/list", "expiry", "soon", "later"),
+        ("/admin/clinic_session/list", "held", "now", "yesterday"),
     ]:
         assert get(admin, engine, url, **{param: good}).status_code == 200
         response = get(admin, engine, url, **{param: bad})
@@ -184,7 +184,7 @@ def test_a_selection_with_an_id_too_large_for_the_database_is_a_400_not_a_500(ad
     for pks in ("9" * 19, "1," + "9" * 30, "+5", "١"):
         response = get(admin, engine, "/admin/appointment/action/confirm", pks=pks)
         assert response.status_code == 400 and "The selection is not valid." in reason(response), pks
-    assert get(admin, engine, "/admin/stock-batch/action/count", pks="9" * 30).status_code == 400
+    assert get(admin, engine, "/admin/stock_batch/action/count", pks="9" * 30).status_code == 400
 
 
 # -- file parts -----------------------------------------------------------------------------
@@ -211,10 +211,10 @@ def test_a_file_in_a_workflow_form_with_a_valid_token_is_a_400_not_a_500(admin, 
 # -- numbers beyond what the columns store ----------------------------------------------------
 
 @pytest.mark.parametrize("identity, field, value", [
-    ("schedule", "capacity", str(2**31)),
-    ("schedule", "fee", "21474836.48"),
+    ("clinic_session", "capacity", str(2**31)),
+    ("clinic_session", "fee", "21474836.48"),
     ("medicine", "unit_price", str(2**63)),
-    ("prescription-item", "duration_days", str(-(2**31) - 1)),
+    ("prescription_item", "duration_days", str(-(2**31) - 1)),
 ])
 def test_a_whole_number_too_large_for_its_column_is_a_form_error(
         admin, engine, world, identity, field, value):  # noqa: F811
@@ -232,9 +232,9 @@ def test_a_number_too_large_for_a_float_is_a_form_error_not_a_500(admin, engine,
     """Was: OverflowError in WTForms' NumberRange (math.isnan of an int past 10**308)."""
     huge = "1" + "0" * 400
     for url, field, words in [
-        (f"/admin/schedule/edit/{world.sample['schedule']}", "capacity", "Enter a whole number from"),
-        (f"/admin/stock-batch/count/{world.sample['stock-batch']}", "counted_quantity", "The count is at most"),
-        ("/admin/stock-batch/receive", "quantity", "Receive at most"),
+        (f"/admin/clinic_session/edit/{world.sample['clinic_session']}", "capacity", "Enter a whole number from"),
+        (f"/admin/stock_batch/count/{world.sample['stock_batch']}", "counted_quantity", "The count is at most"),
+        ("/admin/stock_batch/receive", "quantity", "Receive at most"),
     ]:
         form = forms_on(admin.get(url).text)[-1]
         response = exchange(admin, engine, "POST", url, data={**form.defaults(), field: huge}, what="huge number")
@@ -244,7 +244,7 @@ def test_a_number_too_large_for_a_float_is_a_form_error_not_a_500(admin, engine,
 @pytest.mark.parametrize("value", ["9" * 30, "1e309", "-" + "9" * 30])
 def test_an_amount_with_more_digits_than_a_decimal_holds_is_a_form_error(admin, engine, world, value):  # noqa: F811
     """Was: decimal.InvalidOperation rounding the amount to fen in MoneyField: a 500."""
-    url = f"/admin/schedule/edit/{world.sample['schedule']}"
+    url = f"/admin/clinic_session/edit/{world.sample['clinic_session']}"
     form = forms_on(admin.get(url).text)[-1]
     response = exchange(admin, engine, "POST", url, data={**form.defaults(), "fee": value}, what="edit fee")
     assert response.status_code == 400 and "This amount is too large." in reason(response)
@@ -271,46 +271,46 @@ def test_receiving_stock_with_numbers_out_of_range_is_a_form_error(
         admin, engine, world, field, value, words):  # noqa: F811
     """Was: a 500 for a cost of 1e309 (decimal.InvalidOperation) and a huge medicine id
     (OverflowError on SQLite); a quantity past 2**31 reached MariaDB's 32-bit INT column."""
-    form = forms_on(admin.get("/admin/stock-batch/receive").text)[-1]
+    form = forms_on(admin.get("/admin/stock_batch/receive").text)[-1]
     data = {**form.defaults(), "medicine_id": str(world.medicine_id), "lot_number": "L9", "expiry_date": "2099-01-31",
             "quantity": "5", "unit_cost": "0.35", field: value}
-    response = exchange(admin, engine, "POST", "/admin/stock-batch/receive", data=data, what="receive")
+    response = exchange(admin, engine, "POST", "/admin/stock_batch/receive", data=data, what="receive")
     assert response.status_code == 400 and words in reason(response)
 
 
 def test_counting_more_than_a_batch_can_hold_is_a_form_error(admin, engine, world):  # noqa: F811
-    url = f"/admin/stock-batch/count/{world.sample['stock-batch']}"
+    url = f"/admin/stock_batch/count/{world.sample['stock_batch']}"
     form = forms_on(admin.get(url).text)[-1]
     response = exchange(admin, engine, "POST", url, what="count",
                         data={**form.defaults(), "counted_quantity": "9" * 30, "reason": "stocktake"})
     assert response.status_code == 400 and "The count is at most 2,147,483,647" in reason(response)
-    assert get(admin, engine, "/admin/stock-batch/count/" + "9" * 30).status_code == 404
+    assert get(admin, engine, "/admin/stock_batch/count/" + "9" * 30).status_code == 404
 
 
 def test_the_stock_services_refuse_counts_the_columns_cannot_hold(engine, world):  # noqa: F811
     """The services' own check, behind the forms: a typed ValidationFailed, not a database error."""
     from datetime import date
 
-    from portal.db import transaction
+    from portal.core.db import transaction
     from portal.services import stock
-    from portal.services.actor import Actor
-    from portal.services.errors import ValidationFailed
+    from portal.core.actor import Actor
+    from portal.core.errors import ValidationFailed
 
     for kwargs in ({"quantity": 2**31, "unit_cost": 1}, {"quantity": 1, "unit_cost": 10**30}):
-        with pytest.raises(ValidationFailed, match="at most 2,147,483,647"), transaction(engine) as session:
-            stock.receive_stock(session, medicine_id=world.medicine_id, lot_number="L1", expiry_date=date(2099, 1, 1),
+        with pytest.raises(ValidationFailed, match="at most 2,147,483,647"), transaction(engine) as db:
+            stock.receive_stock(db, medicine_id=world.medicine_id, lot_number="L1", expiry_date=date(2099, 1, 1),
                                 actor=Actor(username="test"), **kwargs)
-    with pytest.raises(ValidationFailed, match="at most"), transaction(engine) as session:
-        stock.adjust_stock(session, batch_id=int(world.sample["stock-batch"]), counted_quantity=2**40,
+    with pytest.raises(ValidationFailed, match="at most"), transaction(engine) as db:
+        stock.adjust_stock(db, batch_id=int(world.sample["stock_batch"]), counted_quantity=2**40,
                            reason="stocktake", actor=Actor(username="test"))
 
 
 def test_the_booking_page_with_an_id_too_large_is_a_form_error(admin, engine, world):  # noqa: F811
     """Was: OverflowError on SQLite looking the session or patient up: a 500."""
-    assert get(admin, engine, "/admin/appointment/book", schedule_id="9" * 30).status_code == 200
+    assert get(admin, engine, "/admin/appointment/book", clinic_session_id="9" * 30).status_code == 200
     form = forms_on(admin.get("/admin/appointment/book").text)[-1]
-    for field in ("schedule_id", "patient_id"):
-        data = {**form.defaults(), "schedule_id": world.sample["schedule"], "patient_id": world.foreign["patient"],
+    for field in ("clinic_session_id", "patient_id"):
+        data = {**form.defaults(), "clinic_session_id": world.sample["clinic_session"], "patient_id": world.foreign["patient"],
                 field: "9" * 30}
         response = exchange(admin, engine, "POST", "/admin/appointment/book", data=data, what="book")
         assert response.status_code == 400 and "Choose an entry from the list." in reason(response)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import PASSWORD, local_today, make_department, make_doctor, make_schedule, make_staff
+from tests.factories import PASSWORD, local_today, make_department, make_doctor, make_clinic_session, make_staff
 
 pytestmark = pytest.mark.browser
 
@@ -90,10 +90,10 @@ def hospital(engine):
     doctor = make_doctor(engine, department=cardiology, full_name="王芳", title="Chief Physician",
                          specialty="Cardiology")
     tomorrow = local_today() + timedelta(days=1)
-    make_schedule(engine, doctor=doctor, department=cardiology, day=tomorrow, capacity=12, fee=5000, slot_minutes=12)
-    make_schedule(engine, doctor=doctor, department=cardiology, day=tomorrow, start=time(13, 30), end=time(17, 0),
+    make_clinic_session(engine, doctor=doctor, department=cardiology, day=tomorrow, capacity=12, fee=5000, slot_minutes=12)
+    make_clinic_session(engine, doctor=doctor, department=cardiology, day=tomorrow, start=time(13, 30), end=time(17, 0),
                   capacity=2, booked_count=2, fee=5000)
-    make_schedule(engine, doctor=doctor, department=cardiology, day=tomorrow + timedelta(days=1), capacity=12,
+    make_clinic_session(engine, doctor=doctor, department=cardiology, day=tomorrow + timedelta(days=1), capacity=12,
                   fee=5000)
     return make_staff(engine)
 
@@ -195,16 +195,16 @@ def test_a_session_that_fills_up_while_the_form_is_open_offers_other_sessions(se
     """Someone takes the last place between opening the form and sending it."""
     from sqlalchemy import select, update
 
-    from models import Schedule
-    from portal.db import transaction
+    from models import ClinicSession
+    from portal.core.db import transaction
     from portal.services import appointments
-    from portal.services.actor import Actor
+    from portal.core.actor import Actor
     from tests.factories import make_patient
 
     ARTIFACTS.mkdir(exist_ok=True)
-    with transaction(engine) as session:
-        first = session.scalars(select(Schedule).order_by(Schedule.session_date, Schedule.start_time)).first()
-        session.execute(update(Schedule).where(Schedule.id == first.id).values(capacity=1))
+    with transaction(engine) as db:
+        first = db.scalars(select(ClinicSession).order_by(ClinicSession.session_date, ClinicSession.start_time)).first()
+        db.execute(update(ClinicSession).where(ClinicSession.id == first.id).values(capacity=1))
     context = chromium.new_context(viewport=PHONE, locale="en-US", java_script_enabled=False, is_mobile=True)
     page = context.new_page()
     page.goto(f"{server}/book/{first.id}")
@@ -213,8 +213,8 @@ def test_a_session_that_fills_up_while_the_form_is_open_offers_other_sessions(se
     page.locator("#f-birth_date").fill("1990-03-15")
     page.get_by_label("Male", exact=True).check()
     someone_else = make_patient(engine)
-    with transaction(engine) as session:
-        appointments.book(session, schedule_id=first.id, patient_id=someone_else.id,
+    with transaction(engine) as db:
+        appointments.book(db, clinic_session_id=first.id, patient_id=someone_else.id,
                           actor=Actor(username="patient:online"))
     page.get_by_role("button", name="Book this appointment").click()
     page.wait_for_load_state()

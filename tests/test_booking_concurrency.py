@@ -7,19 +7,19 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from models import Appointment, Schedule
-from portal.db import run_in_transaction
+from models import Appointment, ClinicSession
+from portal.core.db import run_in_transaction
 from portal.services import appointments as svc
-from portal.services.actor import Actor
-from portal.services.errors import SlotFull
-from tests.factories import make_patient, make_schedule
+from portal.core.actor import Actor
+from portal.core.errors import SlotFull
+from tests.factories import make_patient, make_clinic_session
 
 PATIENT = Actor(username="patient:online")
 
 
 def test_200_bookings_race_for_20_places(mysql_only):
     engine = mysql_only
-    schedule = make_schedule(engine, capacity=20)
+    clinic_session = make_clinic_session(engine, capacity=20)
     patients = [make_patient(engine) for _ in range(200)]
     barrier = threading.Barrier(len(patients))
     outcomes: Counter[str] = Counter()
@@ -29,7 +29,7 @@ def test_200_bookings_race_for_20_places(mysql_only):
         barrier.wait()
         try:
             run_in_transaction(
-                svc.book, engine=engine, schedule_id=schedule.id, patient_id=patient_id, actor=PATIENT
+                svc.book, engine=engine, clinic_session_id=clinic_session.id, patient_id=patient_id, actor=PATIENT
             )
             result = "booked"
         except SlotFull:
@@ -47,8 +47,8 @@ def test_200_bookings_race_for_20_places(mysql_only):
 
     assert outcomes == Counter({"booked": 20, "full": 180})
     with engine.connect() as conn:
-        numbers = sorted(conn.scalars(select(Appointment.queue_number).where(Appointment.schedule_id == schedule.id)))
-        booked = conn.scalar(select(Schedule.booked_count).where(Schedule.id == schedule.id))
+        numbers = sorted(conn.scalars(select(Appointment.queue_number).where(Appointment.clinic_session_id == clinic_session.id)))
+        booked = conn.scalar(select(ClinicSession.booked_count).where(ClinicSession.id == clinic_session.id))
         total = conn.scalar(select(func.count()).select_from(Appointment))
     assert numbers == list(range(1, 21))
     assert booked == 20 and total == 20

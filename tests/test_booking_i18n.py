@@ -1,4 +1,4 @@
-"""The patient pages' translation catalogues are complete and compiled (see portal/booking/i18n.py)."""
+"""The patient pages' translation catalogues are complete and compiled (see portal/patient_pages/i18n.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-from portal.booking import i18n
+from portal.patient_pages import i18n
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUES = i18n.TRANSLATIONS_DIR
@@ -22,8 +22,8 @@ def _ids(catalog) -> set:
 
 
 def _source_ids() -> set:
-    method_map = [("portal/booking/**.py", "python"), ("portal/booking/templates/**.html", "jinja2")]
-    options = {"portal/booking/templates/**.html": {"trim_blocks": "true", "lstrip_blocks": "true"}}
+    method_map = [("portal/patient_pages/**.py", "python"), ("portal/patient_pages/templates/**.html", "jinja2")]
+    options = {"portal/patient_pages/templates/**.html": {"trim_blocks": "true", "lstrip_blocks": "true"}}
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(str(ROOT), method_map, options):
         found.add(message if isinstance(message, str) else tuple(message))
@@ -36,7 +36,7 @@ def test_the_template_and_catalogue_hold_every_message_of_the_sources():
         template = _ids(read_po(f))
     with open(PO, "rb") as f:
         catalogue = _ids(read_po(f))
-    assert sources - template == set(), "run pybabel extract (see portal/booking/i18n.py)"
+    assert sources - template == set(), "run pybabel extract (see portal/patient_pages/i18n.py)"
     assert template - sources == set(), "messages.pot has messages no longer used: extract again"
     assert catalogue == template, "run pybabel update, then translate"
 
@@ -59,7 +59,7 @@ def test_the_compiled_catalogue_is_up_to_date():
         catalogue = read_po(f)
     compiled = BytesIO()
     write_mo(compiled, catalogue)  # what `pybabel compile` writes, byte for byte
-    assert MO.read_bytes() == compiled.getvalue(), "run pybabel compile -d portal/booking/translations -l zh_Hans"
+    assert MO.read_bytes() == compiled.getvalue(), "run pybabel compile -d portal/patient_pages/translations -l zh_Hans"
 
 
 def test_locale_negotiation():

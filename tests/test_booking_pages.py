@@ -11,20 +11,20 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.testclient import TestClient
 
-from models import Appointment, AppointmentStatus, AuditEvent, Patient, Schedule, ScheduleStatus, ThrottleBucket
-from portal.booking import routes
-from portal.db import transaction
+from models import Appointment, AppointmentStatus, AuditEvent, Patient, ClinicSession, ClinicSessionStatus, ThrottleBucket
+from portal.patient_pages import routes
+from portal.core.db import transaction
 from portal.services import appointments as appointment_service
-from portal.services.actor import Actor
-from portal.services.errors import Busy
-from portal.settings import get_settings
+from portal.core.actor import Actor
+from portal.core.errors import Busy
+from portal.core.settings import get_settings
 from tests.factories import (
     local_today,
     login,
     make_department,
     make_doctor,
     make_patient,
-    make_schedule,
+    make_clinic_session,
     make_staff,
 )
 
@@ -51,40 +51,40 @@ def main_text(page: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
 
 
-def open_form(client, schedule_id: int, **headers) -> dict[str, str]:
-    page = client.get(f"/book/{schedule_id}", headers=headers)
+def open_form(client, clinic_session_id: int, **headers) -> dict[str, str]:
+    page = client.get(f"/book/{clinic_session_id}", headers=headers)
     assert page.status_code == 200, page.text
     return hidden(page.text)
 
 
-def submit(client, schedule_id: int, tokens: dict[str, str] | None = None, headers=None, **fields):
-    tokens = tokens if tokens is not None else open_form(client, schedule_id)
+def submit(client, clinic_session_id: int, tokens: dict[str, str] | None = None, headers=None, **fields):
+    tokens = tokens if tokens is not None else open_form(client, clinic_session_id)
     data = {**tokens, **VALID, **fields}
-    return client.post(f"/book/{schedule_id}", data={k: v for k, v in data.items() if v is not None},
+    return client.post(f"/book/{clinic_session_id}", data={k: v for k, v in data.items() if v is not None},
                        headers=headers or {})
 
 
 def count(engine, model) -> int:
-    with transaction(engine, write=False) as session:
-        return session.scalar(select(func.count()).select_from(model))
+    with transaction(engine, write=False) as db:
+        return db.scalar(select(func.count()).select_from(model))
 
 
-def booked(engine, schedule_id: int) -> int:
-    with transaction(engine, write=False) as session:
-        return session.scalar(select(Schedule.booked_count).where(Schedule.id == schedule_id))
+def booked(engine, clinic_session_id: int) -> int:
+    with transaction(engine, write=False) as db:
+        return db.scalar(select(ClinicSession.booked_count).where(ClinicSession.id == clinic_session_id))
 
 
 def only_appointment(engine) -> Appointment:
-    with transaction(engine, write=False) as session:
-        return session.scalars(select(Appointment)).one()
+    with transaction(engine, write=False) as db:
+        return db.scalars(select(Appointment)).one()
 
 
 def local(day: date, hh: int, mm: int = 0) -> datetime:
     return datetime.combine(day, time(hh, mm), tzinfo=get_settings().tz)
 
 
-def book_and_follow(client, schedule_id: int, **fields):
-    response = submit(client, schedule_id, **fields)
+def book_and_follow(client, clinic_session_id: int, **fields):
+    response = submit(client, clinic_session_id, **fields)
     assert response.status_code == 303, main_text(response.text)
     confirmation = client.get(response.headers["location"])
     assert confirmation.status_code == 200
@@ -102,8 +102,8 @@ def clinic(engine):
     dept = make_department(engine, code="CARD", name="Cardiology", location="Building B, 3rd floor")
     doctor = make_doctor(engine, department=dept, full_name="Wang Fang", title="Chief Physician",
                          specialty="Cardiology")
-    morning = make_schedule(engine, doctor=doctor, department=dept, capacity=3, slot_minutes=15, fee=5000)
-    afternoon = make_schedule(engine, doctor=doctor, department=dept, start=time(13, 30), end=time(17, 0),
+    morning = make_clinic_session(engine, doctor=doctor, department=dept, capacity=3, slot_minutes=15, fee=5000)
+    afternoon = make_clinic_session(engine, doctor=doctor, department=dept, start=time(13, 30), end=time(17, 0),
                               capacity=3, fee=5000)
     return dept, doctor, morning, afternoon
 
@@ -115,12 +115,12 @@ def test_home_lists_active_departments_with_their_free_sessions(client, engine):
     today = local_today()
     card = make_department(engine, code="CARD", name="Cardiology", location="Building B")
     doctor = make_doctor(engine, department=card)
-    make_schedule(engine, doctor=doctor, department=card, day=today + timedelta(days=1))
-    make_schedule(engine, doctor=doctor, department=card, day=today + timedelta(days=13))
-    make_schedule(engine, doctor=doctor, department=card, day=today + timedelta(days=2), capacity=1, booked_count=1)
-    make_schedule(engine, doctor=doctor, department=card, day=today + timedelta(days=3), status=ScheduleStatus.closed)
-    make_schedule(engine, doctor=doctor, department=card, day=today + timedelta(days=14))  # beyond 14 days
-    make_schedule(engine, doctor=doctor, department=card, day=today - timedelta(days=1))  # past
+    make_clinic_session(engine, doctor=doctor, department=card, day=today + timedelta(days=1))
+    make_clinic_session(engine, doctor=doctor, department=card, day=today + timedelta(days=13))
+    make_clinic_session(engine, doctor=doctor, department=card, day=today + timedelta(days=2), capacity=1, booked_count=1)
+    make_clinic_session(engine, doctor=doctor, department=card, day=today + timedelta(days=3), status=ClinicSessionStatus.closed)
+    make_clinic_session(engine, doctor=doctor, department=card, day=today + timedelta(days=14))  # beyond 14 days
+    make_clinic_session(engine, doctor=doctor, department=card, day=today - timedelta(days=1))  # past
     make_department(engine, code="DERM", name="Dermatology")
     make_department(engine, code="OLD", name="Closed Clinic", is_active=False)
 
@@ -136,7 +136,7 @@ def test_home_lists_active_departments_with_their_free_sessions(client, engine):
 def test_home_page_counts_with_one_query_whatever_the_number_of_departments(client, engine):
     for n in range(12):
         dept = make_department(engine)
-        make_schedule(engine, department=dept)
+        make_clinic_session(engine, department=dept)
     statements: list[str] = []
 
     def remember(conn, cursor, statement, *args):
@@ -179,14 +179,14 @@ def test_department_page_shows_doctors_and_every_session_state(app, client, engi
     make_doctor(engine, department=dept, full_name="Retired Doctor", is_active=False)
     make_doctor(engine, department=make_department(engine), full_name="Other Department Doctor")
     tomorrow = today + timedelta(days=1)
-    open_ = make_schedule(engine, doctor=doctor, department=dept, day=tomorrow, capacity=12, fee=5000)
-    full = make_schedule(engine, doctor=doctor, department=dept, day=tomorrow, start=time(13, 30),
+    open_ = make_clinic_session(engine, doctor=doctor, department=dept, day=tomorrow, capacity=12, fee=5000)
+    full = make_clinic_session(engine, doctor=doctor, department=dept, day=tomorrow, start=time(13, 30),
                          end=time(17, 0), capacity=2, booked_count=2)
-    closed = make_schedule(engine, doctor=doctor, department=dept, day=today + timedelta(days=2),
-                           status=ScheduleStatus.closed)
-    cancelled = make_schedule(engine, doctor=doctor, department=dept, day=today + timedelta(days=3),
-                              status=ScheduleStatus.cancelled)
-    ended = make_schedule(engine, doctor=doctor, department=dept, day=today, start=time(8, 0), end=time(12, 0))
+    closed = make_clinic_session(engine, doctor=doctor, department=dept, day=today + timedelta(days=2),
+                           status=ClinicSessionStatus.closed)
+    cancelled = make_clinic_session(engine, doctor=doctor, department=dept, day=today + timedelta(days=3),
+                              status=ClinicSessionStatus.cancelled)
+    ended = make_clinic_session(engine, doctor=doctor, department=dept, day=today, start=time(8, 0), end=time(12, 0))
     app.state.clock = lambda: local(today, 12, 30).astimezone(UTC)
 
     page = client.get("/departments/CARD")
@@ -197,8 +197,8 @@ def test_department_page_shows_doctors_and_every_session_state(app, client, engi
     assert "Building B, 3rd floor" in text
     assert "12 places left" in text and "¥50.00" in text and "Morning 08:00–12:00" in text
     assert f'href="/book/{open_.id}"' in page.text
-    for schedule in (full, closed, cancelled, ended):
-        assert f'href="/book/{schedule.id}"' not in page.text
+    for clinic_session in (full, closed, cancelled, ended):
+        assert f'href="/book/{clinic_session.id}"' not in page.text
     for label in ("Full", "Closed for booking", "Cancelled", "Ended"):
         assert label in text
     assert client.get("/departments/card").status_code == 200  # codes are case-insensitive
@@ -236,9 +236,9 @@ def test_booking_registers_a_new_patient_and_confirms(client, engine, clinic):
         assert item in text
     assert confirmation.headers["cache-control"] == "no-store"
 
-    with transaction(engine, write=False) as session:
-        patient = session.scalars(select(Patient)).one()
-        actors = session.scalars(select(AuditEvent.actor)).all()
+    with transaction(engine, write=False) as db:
+        patient = db.scalars(select(Patient)).one()
+        actors = db.scalars(select(AuditEvent.actor)).all()
     assert patient.full_name == "Li Na" and patient.phone == "+8613800138000"
     assert patient.birth_date == date(1985, 7, 23) and patient.national_id == VALID_ID
     assert patient.medical_record_number == f"MRN-{patient.id:08d}"
@@ -250,8 +250,8 @@ def test_booking_registers_a_new_patient_and_confirms(client, engine, clinic):
 
 def test_booking_the_last_place_then_the_session_shows_as_full(client, engine, clinic):
     _, _, morning, _ = clinic
-    with transaction(engine) as session:
-        session.execute(update(Schedule).where(Schedule.id == morning.id).values(capacity=1))
+    with transaction(engine) as db:
+        db.execute(update(ClinicSession).where(ClinicSession.id == morning.id).values(capacity=1))
     book_and_follow(client, morning.id)
     assert booked(engine, morning.id) == 1
     department = client.get("/departments/CARD")
@@ -335,15 +335,15 @@ def test_each_invalid_field_is_explained_and_nothing_is_written(client, engine, 
 @pytest.mark.parametrize("name", ["张伟", "O'Brien", "Jean-Luc Picard", "María José Ñúñez", "约翰·史密斯",
                                   "Nguyễn Văn An", "Zoë d’Arc", "Анна Каренина", "محمد علي"])
 def test_names_in_any_script_are_accepted(name):
-    from portal.booking.forms import clean_name
+    from portal.patient_pages.forms import clean_name
 
     cleaned, error = clean_name(f"  {name}  ")
     assert error is None and cleaned == name
 
 
 def test_national_id_checksum():
-    from portal.booking.forms import clean_national_id
-    from portal.national_id import national_id_valid
+    from portal.patient_pages.forms import clean_national_id
+    from portal.services.national_id import national_id_valid
 
     assert national_id_valid(VALID_ID) and national_id_valid("11010519491231002X")
     assert national_id_valid("440524188001010014")
@@ -354,7 +354,7 @@ def test_national_id_checksum():
 
 
 def test_birth_dates_in_common_formats(client):
-    from portal.booking.forms import parse_date
+    from portal.patient_pages.forms import parse_date
 
     for text in ("1985-07-23", "1985/7/23", "1985.07.23", "19850723", "1985年7月23日"):
         assert parse_date(text) == date(1985, 7, 23), text
@@ -363,14 +363,14 @@ def test_birth_dates_in_common_formats(client):
 def test_last_place_then_full_session_shows_alternatives(client, engine, clinic):
     dept, doctor, morning, afternoon = clinic
     other_doctor = make_doctor(engine, department=dept, full_name="Zhou Min")
-    elsewhere = make_schedule(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=2))
-    too_far = make_schedule(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=14))
-    with transaction(engine) as session:
-        session.execute(update(Schedule).where(Schedule.id == morning.id).values(capacity=1))
+    elsewhere = make_clinic_session(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=2))
+    too_far = make_clinic_session(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=14))
+    with transaction(engine) as db:
+        db.execute(update(ClinicSession).where(ClinicSession.id == morning.id).values(capacity=1))
     tokens = open_form(client, morning.id)  # the form is opened while one place is left...
     late_patient = make_patient(engine)
-    with transaction(engine) as session:  # ...then someone else takes the last place
-        appointment_service.book(session, schedule_id=morning.id, patient_id=late_patient.id,
+    with transaction(engine) as db:  # ...then someone else takes the last place
+        appointment_service.book(db, clinic_session_id=morning.id, patient_id=late_patient.id,
                                  actor=Actor(username="patient:online"))
 
     response = submit(client, morning.id, tokens, full_name="O'Hara <b>", reason="x")
@@ -400,8 +400,8 @@ def test_last_place_then_full_session_shows_alternatives(client, engine, clinic)
 def test_closed_cancelled_and_ended_sessions_are_not_bookable(app, client, engine, clinic):
     dept, doctor, morning, afternoon = clinic
     tokens = open_form(client, morning.id)
-    with transaction(engine) as session:
-        session.execute(update(Schedule).where(Schedule.id == morning.id).values(status=ScheduleStatus.closed))
+    with transaction(engine) as db:
+        db.execute(update(ClinicSession).where(ClinicSession.id == morning.id).values(status=ClinicSessionStatus.closed))
     response = submit(client, morning.id, tokens)
     assert response.status_code == 409 and "This session is closed for booking" in response.text
     assert count(engine, Appointment) == 0 and count(engine, Patient) == 0
@@ -429,8 +429,8 @@ def test_a_session_that_filled_while_the_form_was_open_is_answered_without_writi
     dept, doctor, morning, _ = clinic
     tokens = open_form(client, morning.id)
     for patient in [make_patient(engine) for _ in range(3)]:  # others take the three places meanwhile
-        with transaction(engine) as session:
-            appointment_service.book(session, schedule_id=morning.id, patient_id=patient.id,
+        with transaction(engine) as db:
+            appointment_service.book(db, clinic_session_id=morning.id, patient_id=patient.id,
                                      actor=Actor(username="frontdesk"))
     response = submit(client, morning.id, tokens)
     assert response.status_code == 409 and "Sorry, this session has just filled up" in response.text
@@ -440,7 +440,7 @@ def test_a_session_that_filled_while_the_form_was_open_is_answered_without_writi
 
 
 def test_repeating_the_submission_that_took_the_last_place_shows_that_booking(client, engine):
-    last = make_schedule(engine, capacity=1)
+    last = make_clinic_session(engine, capacity=1)
     tokens = open_form(client, last.id)
     first = submit(client, last.id, tokens)
     again = submit(client, last.id, tokens)  # the session is full now: this form's own booking counts
@@ -612,7 +612,7 @@ def test_too_many_bookings_get_429(client, engine, clinic):
 
 def test_the_booking_limit_per_address_comes_from_the_setting(client, engine, clinic, monkeypatch):
     monkeypatch.setenv("BOOKING_RATE_LIMIT", "2")
-    from portal.settings import Settings
+    from portal.core.settings import Settings
 
     assert Settings().booking_rate_limit == 2 and Settings(_env_file=None).lookup_rate_limit == 10
     monkeypatch.setattr(get_settings(), "booking_rate_limit", 2)
@@ -692,15 +692,15 @@ def test_booking_in_chinese_end_to_end(client, engine, clinic):
 def test_output_is_escaped_everywhere(client, engine):
     dept = make_department(engine, code="ESC", name="<i>Dept</i>", location="<b>here</b>")
     doctor = make_doctor(engine, department=dept, full_name="<script>alert(1)</script>", title="<u>t</u>")
-    schedule = make_schedule(engine, doctor=doctor, department=dept)
+    clinic_session = make_clinic_session(engine, doctor=doctor, department=dept)
     make_patient(engine, full_name="<script>alert(2)</script>", phone="+8613800138000", birth_date=date(1985, 7, 23))
-    for url in ("/", "/departments/ESC", f"/book/{schedule.id}", "/?q=%3Cscript%3E"):
+    for url in ("/", "/departments/ESC", f"/book/{clinic_session.id}", "/?q=%3Cscript%3E"):
         page = client.get(url)
         assert "<script>" not in page.text and "<i>Dept" not in page.text and "<b>here" not in page.text, url
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/departments/ESC").text
-    _, confirmation = book_and_follow(client, schedule.id)  # matches the patient named <script>
+    _, confirmation = book_and_follow(client, clinic_session.id)  # matches the patient named <script>
     assert "&lt;script&gt;alert(2)&lt;/script&gt;" in confirmation.text and "<script>" not in confirmation.text
-    typed = submit(client, schedule.id, full_name='"><script>alert(3)</script>')
+    typed = submit(client, clinic_session.id, full_name='"><script>alert(3)</script>')
     assert typed.status_code == 422 and "<script>" not in typed.text
 
 

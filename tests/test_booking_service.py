@@ -9,30 +9,30 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Appointment, Gender, Patient
-from portal.db import run_in_transaction, transaction
+from portal.core.db import run_in_transaction, transaction
 from portal.services import booking
-from portal.services.actor import Actor
-from portal.services.errors import SlotFull
-from tests.factories import make_patient, make_schedule
+from portal.core.actor import Actor
+from portal.core.errors import SlotFull
+from tests.factories import make_patient, make_clinic_session
 
 ONLINE = Actor(username="patient:online", ip="203.0.113.5")
 ID_1 = "11010519491231002X"
 ID_2 = "440524188001010014"
 
 
-def book(engine, schedule, *, key, phone="+8613800138000", birth=date(1985, 7, 23), national_id=None,
+def book(engine, clinic_session, *, key, phone="+8613800138000", birth=date(1985, 7, 23), national_id=None,
          name="Li Na"):
     return run_in_transaction(
-        booking.book_online, engine=engine, schedule_id=schedule.id, full_name=name, phone=phone,
+        booking.book_online, engine=engine, clinic_session_id=clinic_session.id, full_name=name, phone=phone,
         birth_date=birth, gender=Gender.female, national_id=national_id, reason=None, submission_key=key,
         actor=ONLINE,
     )
 
 
 def counts(engine):
-    with transaction(engine, write=False) as session:
-        return (session.scalar(select(func.count()).select_from(Patient)),
-                session.scalar(select(func.count()).select_from(Appointment)))
+    with transaction(engine, write=False) as db:
+        return (db.scalar(select(func.count()).select_from(Patient)),
+                db.scalar(select(func.count()).select_from(Appointment)))
 
 
 def test_canonical_phone_and_same_phone():
@@ -44,35 +44,35 @@ def test_canonical_phone_and_same_phone():
 
 
 def test_a_refused_booking_registers_nobody(engine):
-    schedule = make_schedule(engine, capacity=1)
-    book(engine, schedule, key="a", phone="+8613900000000")
+    clinic_session = make_clinic_session(engine, capacity=1)
+    book(engine, clinic_session, key="a", phone="+8613900000000")
     with pytest.raises(SlotFull):
-        book(engine, schedule, key="b")
+        book(engine, clinic_session, key="b")
     assert counts(engine) == (1, 1)
 
 
 def test_same_phone_and_birth_date_but_another_national_id_is_another_person(engine):
-    schedule = make_schedule(engine)
+    clinic_session = make_clinic_session(engine)
     twin = make_patient(engine, phone="+8613800138000", birth_date=date(1985, 7, 23), national_id=ID_1)
-    result = book(engine, schedule, key="k", national_id=ID_2, name="Li Mei")
+    result = book(engine, clinic_session, key="k", national_id=ID_2, name="Li Mei")
     assert result.appointment.patient_id != twin.id
-    with transaction(engine, write=False) as session:
-        assert session.get(Patient, result.appointment.patient_id).national_id == ID_2
+    with transaction(engine, write=False) as db:
+        assert db.get(Patient, result.appointment.patient_id).national_id == ID_2
 
 
 def test_a_matched_patient_keeps_their_record(engine):
-    schedule = make_schedule(engine)
+    clinic_session = make_clinic_session(engine)
     known = make_patient(engine, full_name="李娜", phone="+8613800138000", birth_date=date(1985, 7, 23))
-    result = book(engine, schedule, key="k", national_id=ID_1, name="Li Na")
+    result = book(engine, clinic_session, key="k", national_id=ID_1, name="Li Na")
     assert result.appointment.patient_id == known.id
-    with transaction(engine, write=False) as session:
-        patient = session.get(Patient, known.id)
+    with transaction(engine, write=False) as db:
+        patient = db.get(Patient, known.id)
     assert patient.full_name == "李娜" and patient.national_id is None  # web input never edits a record
 
 
 def test_concurrent_copies_of_one_submission_book_and_register_once(engine):
     """A double click racing itself: one appointment, one new patient, every copy gets it."""
-    schedule = make_schedule(engine, capacity=5)
+    clinic_session = make_clinic_session(engine, capacity=5)
     barrier = threading.Barrier(6)
     results, errors = [], []
     lock = threading.Lock()
@@ -80,7 +80,7 @@ def test_concurrent_copies_of_one_submission_book_and_register_once(engine):
     def attempt():
         barrier.wait()
         try:
-            result = book(engine, schedule, key="same-form-token")
+            result = book(engine, clinic_session, key="same-form-token")
             with lock:
                 results.append(result.appointment.id)
         except Exception as exc:  # any error fails the test
@@ -97,10 +97,10 @@ def test_concurrent_copies_of_one_submission_book_and_register_once(engine):
 
 
 def test_find_booking_needs_reference_and_phone(engine):
-    schedule = make_schedule(engine)
-    result = book(engine, schedule, key="k")
+    clinic_session = make_clinic_session(engine)
+    result = book(engine, clinic_session, key="k")
     reference = result.appointment.reference
-    with transaction(engine, write=False) as session:
-        assert booking.find_booking(session, reference=reference, phone="13800138000") == result.appointment.id
-        assert booking.find_booking(session, reference=reference, phone="+8613800138001") is None
-        assert booking.find_booking(session, reference="ZZZZZ-ZZZZZ", phone="+8613800138000") is None
+    with transaction(engine, write=False) as db:
+        assert booking.find_booking(db, reference=reference, phone="13800138000") == result.appointment.id
+        assert booking.find_booking(db, reference=reference, phone="+8613800138001") is None
+        assert booking.find_booking(db, reference="ZZZZZ-ZZZZZ", phone="+8613800138000") is None

@@ -29,10 +29,10 @@ from types import SimpleNamespace
 import pytest
 
 from models import AppointmentStatus as S
-from models import BatchStatus, PrescriptionStatus, Role, ScheduleStatus
-from portal.db import transaction
+from models import BatchStatus, PrescriptionStatus, Role, ClinicSessionStatus
+from portal.core.db import transaction
 from portal.services import dashboard, reports
-from portal.settings import get_settings
+from portal.core.settings import get_settings
 from tests.factories import (
     local_today,
     login,
@@ -43,7 +43,7 @@ from tests.factories import (
     make_medicine,
     make_patient,
     make_prescription_lines,
-    make_schedule,
+    make_clinic_session,
     make_staff,
 )
 
@@ -61,15 +61,15 @@ def day(engine, now):
     dept = make_department(engine, code="CARD", name="Cardiology")
     d1 = make_doctor(engine, full_name="Dora One", title="Chief Physician", department=dept)
     d2 = make_doctor(engine, full_name="Dan Two", title=None, department=dept)
-    t1 = make_schedule(engine, doctor=d1, department=dept, day=today, start=time(8, 0), end=time(12, 0))
-    t2 = make_schedule(engine, doctor=d2, department=dept, day=today, start=time(13, 30), end=time(17, 0))
-    t3 = make_schedule(engine, doctor=d1, department=dept, day=today, start=time(14, 0), end=time(15, 0),
-                       status=ScheduleStatus.cancelled)
-    t4 = make_schedule(engine, doctor=d2, department=dept, day=today + timedelta(days=1))
+    t1 = make_clinic_session(engine, doctor=d1, department=dept, day=today, start=time(8, 0), end=time(12, 0))
+    t2 = make_clinic_session(engine, doctor=d2, department=dept, day=today, start=time(13, 30), end=time(17, 0))
+    t3 = make_clinic_session(engine, doctor=d1, department=dept, day=today, start=time(14, 0), end=time(15, 0),
+                       status=ClinicSessionStatus.cancelled)
+    t4 = make_clinic_session(engine, doctor=d2, department=dept, day=today + timedelta(days=1))
     recent = now - timedelta(hours=2)
 
-    def appt(schedule, status, name, booked=recent):
-        return make_appointment(engine, schedule=schedule, status=status, booked_at=booked,
+    def appt(clinic_session, status, name, booked=recent):
+        return make_appointment(engine, clinic_session=clinic_session, status=status, booked_at=booked,
                                 patient=make_patient(engine, full_name=name))
 
     for status, name in [(S.completed, "Pat Done"), (S.checked_in, "Pat Waiting"), (S.confirmed, "Pat Confirmed"),
@@ -109,8 +109,8 @@ def day(engine, now):
 
 
 def _read(engine, fn, **kw):
-    with transaction(engine, write=False) as session:
-        return fn(session, **kw)
+    with transaction(engine, write=False) as db:
+        return fn(db, **kw)
 
 
 # -- the figures --------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_alerts_and_totals(engine, day, now):
     no_stock = _read(engine, dashboard.alerts, now=now, today=day.today, stock=False)
     assert no_stock.below_reorder is None and no_stock.expiring_soon is None
     t = _read(engine, dashboard.totals)
-    assert (t.patients, t.doctors, t.departments, t.appointments, t.schedules) == (
+    assert (t.patients, t.doctors, t.departments, t.appointments, t.clinic_sessions) == (
         day.patients, 2, 1, 12, 4)  # 12 appointments' patients + one per prescription
 
 

@@ -28,10 +28,10 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from portal import schema
+from portal.core import schema
 from portal.app import create_app
-from portal.db import build_engine
-from portal.faults import UNAVAILABLE_MESSAGE
+from portal.core.db import build_engine
+from portal.web.faults import UNAVAILABLE_MESSAGE
 from tests.factories import login, make_staff
 from tests.live_server import LiveServer
 

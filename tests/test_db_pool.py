@@ -11,7 +11,7 @@ import threading
 
 from sqlalchemy import event, text
 
-from portal.db import build_engine
+from portal.core.db import build_engine
 
 
 def test_more_concurrent_transactions_than_connections_queue_for_the_same_connections(mysql_only, db_url):

@@ -19,10 +19,10 @@ from models import (
     StockBatch,
     StockMovement,
 )
-from portal.db import run_in_transaction, transaction
+from portal.core.db import run_in_transaction, transaction
 from portal.services import dispensing, stock
-from portal.services.actor import Actor
-from portal.services.errors import (
+from portal.core.actor import Actor
+from portal.core.errors import (
     InsufficientStock,
     InvalidTransition,
     NotFound,
@@ -60,37 +60,37 @@ def _dispense(engine, rx, actor, **kw):
 
 
 def _on_hand(engine, *batches) -> list[int]:
-    with transaction(engine, write=False) as session:
-        return [session.get(StockBatch, b.id).quantity_on_hand for b in batches]
+    with transaction(engine, write=False) as db:
+        return [db.get(StockBatch, b.id).quantity_on_hand for b in batches]
 
 
 def _batch(engine, batch) -> StockBatch:
-    with transaction(engine, write=False) as session:
-        return session.get(StockBatch, batch.id)
+    with transaction(engine, write=False) as db:
+        return db.get(StockBatch, batch.id)
 
 
 def _rx(engine, rx) -> Prescription:
-    with transaction(engine, write=False) as session:
-        return session.get(Prescription, rx.id)
+    with transaction(engine, write=False) as db:
+        return db.get(Prescription, rx.id)
 
 
 def _dispensed(engine, rx) -> list[int]:
-    with transaction(engine, write=False) as session:
-        return list(session.scalars(
+    with transaction(engine, write=False) as db:
+        return list(db.scalars(
             select(PrescriptionItem.quantity_dispensed).where(PrescriptionItem.prescription_id == rx.id).order_by(PrescriptionItem.id)
         ))
 
 
 def _dispense_movements(engine) -> list[StockMovement]:
-    with transaction(engine, write=False) as session:
-        return list(session.scalars(
+    with transaction(engine, write=False) as db:
+        return list(db.scalars(
             select(StockMovement).where(StockMovement.kind == MovementKind.dispense).order_by(StockMovement.id)
         ))
 
 
 def _audit_count(engine, action) -> int:
-    with transaction(engine, write=False) as session:
-        return session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action))
+    with transaction(engine, write=False) as db:
+        return db.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action))
 
 
 # ------------------------------------------------------------------------------ FEFO
@@ -212,8 +212,8 @@ def test_insufficient_stock_rolls_back_with_an_explicit_transaction_too(engine, 
     batch = make_batch(engine, medicine=med, quantity=10)
     rx = make_prescription(engine, items=[(med, 10), (other, 1)])
     with pytest.raises(InsufficientStock):
-        with transaction(engine) as session:
-            dispensing.dispense(session, prescription_id=rx.id, actor=pharmacist)
+        with transaction(engine) as db:
+            dispensing.dispense(db, prescription_id=rx.id, actor=pharmacist)
     assert _on_hand(engine, batch) == [10]
     assert _batch(engine, batch).status == BatchStatus.active
 
@@ -350,8 +350,8 @@ def test_dispense_is_audited_with_the_actor(engine, pharmacist):
     batch = make_batch(engine, medicine=med, quantity=10)
     rx = make_prescription(engine, items=[(med, 4)])
     _dispense(engine, rx, pharmacist)
-    with transaction(engine, write=False) as session:
-        [event] = session.scalars(select(AuditEvent).where(AuditEvent.action == "dispense")).all()
+    with transaction(engine, write=False) as db:
+        [event] = db.scalars(select(AuditEvent).where(AuditEvent.action == "dispense")).all()
     assert (event.actor, event.actor_id, event.entity, event.entity_id) == (pharmacist.username, pharmacist.user_id, "prescription", str(rx.id))
     assert event.changes["status"] == ["issued", "dispensed"]
     assert rx.number in event.summary and batch.lot_number in event.summary
@@ -366,8 +366,8 @@ def test_cancel_an_issued_prescription(engine, pharmacist):
     cancelled = run_in_transaction(dispensing.cancel_prescription, engine=engine, prescription_id=rx.id,
                                    actor=pharmacist, reason="duplicate prescription")
     assert cancelled.status == PrescriptionStatus.cancelled
-    with transaction(engine, write=False) as session:
-        [event] = session.scalars(select(AuditEvent).where(AuditEvent.action == "cancel")).all()
+    with transaction(engine, write=False) as db:
+        [event] = db.scalars(select(AuditEvent).where(AuditEvent.action == "cancel")).all()
     assert (event.actor_id, event.entity_id) == (pharmacist.user_id, str(rx.id))
     assert event.changes == {"status": ["issued", "cancelled"], "reason": "duplicate prescription"}
     with pytest.raises(InvalidTransition, match="already cancelled"):

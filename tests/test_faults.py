@@ -19,9 +19,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from portal.app import create_app
-from portal.db import build_engine
-from portal.faults import UNAVAILABLE_MESSAGE, FaultBarrier
-from portal.services.errors import Busy
+from portal.core.db import build_engine
+from portal.web.faults import UNAVAILABLE_MESSAGE, FaultBarrier
+from portal.core.errors import Busy
 from tests.factories import login, make_staff
 
 

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, update
 
 from models import StaffUser, ThrottleBucket
-from portal.db import transaction
+from portal.core.db import transaction
 from tests.access_world import World
 from tests.factories import PASSWORD, local_today
 from tests.fuzz_targets import (  # noqa: F401 - admin and world are fixtures
@@ -67,7 +67,7 @@ from tests.fuzzing import (
 
 def test_the_catalogue_holds_every_kind_of_target():
     """The fuzz below covers what the admin registers; this fails if discovery breaks."""
-    assert {"patient", "schedule", "staff-user", "medicine"} <= set(CREATABLE)
+    assert {"patient", "clinic_session", "staff_user", "medicine"} <= set(CREATABLE)
     assert ("appointment", "cancel") in ROW_ACTIONS and ("prescription", "dispense") in ROW_ACTIONS
     assert {p for _, p in FORM_PAGES} >= {"/book", "/receive", "/count/{pk}"}
     assert {p for _, p in LOOKUP_PAGES} >= {"/book/lookup", "/receive/lookup"}
@@ -79,13 +79,13 @@ def test_the_catalogue_holds_every_kind_of_target():
 #: Values that make a copied row acceptable as a new one (unique fields changed).
 CREATE_BASELINES = {
     "department": {"code": "FUZZ", "name": "Fuzz clinic"},
-    "icd10-code": {"code": "Z99", "title": "Fuzz"},
-    "staff-user": {"username": "fuzz.user", "new_password": "a long enough password"},
+    "icd10_code": {"code": "Z99", "title": "Fuzz"},
+    "staff_user": {"username": "fuzz.user", "new_password": "a long enough password"},
     "prescription": {"number": "RX-FUZZ-1"},
     "supplier": {"name": "Fuzz supplies"},
     "medicine": {"name": "fuzzamol"},
     "doctor": {"phone": "+8613911112222"},
-    "schedule": {"session_date": (local_today() + timedelta(days=40)).isoformat()},
+    "clinic_session": {"session_date": (local_today() + timedelta(days=40)).isoformat()},
     "encounter": {"appointment": ""},
 }
 
@@ -196,7 +196,7 @@ def test_row_action_never_fails_on_bad_input(admin, engine, world, identity, slu
 def page_baseline(world: World) -> dict[str, str]:
     """Believable values for the custom pages' fields (booking, receiving, counting)."""
     return {
-        "schedule_id": world.sample["schedule"], "patient_id": world.foreign["patient"], "channel": "phone",
+        "clinic_session_id": world.sample["clinic_session"], "patient_id": world.foreign["patient"], "channel": "phone",
         "medicine_id": str(world.medicine_id), "lot_number": "L-2027-01",
         "expiry_date": local_today().replace(year=local_today().year + 1).isoformat(), "quantity": "12",
         "unit_cost": "0.35", "supplier_id": str(world.supplier_id), "counted_quantity": "95",
@@ -216,7 +216,7 @@ def test_custom_page_form_never_fails_on_bad_input(admin, engine, world, identit
     @fuzz(20)
     @given(data=form_data(form, keep=("csrf_token",), baseline=baseline, all_ids=all_ids(world),
                           today=local_today()),
-           query=st.fixed_dictionaries({}, optional={"schedule_id": url_junk}),
+           query=st.fixed_dictionaries({}, optional={"clinic_session_id": url_junk}),
            pk=st.one_of(url_junk, st.sampled_from(all_ids(world))))
     def run(data, query, pk):
         send("GET", url, params=query, what=f"page {url}")
@@ -231,7 +231,7 @@ def test_custom_page_form_never_fails_on_bad_input(admin, engine, world, identit
 def test_search_pickers_never_fail_on_bad_input(admin, engine, world):
     """Every custom page's picker and every sqladmin ajax lookup, with junk names and terms."""
     pickers = [*(f"/admin/{i}{p}" for i, p in LOOKUP_PAGES), *(f"/admin/{i}/ajax/lookup" for i, _ in AJAX)]
-    names = sorted({name for _, name in AJAX} | {"schedule_id", "patient_id", "medicine_id"})
+    names = sorted({name for _, name in AJAX} | {"clinic_session_id", "patient_id", "medicine_id"})
     send = Exchanger(admin, engine)
 
     @fuzz(30)
@@ -329,9 +329,9 @@ def test_login_form_never_fails_on_bad_input(client, engine, world):
 
 def _forget_failed_logins(engine) -> None:
     """Reset the login throttle, so every example reaches the password check."""
-    with transaction(engine) as session:
-        session.execute(delete(ThrottleBucket))
-        session.execute(update(StaffUser).values(failed_logins=0, locked_until=None))
+    with transaction(engine) as db:
+        db.execute(delete(ThrottleBucket))
+        db.execute(update(StaffUser).values(failed_logins=0, locked_until=None))
 
 
 def test_change_password_form_never_fails_on_bad_input(admin, engine, world):

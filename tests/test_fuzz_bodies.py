@@ -4,7 +4,7 @@ nothing written.
 Every POST endpoint (the patient forms, the login, the change-password form, every admin
 create and edit form, every workflow action and every custom page) gets:
 
-* a body over the 1 MiB limit (``portal.limits``), once with its ``Content-Length`` and
+* a body over the 1 MiB limit (``portal.web.limits``), once with its ``Content-Length`` and
   once streamed without one (chunked): 413 before anything is written;
 * Hypothesis' malformed bodies: random bytes, broken percent-escapes and invalid UTF-8,
   thousands of fields, multipart without or with a wrong boundary, files where text is
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.booking.routes import view_link
-from portal.limits import MAX_BODY_BYTES
+from portal.patient_pages.routes import view_link
+from portal.web.limits import MAX_BODY_BYTES
 from tests.fuzz_targets import CREATABLE, EDITABLE, FORM_PAGES, ROW_ACTIONS, admin, edit_target, world  # noqa: F401
 from tests.fuzzing import LOGIN_WRITES, Exchanger, forms_on, fuzz, url_junk
 
@@ -27,7 +27,7 @@ from tests.fuzzing import LOGIN_WRITES, Exchanger, forms_on, fuzz, url_junk
 def targets(world) -> list[str]:  # noqa: F811 - the world fixture
     """Every POST endpoint, with the ids of the world's rows filled in."""
     return [
-        f"/book/{world.sample['schedule']}", "/booking", f"{view_link(int(world.sample['appointment']))}/cancel",
+        f"/book/{world.sample['clinic_session']}", "/booking", f"{view_link(int(world.sample['appointment']))}/cancel",
         "/admin/login", "/admin/password",
         *(f"/admin/{i}/create" for i in CREATABLE),
         *(f"/admin/{i}/edit/{edit_target(world, i)}" for i in EDITABLE),
@@ -68,7 +68,7 @@ def _multipart(parts: list[tuple[str, bytes, bool]]) -> bytes:
 
 
 _names = st.sampled_from(["csrf_token", "pks", "reason", "full_name", "phone", "username", "password",
-                          "submission", "name", "quantity", "counted_quantity", "medicine_id", "schedule_id",
+                          "submission", "name", "quantity", "counted_quantity", "medicine_id", "clinic_session_id",
                           "current_password", "new_password", "code", "x"])
 _bytes = st.binary(max_size=200)
 bodies = st.one_of(

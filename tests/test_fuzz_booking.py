@@ -1,6 +1,6 @@
 """Bad input to every patient page: never a 500, nothing written when refused.
 
-Hypothesis (``tests.fuzzing``) sends junk to the patient pages (``portal.booking.routes``):
+Hypothesis (``tests.fuzzing``) sends junk to the patient pages (``portal.patient_pages.routes``):
 the search, department codes, session ids, signed links, the language switch and its
 ``next``, cookies and ``Accept-Language``, and the fields of every form (booking, "My
 booking" lookup, cancel) with a valid CSRF token and one-time token, so the junk reaches
@@ -24,16 +24,16 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 
 from models import ThrottleBucket
-from portal.booking.routes import view_link
-from portal.db import transaction
+from portal.patient_pages.routes import view_link
+from portal.core.db import transaction
 from portal.services import appointments
-from portal.services.actor import Actor
+from portal.core.actor import Actor
 from tests.factories import (
     local_today,
     make_department,
     make_doctor,
     make_patient,
-    make_schedule,
+    make_clinic_session,
 )
 from tests.fuzzing import Exchanger, edge_cases, exchange, form_data, forms_on, fuzz, junk, url_junk
 
@@ -51,29 +51,29 @@ def clinic(engine):
     number (so booking with another name and that ID is an identity mismatch)."""
     dept = make_department(engine, code="CARD", name="Cardiology")
     doctor = make_doctor(engine, department=dept, full_name="Wang Fang")
-    tomorrow = make_schedule(engine, doctor=doctor, department=dept, capacity=3)
-    make_schedule(engine, doctor=doctor, department=dept, day=local_today() - timedelta(days=1))
+    tomorrow = make_clinic_session(engine, doctor=doctor, department=dept, capacity=3)
+    make_clinic_session(engine, doctor=doctor, department=dept, day=local_today() - timedelta(days=1))
     patient = make_patient(engine, full_name="Zhang Wei", phone="+8613900001111", national_id=VALID_ID)
-    with transaction(engine) as session:  # through the service: a real reference
-        appointment = appointments.book(session, schedule_id=tomorrow.id, patient_id=patient.id,
+    with transaction(engine) as db:  # through the service: a real reference
+        appointment = appointments.book(db, clinic_session_id=tomorrow.id, patient_id=patient.id,
                                         actor=Actor(username="setup")).appointment
-        session.expunge(appointment)
-    return {"department": dept, "schedule": tomorrow, "patient": patient, "appointment": appointment}
+        db.expunge(appointment)
+    return {"department": dept, "clinic_session": tomorrow, "patient": patient, "appointment": appointment}
 
 
 def _reset_rate_limits(engine) -> None:
-    with transaction(engine) as session:
-        session.execute(delete(ThrottleBucket))
+    with transaction(engine) as db:
+        db.execute(delete(ThrottleBucket))
 
 
 def _ids(clinic) -> list[str]:
-    return [str(clinic["schedule"].id), str(clinic["schedule"].id + 1), "999999"]
+    return [str(clinic["clinic_session"].id), str(clinic["clinic_session"].id + 1), "999999"]
 
 
 # -- pages and links --------------------------------------------------------------------------
 
 def test_pages_and_links_never_fail_on_bad_input(client, engine, clinic):
-    sid = str(clinic["schedule"].id)
+    sid = str(clinic["clinic_session"].id)
     token = view_link(clinic["appointment"].id).rsplit("/", 1)[1]
     paths = st.one_of(
         st.builds(lambda q: f"/?q={quote(q, safe='')}", url_junk),
@@ -108,7 +108,7 @@ def test_pages_and_links_never_fail_on_bad_input(client, engine, clinic):
 # -- the booking form -------------------------------------------------------------------------
 
 def test_booking_form_never_fails_on_bad_input(client, engine, clinic):
-    sid = clinic["schedule"].id
+    sid = clinic["clinic_session"].id
     page = client.get(f"/book/{sid}")
     assert page.status_code == 200
     form = forms_on(page.text)[-1]
@@ -133,7 +133,7 @@ def test_booking_form_never_fails_on_bad_input(client, engine, clinic):
 
 
 def test_booking_form_with_bad_tokens_changes_nothing(client, engine, clinic):
-    sid = clinic["schedule"].id
+    sid = clinic["clinic_session"].id
     form = forms_on(client.get(f"/book/{sid}").text)[-1]
     tokens = {name: form.fields[name].value for name in ("csrf_token", "submission")}
 
@@ -153,9 +153,9 @@ def test_booking_form_with_bad_tokens_changes_nothing(client, engine, clinic):
 
 def test_booking_with_a_stale_submission_token_books_nothing(client, engine, clinic):
     """A valid CSRF token but a one-time token for another session: the form comes back, no booking."""
-    sid = clinic["schedule"].id
+    sid = clinic["clinic_session"].id
     form = forms_on(client.get(f"/book/{sid}").text)[-1]
-    other = make_schedule(engine, doctor=None, capacity=5)
+    other = make_clinic_session(engine, doctor=None, capacity=5)
     other_form = forms_on(client.get(f"/book/{other.id}").text)[-1]
     data = {**VALID, "csrf_token": form.fields["csrf_token"].value, "submission": other_form.fields["submission"].value}
     response = exchange(client, engine, "POST", f"/book/{sid}", data=data, what="booking with another session's token")

@@ -130,11 +130,11 @@ def test_100_patients_race_for_the_last_10_places(server_url, engine):
                                 department_id=dept.id)
 
     def book(i, client, tokens):
-        outcome = submit_booking(client, rush.schedule_id, tokens, simulated_patient(rush.run, i))
+        outcome = submit_booking(client, rush.clinic_session_id, tokens, simulated_patient(rush.run, i))
         reference = booking_reference(client, outcome.location) if outcome.kind == "booked" else None
         return outcome, reference
 
-    results = race(100, lambda i, client: open_booking_form(client, rush.schedule_id), book, server_url,
+    results = race(100, lambda i, client: open_booking_form(client, rush.clinic_session_id), book, server_url,
                    headers=lambda i: {"X-Forwarded-For": patient_address(i)})
 
     outcomes = [booking_rush.outcome_label(r if isinstance(r, Exception) else r[0]) for r in results]

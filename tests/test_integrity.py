@@ -26,14 +26,14 @@ from models import (
     MovementKind,
     Prescription,
     PrescriptionItem,
-    Schedule,
+    ClinicSession,
     StockBatch,
     StockMovement,
 )
-from portal.db import run_in_transaction, transaction
-from portal.integrity import RULES, check_invariants, check_invariants_report, format_report
+from portal.core.db import run_in_transaction, transaction
+from portal.ops.integrity import RULES, check_invariants, check_invariants_report, format_report
 from portal.services import appointments, booking, dispensing, stock
-from portal.services.actor import Actor
+from portal.core.actor import Actor
 from tests.factories import (
     actor_for,
     local_today,
@@ -41,7 +41,7 @@ from tests.factories import (
     make_batch,
     make_medicine,
     make_prescription,
-    make_schedule,
+    make_clinic_session,
     make_staff,
 )
 
@@ -51,7 +51,7 @@ DESK = Actor(username="desk")
 
 @dataclass
 class Hospital:
-    schedule_id: int
+    clinic_session_id: int
     confirmed_id: int  # appointment: booked at the desk, then confirmed
     cancelled_id: int  # appointment: booked online (patient registered), then cancelled
     online_patient_id: int
@@ -62,13 +62,13 @@ class Hospital:
 
 def _hospital(engine: Engine) -> Hospital:
     pharmacist = actor_for(make_staff(engine, username="pharm"))
-    schedule = make_schedule(engine, capacity=3)
+    clinic_session = make_clinic_session(engine, capacity=3)
     patient = make_audited_patient(engine)
-    confirmed = run_in_transaction(appointments.book, engine=engine, schedule_id=schedule.id, patient_id=patient.id,
+    confirmed = run_in_transaction(appointments.book, engine=engine, clinic_session_id=clinic_session.id, patient_id=patient.id,
                                    actor=DESK).appointment
     run_in_transaction(appointments.confirm, confirmed.id, engine=engine, actor=DESK)
     online = run_in_transaction(
-        booking.book_online, engine=engine, schedule_id=schedule.id, full_name="Li Na", phone="+8613912345678",
+        booking.book_online, engine=engine, clinic_session_id=clinic_session.id, full_name="Li Na", phone="+8613912345678",
         birth_date=date(1985, 7, 23), gender=Gender.female, national_id=None, reason=None, submission_key="k1",
         actor=Actor(username="patient:online"),
     ).appointment
@@ -90,7 +90,7 @@ def _hospital(engine: Engine) -> Hospital:
     old = make_batch(engine, medicine=make_medicine(engine), quantity=10, expiry=local_today() + timedelta(days=3))
     run_in_transaction(stock.mark_batch_expired, engine=engine, batch_id=old.id, actor=pharmacist)
     return Hospital(
-        schedule_id=schedule.id, confirmed_id=confirmed.id, cancelled_id=online.id,
+        clinic_session_id=clinic_session.id, confirmed_id=confirmed.id, cancelled_id=online.id,
         online_patient_id=online.patient_id, batch_id=first.id, dispensed_rx_id=whole.id, partial_rx_id=partial.id,
     )
 
@@ -103,21 +103,21 @@ def hospital(engine) -> Hospital:
 def _sql(engine: Engine, *statements, unchecked: bool = False) -> None:
     """Run statements in one transaction, optionally with CHECK constraints off (the
     checker must also see what the database would have refused)."""
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         if unchecked:
             if engine.dialect.name == "sqlite":
-                session.execute(text("PRAGMA ignore_check_constraints = ON"))
+                db.execute(text("PRAGMA ignore_check_constraints = ON"))
             else:
-                session.execute(text("SET SESSION check_constraint_checks = 0"))
+                db.execute(text("SET SESSION check_constraint_checks = 0"))
         try:
             for statement in statements:
-                session.execute(statement)
+                db.execute(statement)
         finally:
             if unchecked:
                 if engine.dialect.name == "sqlite":
-                    session.execute(text("PRAGMA ignore_check_constraints = OFF"))
+                    db.execute(text("PRAGMA ignore_check_constraints = OFF"))
                 else:
-                    session.execute(text("SET SESSION check_constraint_checks = 1"))
+                    db.execute(text("SET SESSION check_constraint_checks = 1"))
 
 
 def _found(engine: Engine, rule: str) -> list[str]:
@@ -129,32 +129,32 @@ def test_what_the_services_write_breaks_no_rule(engine, hospital):
     assert report.violations == [], [str(v) for v in report.violations]
     assert report.counts["appointment"] == 2 and report.counts["stock_movement"] >= 8
     # the same holds when read inside a caller's session
-    with transaction(engine, write=False) as session:
-        assert check_invariants(session) == []
+    with transaction(engine, write=False) as db:
+        assert check_invariants(db) == []
     # the dispense audit event names its movements, and so does the delivery's
-    with transaction(engine, write=False) as session:
-        event = session.scalars(select(AuditEvent).where(
+    with transaction(engine, write=False) as db:
+        event = db.scalars(select(AuditEvent).where(
             AuditEvent.action == "dispense", AuditEvent.entity_id == str(hospital.dispensed_rx_id))).one()
-        ids = session.scalars(select(StockMovement.id).join(PrescriptionItem).where(
+        ids = db.scalars(select(StockMovement.id).join(PrescriptionItem).where(
             PrescriptionItem.prescription_id == hospital.dispensed_rx_id).order_by(StockMovement.id)).all()
     assert event.changes["movement_ids"] == ids and len(ids) == 2  # FEFO over both batches
 
 
 def test_a_place_taken_without_an_appointment(engine, hospital):
-    _sql(engine, update(Schedule).where(Schedule.id == hospital.schedule_id)
-         .values(booked_count=Schedule.booked_count + 1))
+    _sql(engine, update(ClinicSession).where(ClinicSession.id == hospital.clinic_session_id)
+         .values(booked_count=ClinicSession.booked_count + 1))
     assert _found(engine, "booked_count") == [
-        f"schedule #{hospital.schedule_id}: booked_count is 2 but 1 appointment(s) are active [booked_count]"]
+        f"clinic session #{hospital.clinic_session_id}: booked_count is 2 but 1 appointment(s) are active [booked_count]"]
 
 
 def test_more_booked_than_capacity(engine, hospital):
-    _sql(engine, update(Schedule).where(Schedule.id == hospital.schedule_id).values(capacity=0), unchecked=True)
+    _sql(engine, update(ClinicSession).where(ClinicSession.id == hospital.clinic_session_id).values(capacity=0), unchecked=True)
     assert _found(engine, "capacity") == [
-        f"schedule #{hospital.schedule_id}: booked_count 1 outside 0..capacity 0 [capacity]"]
+        f"clinic session #{hospital.clinic_session_id}: booked_count 1 outside 0..capacity 0 [capacity]"]
 
 
 def test_queue_number_beyond_the_last_handed_out(engine, hospital):
-    _sql(engine, update(Schedule).where(Schedule.id == hospital.schedule_id).values(last_queue_number=1))
+    _sql(engine, update(ClinicSession).where(ClinicSession.id == hospital.clinic_session_id).values(last_queue_number=1))
     [found] = _found(engine, "queue_number")
     assert "queue number 2 outside 1..1" in found
 
@@ -166,10 +166,10 @@ def test_active_marker_out_of_step_with_the_status(engine, hospital):
 
 
 def test_appointment_left_behind_when_its_session_moved(engine, hospital):
-    with transaction(engine, write=False) as session:
-        day = session.scalar(select(Schedule.session_date).where(Schedule.id == hospital.schedule_id))
-    _sql(engine, update(Schedule).where(Schedule.id == hospital.schedule_id).values(session_date=day + timedelta(days=1)))
-    found = _found(engine, "schedule_copy")
+    with transaction(engine, write=False) as db:
+        day = db.scalar(select(ClinicSession.session_date).where(ClinicSession.id == hospital.clinic_session_id))
+    _sql(engine, update(ClinicSession).where(ClinicSession.id == hospital.clinic_session_id).values(session_date=day + timedelta(days=1)))
+    found = _found(engine, "clinic_session_copy")
     assert len(found) == 2 and f"date {day} but the session's is {day + timedelta(days=1)}" in found[0]
 
 
@@ -181,8 +181,8 @@ def test_stock_taken_without_a_movement(engine, hospital):
 
 
 def test_a_balance_in_the_middle_of_the_ledger(engine, hospital):
-    with transaction(engine, write=False) as session:
-        first = session.scalar(select(func.min(StockMovement.id)).where(StockMovement.batch_id == hospital.batch_id))
+    with transaction(engine, write=False) as db:
+        first = db.scalar(select(func.min(StockMovement.id)).where(StockMovement.batch_id == hospital.batch_id))
     _sql(engine, update(StockMovement).where(StockMovement.id == first).values(balance_after=99))
     assert _found(engine, "stock_ledger") == []  # the total and the newest balance still agree
     assert _found(engine, "ledger_chain") == [
@@ -222,12 +222,12 @@ def test_unaudited_booking_status_change_registration_and_movements(engine, hosp
 
 
 def test_a_movement_named_twice_or_by_another_batch(engine, hospital):
-    with transaction(engine) as session:
-        receipt = session.scalars(select(AuditEvent).where(AuditEvent.action == "receive").order_by(AuditEvent.id)).first()
-        other = session.scalar(select(StockMovement.id).where(StockMovement.batch_id != int(receipt.entity_id),
+    with transaction(engine) as db:
+        receipt = db.scalars(select(AuditEvent).where(AuditEvent.action == "receive").order_by(AuditEvent.id)).first()
+        other = db.scalar(select(StockMovement.id).where(StockMovement.batch_id != int(receipt.entity_id),
                                                               StockMovement.kind == MovementKind.receipt))
         own = receipt.changes["movement_ids"][0]
-        session.execute(update(AuditEvent).where(AuditEvent.id == receipt.id)
+        db.execute(update(AuditEvent).where(AuditEvent.id == receipt.id)
                         .values(changes={**receipt.changes, "movement_ids": [own, other, 10**6]}))
     found = _found(engine, "audit_movement")
     assert any(f"named by audit event #{receipt.id} (receive of stock_batch #{receipt.entity_id}), not of its own" in f
@@ -237,12 +237,12 @@ def test_a_movement_named_twice_or_by_another_batch(engine, hospital):
 
 
 def _reference(engine, appointment_id: int) -> str:
-    with transaction(engine, write=False) as session:
-        return session.scalar(select(Appointment.reference).where(Appointment.id == appointment_id))
+    with transaction(engine, write=False) as db:
+        return db.scalar(select(Appointment.reference).where(Appointment.id == appointment_id))
 
 
 def test_the_report_names_every_broken_rule(engine, hospital):
-    _sql(engine, update(Schedule).where(Schedule.id == hospital.schedule_id).values(booked_count=0))
+    _sql(engine, update(ClinicSession).where(ClinicSession.id == hospital.clinic_session_id).values(booked_count=0))
     lines = format_report(check_invariants_report(engine))
     assert lines[0].startswith(f"Checked {len(RULES)} rules in ")
     assert "1 violation(s) of 1 rule(s):" in lines

@@ -5,7 +5,7 @@ Two tests, on the run's backend:
 * Under load: a real server (``python main.py --workers 2``) serves patients booking and
   cancelling and staff confirming, dispensing and receiving stock over HTTP, while its
   worker processes are SIGKILLed several times (one, or both at once); uvicorn's
-  supervisor starts new ones. Afterwards every invariant holds (``portal.integrity``: no
+  supervisor starts new ones. Afterwards every invariant holds (``portal.ops.integrity``: no
   place taken without an appointment, no stock taken without a movement, every change
   audited), every booking the server acknowledged exists and every acknowledged
   cancellation stands.
@@ -25,19 +25,19 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 
-from models import Appointment, AuditEvent, PrescriptionStatus, Schedule, StockBatch, StockMovement
-from portal import schema
-from portal.db import build_engine, run_in_transaction, transaction
-from portal.integrity import check_invariants
+from models import Appointment, AuditEvent, PrescriptionStatus, ClinicSession, StockBatch, StockMovement
+from portal.core import schema
+from portal.core.db import build_engine, run_in_transaction, transaction
+from portal.ops.integrity import check_invariants
 from portal.services import appointments, dispensing
-from portal.services.actor import Actor
+from portal.core.actor import Actor
 from tests.factories import (
     actor_for,
     make_audited_patient,
     make_batch,
     make_medicine,
     make_prescription,
-    make_schedule,
+    make_clinic_session,
     make_staff,
 )
 from tests.live_server import LiveServer
@@ -80,9 +80,9 @@ def test_workers_killed_under_load_leave_every_invariant_true(fresh_db_url, tmp_
         assert sum(tally.cut.values()) > 0, "no request was in flight when a worker died"
         violations = check_invariants(engine)
         assert violations == [], "\n".join(map(str, violations))
-        with transaction(engine, write=False) as session:
-            rows = dict(session.execute(select(Appointment.id, Appointment.status)
-                                        .where(Appointment.schedule_id.in_(world.schedule_ids))).all())
+        with transaction(engine, write=False) as db:
+            rows = dict(db.execute(select(Appointment.id, Appointment.status)
+                                        .where(Appointment.clinic_session_id.in_(world.clinic_session_ids))).all())
         assert set(tally.booked) <= set(rows), "an acknowledged booking was lost"
         assert {rows[a].value for a in tally.cancelled} <= {"cancelled"}, "an acknowledged cancellation was lost"
         # bookings the server made but could not acknowledge: only those whose answer a kill cut off
@@ -103,7 +103,7 @@ def _change_and_wait(url: str, operation: str, ids: dict, pipe) -> None:
     the parent kills it. It never commits.
     """
     engine = build_engine(url, pool_size=1)
-    marker = "UPDATE stock_batch SET quantity_on_hand" if operation == "dispense" else "UPDATE schedule SET booked_count"
+    marker = "UPDATE stock_batch SET quantity_on_hand" if operation == "dispense" else "UPDATE clinic_session SET booked_count"
 
     @event.listens_for(engine, "after_cursor_execute")
     def _hold(conn, cursor, statement, parameters, context, executemany):
@@ -112,11 +112,11 @@ def _change_and_wait(url: str, operation: str, ids: dict, pipe) -> None:
             pipe.recv()  # the parent never answers: it kills this process
 
     actor = Actor(username=ids["username"], user_id=ids["user_id"])
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         if operation == "dispense":
-            dispensing.dispense(session, prescription_id=ids["prescription_id"], actor=actor)
+            dispensing.dispense(db, prescription_id=ids["prescription_id"], actor=actor)
         else:
-            appointments.book(session, schedule_id=ids["schedule_id"], patient_id=ids["patient_id"], actor=actor)
+            appointments.book(db, clinic_session_id=ids["clinic_session_id"], patient_id=ids["patient_id"], actor=actor)
     pipe.send("committed")  # not reached
 
 
@@ -151,8 +151,8 @@ def _wait_for_the_lock(engine, table: str, row_id: int) -> None:
     """Take the row's lock, waiting (bounded by the server's lock wait timeout, or SQLite's
     busy timeout) for the killed transaction to be rolled back; then let it go."""
     lock = "" if engine.dialect.name == "sqlite" else " FOR UPDATE"  # SQLite: BEGIN IMMEDIATE waits
-    with transaction(engine) as session:
-        session.execute(text(f"SELECT id FROM {table} WHERE id = :id{lock}"), {"id": row_id})
+    with transaction(engine) as db:
+        db.execute(text(f"SELECT id FROM {table} WHERE id = :id{lock}"), {"id": row_id})
 
 
 @pytest.mark.parametrize("operation", ["dispense", "booking"])
@@ -162,10 +162,10 @@ def test_a_process_killed_before_commit_keeps_nothing_and_releases_its_locks(db_
     batch = make_batch(engine, medicine=medicine, quantity=50)
     patient = make_audited_patient(engine)
     prescription = make_prescription(engine, patient=patient, items=[(medicine, 20)])
-    schedule = make_schedule(engine, capacity=5)
+    clinic_session = make_clinic_session(engine, capacity=5)
     ids = {"username": pharmacist.username, "user_id": pharmacist.id, "prescription_id": prescription.id,
-           "schedule_id": schedule.id, "patient_id": patient.id}
-    table, row_id = ("stock_batch", batch.id) if operation == "dispense" else ("schedule", schedule.id)
+           "clinic_session_id": clinic_session.id, "patient_id": patient.id}
+    table, row_id = ("stock_batch", batch.id) if operation == "dispense" else ("clinic_session", clinic_session.id)
 
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
@@ -175,9 +175,9 @@ def test_a_process_killed_before_commit_keeps_nothing_and_releases_its_locks(db_
         assert ours.poll(120), "the child did not reach its UPDATE"
         assert ours.recv() == "held"
         assert _row_is_locked(engine, table, row_id)
-        with transaction(engine, write=False) as session:  # its change is not visible
-            assert session.scalar(select(StockBatch.quantity_on_hand).where(StockBatch.id == batch.id)) == 50
-            assert session.scalar(select(Schedule.booked_count).where(Schedule.id == schedule.id)) == 0
+        with transaction(engine, write=False) as db:  # its change is not visible
+            assert db.scalar(select(StockBatch.quantity_on_hand).where(StockBatch.id == batch.id)) == 50
+            assert db.scalar(select(ClinicSession.booked_count).where(ClinicSession.id == clinic_session.id)) == 0
         os.kill(child.pid, signal.SIGKILL)
         child.join(30)
         assert child.exitcode == -signal.SIGKILL
@@ -188,12 +188,12 @@ def test_a_process_killed_before_commit_keeps_nothing_and_releases_its_locks(db_
 
     _wait_for_the_lock(engine, table, row_id)
     assert not _row_is_locked(engine, table, row_id)
-    with transaction(engine, write=False) as session:
-        assert session.scalar(select(StockBatch.quantity_on_hand).where(StockBatch.id == batch.id)) == 50
-        assert session.scalar(select(Schedule.booked_count).where(Schedule.id == schedule.id)) == 0
-        assert session.scalar(select(func.count()).select_from(Appointment)) == 0
-        assert session.scalar(select(func.count()).select_from(StockMovement)) == 1  # the receipt
-        assert session.scalar(select(func.count()).select_from(AuditEvent)
+    with transaction(engine, write=False) as db:
+        assert db.scalar(select(StockBatch.quantity_on_hand).where(StockBatch.id == batch.id)) == 50
+        assert db.scalar(select(ClinicSession.booked_count).where(ClinicSession.id == clinic_session.id)) == 0
+        assert db.scalar(select(func.count()).select_from(Appointment)) == 0
+        assert db.scalar(select(func.count()).select_from(StockMovement)) == 1  # the receipt
+        assert db.scalar(select(func.count()).select_from(AuditEvent)
                               .where(AuditEvent.action.in_(("dispense", "book")))) == 0
     assert check_invariants(engine) == []
 
@@ -203,7 +203,7 @@ def test_a_process_killed_before_commit_keeps_nothing_and_releases_its_locks(db_
                                     actor=actor_for(pharmacist))
         assert result.status is PrescriptionStatus.dispensed and result.units_dispensed == 20
     else:
-        booked = run_in_transaction(appointments.book, engine=engine, schedule_id=schedule.id,
+        booked = run_in_transaction(appointments.book, engine=engine, clinic_session_id=clinic_session.id,
                                     patient_id=patient.id, actor=actor_for(pharmacist))
         assert booked.appointment.queue_number == 1
     assert check_invariants(engine) == []

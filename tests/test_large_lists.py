@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import insert, select
 
 from models import Appointment, AppointmentStatus, Role
-from portal.db import transaction
+from portal.core.db import transaction
 from portal.services.references import new_reference
-from tests.factories import login, make_department, make_doctor, make_patient, make_schedule, make_staff
+from tests.factories import login, make_department, make_doctor, make_patient, make_clinic_session, make_staff
 from views._large_lists import CountAtLeast
 
 STATUSES = [AppointmentStatus.pending, AppointmentStatus.confirmed, AppointmentStatus.cancelled]
@@ -28,25 +28,25 @@ class Hospital:
     def __init__(self, engine):
         self.departments = [make_department(engine), make_department(engine)]
         self.doctors = [make_doctor(engine, department=d) for d in self.departments]
-        self.schedules = [make_schedule(engine, doctor=doc, department=dep, capacity=40)
+        self.clinic_sessions = [make_clinic_session(engine, doctor=doc, department=dep, capacity=40)
                           for doc, dep in zip(self.doctors, self.departments, strict=True)]
         patients = [make_patient(engine) for _ in range(18)]
         rng = random.Random(7)
         rows, now = [], datetime.now(UTC)
         for i in range(36):
-            s = self.schedules[i % 2]
+            s = self.clinic_sessions[i % 2]
             status = STATUSES[i % 3]
             rows.append({
-                "reference": new_reference(rng), "patient_id": patients[i // 2].id, "schedule_id": s.id,
+                "reference": new_reference(rng), "patient_id": patients[i // 2].id, "clinic_session_id": s.id,
                 "doctor_id": s.doctor_id, "department_id": s.department_id, "session_date": s.session_date,
                 "queue_number": i // 2 + 1, "status": status, "channel": "online",
                 "active_marker": None if status is AppointmentStatus.cancelled else 1,
                 "booked_at": now - timedelta(minutes=i),
             })
-        with transaction(engine) as session:
-            session.execute(insert(Appointment), rows)
-        with transaction(engine, write=False) as session:
-            self.all = session.execute(
+        with transaction(engine) as db:
+            db.execute(insert(Appointment), rows)
+        with transaction(engine, write=False) as db:
+            self.all = db.execute(
                 select(Appointment.id, Appointment.reference, Appointment.status, Appointment.doctor_id,
                        Appointment.department_id).order_by(Appointment.id.desc())).all()
 
@@ -215,7 +215,7 @@ def test_plain_sqladmin_list_is_mounted_only_when_the_benchmark_asks(hospital, e
     from starlette.testclient import TestClient
 
     from portal.app import create_app
-    from portal.settings import get_settings
+    from portal.core.settings import get_settings
 
     make_staff(engine, role=Role.admin, username="boss")
     make_staff(engine, role=Role.nurse, username="nurse1")

@@ -9,7 +9,7 @@ from starlette.responses import PlainTextResponse
 from starlette.testclient import TestClient
 
 from portal.app import create_app
-from portal.limits import MAX_BODY_BYTES, BodySizeLimit
+from portal.web.limits import MAX_BODY_BYTES, BodySizeLimit
 
 
 def test_declared_oversized_body_is_refused_before_the_app_runs(engine):

@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import event, func, select, text, update
 from starlette.testclient import TestClient
 
-from models import Appointment, AuditEvent, Patient, Schedule
+from models import Appointment, AuditEvent, Patient, ClinicSession
 from portal.app import create_app
-from portal.db import MAX_ATTEMPTS, build_engine, run_in_transaction, transaction
-from tests.factories import PASSWORD, login, make_audited_patient, make_schedule, make_staff
+from portal.core.db import MAX_ATTEMPTS, build_engine, run_in_transaction, transaction
+from tests.factories import PASSWORD, login, make_audited_patient, make_clinic_session, make_staff
 from tests.portal_load import form_fields
 
 LOCK_WAIT_SECONDS = 1
@@ -69,56 +69,56 @@ def _lock_timeouts(engine) -> threading.Event:
 
 def test_a_deadlock_between_two_transactions_is_retried_and_both_commit(quick_engine, caplog):
     engine = quick_engine
-    first, second = make_schedule(engine, fee=100), make_schedule(engine, fee=100)
+    first, second = make_clinic_session(engine, fee=100), make_clinic_session(engine, fee=100)
     both_hold_one = threading.Barrier(2, timeout=30)
     attempts: Counter = Counter()
 
-    def cross(session, mine: int, theirs: int, name: str) -> int:
+    def cross(db, mine: int, theirs: int, name: str) -> int:
         attempts[name] += 1
-        session.execute(update(Schedule).where(Schedule.id == mine).values(fee=Schedule.fee + 1))
+        db.execute(update(ClinicSession).where(ClinicSession.id == mine).values(fee=ClinicSession.fee + 1))
         if attempts[name] == 1:
             both_hold_one.wait()  # each transaction now holds one row; each asks for the other's
-        session.execute(update(Schedule).where(Schedule.id == theirs).values(fee=Schedule.fee + 1))
+        db.execute(update(ClinicSession).where(ClinicSession.id == theirs).values(fee=ClinicSession.fee + 1))
         return attempts[name]
 
-    caplog.set_level(logging.INFO, logger="portal.db")
+    caplog.set_level(logging.INFO, logger="portal.core.db")
     with ThreadPoolExecutor(2) as pool:
         one = pool.submit(run_in_transaction, cross, first.id, second.id, "one", engine=engine)
         two = pool.submit(run_in_transaction, cross, second.id, first.id, "two", engine=engine)
         results = sorted([one.result(timeout=60), two.result(timeout=60)])
     assert results == [1, 2]  # the deadlock's victim committed on its second attempt
     assert any("Deadlock" in r.getMessage() for r in caplog.records)
-    with transaction(engine, write=False) as session:
-        fees = session.scalars(select(Schedule.fee).where(Schedule.id.in_((first.id, second.id)))).all()
+    with transaction(engine, write=False) as db:
+        fees = db.scalars(select(ClinicSession.fee).where(ClinicSession.id.in_((first.id, second.id)))).all()
     assert fees == [102, 102]  # both transactions' changes, each applied once
 
 
-def _submit_booking(client, schedule_id: int):
-    page = client.get(f"/book/{schedule_id}")
+def _submit_booking(client, clinic_session_id: int):
+    page = client.get(f"/book/{clinic_session_id}")
     assert page.status_code == 200, page.text[:300]
     data = form_fields(page.text) | {"full_name": "Li Na", "phone": "138 0013 8000", "birth_date": "1985-07-23",
                                       "gender": "female"}
-    return client.post(f"/book/{schedule_id}", data=data)
+    return client.post(f"/book/{clinic_session_id}", data=data)
 
 
 def test_a_booking_that_stays_locked_out_is_busy_try_again_and_writes_nothing(quick_engine, engine, caplog):
-    schedule = make_schedule(quick_engine, capacity=5)
-    caplog.set_level(logging.INFO, logger="portal.db")
+    clinic_session = make_clinic_session(quick_engine, capacity=5)
+    caplog.set_level(logging.INFO, logger="portal.core.db")
     with TestClient(create_app(quick_engine), follow_redirects=False) as client:
-        holder = RowLock(engine, "schedule", schedule.id)  # e.g. a long admin transaction
+        holder = RowLock(engine, "clinic_session", clinic_session.id)  # e.g. a long admin transaction
         try:
-            response = _submit_booking(client, schedule.id)
+            response = _submit_booking(client, clinic_session.id)
         finally:
             holder.release()
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
         assert "We are very busy" in response.text and "nothing was saved" in response.text
         retries = [r for r in caplog.records if "retrying after lock conflict" in r.getMessage()]
         assert len(retries) == MAX_ATTEMPTS  # bounded: every attempt met the lock, then Busy
-        with transaction(engine, write=False) as session:
-            assert session.scalar(select(func.count()).select_from(Appointment)) == 0
-            assert session.scalar(select(func.count()).select_from(Patient)) == 0  # no registration either
-            assert session.scalar(select(Schedule.booked_count).where(Schedule.id == schedule.id)) == 0
-        assert _submit_booking(client, schedule.id).status_code == 303  # the lock gone, it books
+        with transaction(engine, write=False) as db:
+            assert db.scalar(select(func.count()).select_from(Appointment)) == 0
+            assert db.scalar(select(func.count()).select_from(Patient)) == 0  # no registration either
+            assert db.scalar(select(ClinicSession.booked_count).where(ClinicSession.id == clinic_session.id)) == 0
+        assert _submit_booking(client, clinic_session.id).status_code == 303  # the lock gone, it books
 
 
 def _edit_patient(client, patient_id: int, address: str):
@@ -129,8 +129,8 @@ def _edit_patient(client, patient_id: int, address: str):
 
 
 def _address(engine, patient_id: int) -> str | None:
-    with transaction(engine, write=False) as session:
-        return session.scalar(select(Patient.address).where(Patient.id == patient_id))
+    with transaction(engine, write=False) as db:
+        return db.scalar(select(Patient.address).where(Patient.id == patient_id))
 
 
 def test_an_admin_edit_waits_out_a_lock_by_retrying_or_says_busy(quick_engine, engine):
@@ -162,7 +162,7 @@ def test_an_admin_edit_waits_out_a_lock_by_retrying_or_says_busy(quick_engine, e
                 holder.release()
             assert edit.result(timeout=60).status_code == 302
     assert _address(engine, patient.id) == "Room 2"
-    with transaction(engine, write=False) as session:
-        changes = session.scalars(select(AuditEvent.changes).where(
+    with transaction(engine, write=False) as db:
+        changes = db.scalars(select(AuditEvent.changes).where(
             AuditEvent.action == "update", AuditEvent.entity == "patient")).all()
     assert changes == [{"address": [None, "Room 2"]}]

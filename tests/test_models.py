@@ -8,40 +8,40 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from models import Appointment, Patient, Schedule, StockBatch
-from portal.db import transaction
-from tests.factories import make_department, make_medicine, make_patient, make_schedule
+from models import Appointment, Patient, ClinicSession, StockBatch
+from portal.core.db import transaction
+from tests.factories import make_department, make_medicine, make_patient, make_clinic_session
 
 
 def _update(engine, stmt):
-    with transaction(engine) as session:
-        session.execute(stmt)
+    with transaction(engine) as db:
+        db.execute(stmt)
 
 
 def test_booked_count_cannot_exceed_capacity(engine):
-    s = make_schedule(engine, capacity=2)
+    s = make_clinic_session(engine, capacity=2)
     with pytest.raises(IntegrityError):
-        _update(engine, update(Schedule).where(Schedule.id == s.id).values(booked_count=3))
+        _update(engine, update(ClinicSession).where(ClinicSession.id == s.id).values(booked_count=3))
     with pytest.raises(IntegrityError):
-        _update(engine, update(Schedule).where(Schedule.id == s.id).values(booked_count=-1))
-    _update(engine, update(Schedule).where(Schedule.id == s.id).values(booked_count=2))
+        _update(engine, update(ClinicSession).where(ClinicSession.id == s.id).values(booked_count=-1))
+    _update(engine, update(ClinicSession).where(ClinicSession.id == s.id).values(booked_count=2))
 
 
-def test_schedule_capacity_and_times_checked(engine):
+def test_clinic_session_capacity_and_times_checked(engine):
     with pytest.raises(IntegrityError):
-        make_schedule(engine, capacity=0)
+        make_clinic_session(engine, capacity=0)
     with pytest.raises(IntegrityError):
-        make_schedule(engine, start=time(12, 0), end=time(8, 0))
+        make_clinic_session(engine, start=time(12, 0), end=time(8, 0))
 
 
-def test_schedule_unique_per_doctor_start(engine):
-    s = make_schedule(engine)
-    with transaction(engine) as session:
-        other = session.get(Schedule, s.id)
+def test_clinic_session_unique_per_doctor_start(engine):
+    s = make_clinic_session(engine)
+    with transaction(engine) as db:
+        other = db.get(ClinicSession, s.id)
         doctor_id, dept_id = other.doctor_id, other.department_id
     with pytest.raises(IntegrityError):
-        with transaction(engine) as session:
-            session.add(Schedule(doctor_id=doctor_id, department_id=dept_id, session_date=s.session_date,
+        with transaction(engine) as db:
+            db.add(ClinicSession(doctor_id=doctor_id, department_id=dept_id, session_date=s.session_date,
                                  start_time=s.start_time, end_time=s.end_time, capacity=5))
 
 
@@ -61,13 +61,13 @@ def test_patient_gets_mrn_and_national_id_is_unique_when_present(engine):
         make_patient(engine, national_id="310101198001010011")
 
 
-def test_one_active_appointment_per_patient_per_schedule(engine):
-    s = make_schedule(engine)
+def test_one_active_appointment_per_patient_per_clinic_session(engine):
+    s = make_clinic_session(engine)
     p = make_patient(engine)
 
     def add(queue, marker):
-        with transaction(engine) as session:
-            session.add(Appointment(reference=f"REF-{queue}", patient_id=p.id, schedule_id=s.id,
+        with transaction(engine) as db:
+            db.add(Appointment(reference=f"REF-{queue}", patient_id=p.id, clinic_session_id=s.id,
                                     doctor_id=s.doctor_id, department_id=s.department_id,
                                     session_date=s.session_date, queue_number=queue, active_marker=marker))
 
@@ -76,16 +76,16 @@ def test_one_active_appointment_per_patient_per_schedule(engine):
     with pytest.raises(IntegrityError):
         add(3, 1)
     with pytest.raises(IntegrityError):
-        add(2, None)  # queue number taken in this schedule
+        add(2, None)  # queue number taken in this clinic session
 
 
 def test_stock_never_negative(engine):
     m = make_medicine(engine)
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         batch = StockBatch(medicine_id=m.id, lot_number="L1", expiry_date=date(2099, 1, 1),
                            quantity_received=5, quantity_on_hand=5)
-        session.add(batch)
-        session.flush()
+        db.add(batch)
+        db.flush()
         batch_id = batch.id
     with pytest.raises(IntegrityError):
         _update(engine, update(StockBatch).where(StockBatch.id == batch_id).values(quantity_on_hand=-1))
@@ -93,8 +93,8 @@ def test_stock_never_negative(engine):
 
 def test_datetimes_round_trip_as_aware_utc(engine):
     p = make_patient(engine)
-    with transaction(engine) as session:
-        loaded = session.get(Patient, p.id)
+    with transaction(engine) as db:
+        loaded = db.get(Patient, p.id)
     assert loaded.created_at.tzinfo is not None
     assert loaded.created_at.utcoffset().total_seconds() == 0
     assert abs((loaded.created_at - p.created_at).total_seconds()) < 1e-3

@@ -1,7 +1,7 @@
 """Rendered patient pages kept in memory are never stale: every change shows on the next request.
 
 The pages are cached per process, keyed by catalog versions that database triggers raise in
-the same transaction as any change (portal/booking/page_cache.py, migration 0003). These
+the same transaction as any change (portal/patient_pages/page_cache.py, migration 0003). These
 tests change the data the way other processes would (another connection, plain SQL, the
 booking service) and read the pages again through HTTP.
 """
@@ -19,39 +19,41 @@ import pytest
 from jinja2 import UndefinedError
 from sqlalchemy import delete, event, select, text, update
 
-from models import Appointment, CatalogVersion, Department, Doctor, DoctorDepartment, Schedule, ScheduleStatus
-from portal.booking.page_cache import VersionWatch
-from portal.booking.routes import Page
-from portal.db import run_in_transaction, transaction
+from models import Appointment, CatalogVersion, Department, Doctor, DoctorDepartment, ClinicSession, ClinicSessionStatus
+from portal.patient_pages.page_cache import VersionWatch
+from portal.patient_pages.routes import Page
+from portal.core.db import run_in_transaction, transaction
 from portal.services import appointments
-from portal.services.actor import Actor
+from portal.core.actor import Actor
 from portal.services.timetable import DOCTORS_PER_PAGE
-from portal.settings import get_settings
-from tests.factories import local_today, make_department, make_doctor, make_patient, make_schedule
+from portal.core.settings import get_settings
+from tests.factories import local_today, make_department, make_doctor, make_patient, make_clinic_session
 
 MIGRATION = importlib.import_module("migrations.versions.20261121_0003_catalog_version")
+#: The catalog triggers at head: revision 0003's, those on the clinic session table renamed by 0005.
+HEAD_TRIGGERS = {name.replace("_schedule_", "_clinic_session_") for name, *_ in MIGRATION.TRIGGERS}
 STAFF = Actor(username="frontdesk", role="receptionist")
 
 
 def versions(engine) -> dict[int, int]:
-    with transaction(engine, write=False) as session:
-        return dict(session.execute(select(CatalogVersion.department_id, CatalogVersion.version)).all())
+    with transaction(engine, write=False) as db:
+        return dict(db.execute(select(CatalogVersion.department_id, CatalogVersion.version)).all())
 
 
 def run_sql(engine, statement) -> None:
-    with transaction(engine) as session:
-        session.execute(statement)
+    with transaction(engine) as db:
+        db.execute(statement)
 
 
-def book_link(schedule: Schedule) -> str:
-    return f'href="/book/{schedule.id}"'
+def book_link(clinic_session: ClinicSession) -> str:
+    return f'href="/book/{clinic_session.id}"'
 
 
-def fill(engine, schedule: Schedule) -> None:
-    """Book every free place of ``schedule`` through the booking service (as the front desk would)."""
-    for _ in range(schedule.capacity - schedule.booked_count):
+def fill(engine, clinic_session: ClinicSession) -> None:
+    """Book every free place of ``clinic_session`` through the booking service (as the front desk would)."""
+    for _ in range(clinic_session.capacity - clinic_session.booked_count):
         patient = make_patient(engine)
-        run_in_transaction(appointments.book, schedule_id=schedule.id, patient_id=patient.id, actor=STAFF,
+        run_in_transaction(appointments.book, clinic_session_id=clinic_session.id, patient_id=patient.id, actor=STAFF,
                            engine=engine)
 
 
@@ -60,8 +62,8 @@ def clinic(engine):
     dept = make_department(engine, code="CARD", name="Cardiology", location="Building B")
     other = make_department(engine, code="DERM", name="Dermatology")
     doctor = make_doctor(engine, department=dept, full_name="Wang Fang")
-    session = make_schedule(engine, doctor=doctor, department=dept, capacity=2)
-    return dept, other, doctor, session
+    clinic_session = make_clinic_session(engine, doctor=doctor, department=dept, capacity=2)
+    return dept, other, doctor, clinic_session
 
 
 # -- the triggers ----------------------------------------------------------------------------
@@ -74,19 +76,19 @@ def test_every_trigger_exists_at_head(engine):
         sql = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
     with engine.connect() as conn:
         found = {row[0] for row in conn.execute(text(sql))}
-    assert {name for name, *_ in MIGRATION.TRIGGERS} <= found  # a batch migration may drop them on SQLite
+    assert HEAD_TRIGGERS <= found  # a batch migration may drop them on SQLite
 
 
 def test_each_kind_of_change_raises_the_version_of_the_departments_concerned(engine, clinic):
-    dept, other, doctor, session = clinic
+    dept, other, doctor, clinic_session = clinic
     also = make_department(engine, code="ALSO")
     run_sql(engine, DoctorDepartment.__table__.insert().values(doctor_id=doctor.id, department_id=also.id))
     changes = [
         ({dept.id}, update(Department).where(Department.id == dept.id).values(location="Building C")),
-        ({dept.id}, update(Schedule).where(Schedule.id == session.id).values(booked_count=1)),
-        ({dept.id}, update(Schedule).where(Schedule.id == session.id).values(fee=9900)),
-        ({dept.id, other.id}, update(Schedule).where(Schedule.id == session.id).values(department_id=other.id)),
-        ({other.id}, delete(Schedule).where(Schedule.id == session.id)),
+        ({dept.id}, update(ClinicSession).where(ClinicSession.id == clinic_session.id).values(booked_count=1)),
+        ({dept.id}, update(ClinicSession).where(ClinicSession.id == clinic_session.id).values(fee=9900)),
+        ({dept.id, other.id}, update(ClinicSession).where(ClinicSession.id == clinic_session.id).values(department_id=other.id)),
+        ({other.id}, delete(ClinicSession).where(ClinicSession.id == clinic_session.id)),
         ({dept.id, also.id}, update(Doctor).where(Doctor.id == doctor.id).values(title="Chief Physician")),
         ({also.id}, delete(DoctorDepartment).where(DoctorDepartment.department_id == also.id)),
         ({dept.id}, delete(Doctor).where(Doctor.id == doctor.id)),  # its links go by cascade
@@ -136,40 +138,40 @@ def test_a_change_to_a_department_shows_on_the_next_request(client, engine, clin
     assert "Heart Centre" not in client.get("/").text
 
 
-def test_a_change_to_a_schedule_or_doctor_shows_on_the_next_request(client, engine, clinic):
-    dept, _, doctor, session = clinic
+def test_a_change_to_a_clinic_session_or_doctor_shows_on_the_next_request(client, engine, clinic):
+    dept, _, doctor, clinic_session = clinic
     page = client.get("/departments/CARD").text
     assert "¥20.00" in page and "08:00–12:00" in page
-    run_sql(engine, update(Schedule).where(Schedule.id == session.id).values(fee=5000, start_time=time(9, 0)))
+    run_sql(engine, update(ClinicSession).where(ClinicSession.id == clinic_session.id).values(fee=5000, start_time=time(9, 0)))
     page = client.get("/departments/CARD").text
     assert "¥50.00" in page and "09:00–12:00" in page
-    added = make_schedule(engine, doctor=doctor, department=dept, start=time(13, 30), end=time(17, 0))
+    added = make_clinic_session(engine, doctor=doctor, department=dept, start=time(13, 30), end=time(17, 0))
     assert book_link(added) in client.get("/departments/CARD").text
     run_sql(engine, update(Doctor).where(Doctor.id == doctor.id).values(full_name="Wang Fang-Li"))
     assert "Wang Fang-Li" in client.get("/departments/CARD").text
-    run_sql(engine, update(Schedule).where(Schedule.id == added.id).values(status=ScheduleStatus.closed))
+    run_sql(engine, update(ClinicSession).where(ClinicSession.id == added.id).values(status=ClinicSessionStatus.closed))
     page = client.get("/departments/CARD").text
     assert book_link(added) not in page and "Closed for booking" in page
 
 
 def test_a_filled_session_never_shows_as_bookable(client, engine, clinic):
-    _, _, _, session = clinic
-    assert book_link(session) in client.get("/departments/CARD").text
+    _, _, _, clinic_session = clinic
+    assert book_link(clinic_session) in client.get("/departments/CARD").text
     assert "1 session with free places" in client.get("/").text
-    fill(engine, session)
+    fill(engine, clinic_session)
     page = client.get("/departments/CARD").text
-    assert book_link(session) not in page and "Full" in page
+    assert book_link(clinic_session) not in page and "Full" in page
     assert "No free places in the next 14 days" in client.get("/").text
     with transaction(engine, write=False) as db:
         appointment_id = db.scalars(select(Appointment.id)).first()
     run_in_transaction(appointments.cancel, appointment_id, reason="patient called", actor=STAFF, engine=engine)
-    assert book_link(session) in client.get("/departments/CARD").text  # a place given back shows too
+    assert book_link(clinic_session) in client.get("/departments/CARD").text  # a place given back shows too
 
 
 def test_pages_read_while_a_session_fills_never_show_it_bookable_after_the_fill(client, engine, clinic):
     """Readers in threads hammer the page while the last places are booked: no read that
     started after the booking committed may offer the session."""
-    _, _, _, session = clinic
+    _, _, _, clinic_session = clinic
     committed_at: list[float] = []
     seen: list[tuple[float, bool]] = []
     stop = threading.Event()
@@ -178,7 +180,7 @@ def test_pages_read_while_a_session_fills_never_show_it_bookable_after_the_fill(
         while not stop.is_set():
             started = clock.monotonic()
             body = client.get("/departments/CARD").text
-            seen.append((started, book_link(session) in body))
+            seen.append((started, book_link(clinic_session) in body))
 
     readers = [threading.Thread(target=reader) for _ in range(4)]
     for t in readers:
@@ -186,7 +188,7 @@ def test_pages_read_while_a_session_fills_never_show_it_bookable_after_the_fill(
     try:
         while len(seen) < 8:  # let the readers fill the cache first
             stop.wait(0.01)
-        fill(engine, session)
+        fill(engine, clinic_session)
         committed_at.append(clock.monotonic())
         count_at_commit = len(seen)
         while len(seen) < count_at_commit + 20:
@@ -204,7 +206,7 @@ def test_a_page_changes_by_itself_when_a_session_ends_or_the_day_changes(app, cl
     dept, _, doctor, _ = clinic
     today = local_today()
     tz = get_settings().tz
-    later_today = make_schedule(engine, doctor=doctor, department=dept, day=today, start=time(14, 0),
+    later_today = make_clinic_session(engine, doctor=doctor, department=dept, day=today, start=time(14, 0),
                                 end=time(17, 0))
     app.state.clock = lambda: datetime.combine(today, time(16, 59), tzinfo=tz).astimezone(UTC)
     assert book_link(later_today) in client.get("/departments/CARD").text
@@ -230,15 +232,15 @@ def test_a_shared_page_cannot_carry_a_csrf_token(app, client):
 
 
 def test_shared_pages_set_no_cookie_and_the_booking_form_sets_the_csrf_cookie(client, clinic):
-    *_, session = clinic
+    *_, clinic_session = clinic
     for url in ("/", "/departments/CARD"):
         assert "set-cookie" not in client.get(url).headers, url  # the same bytes for every visitor
-    form = client.get(f"/book/{session.id}")
+    form = client.get(f"/book/{clinic_session.id}")
     assert form.headers["set-cookie"].startswith("portal_csrf=") and 'name="csrf_token"' in form.text
 
 
 def _empty_lookup():
-    from portal.booking.forms import LookupForm
+    from portal.patient_pages.forms import LookupForm
 
     return LookupForm.empty()
 

@@ -170,23 +170,23 @@ def test_table_covers_every_view_and_role():
 def test_role_defaults_of_the_issue():
     """The defaults issue #5 asks for, spelled out."""
     may = permissions.may
-    # Receptionists manage patients, schedules and appointments, and see no pharmacy stock.
+    # Receptionists manage patients, clinic sessions and appointments, and see no pharmacy stock.
     assert all(may("receptionist", "patient", r) for r in "vce")
-    assert all(may("receptionist", "schedule", r) for r in "vced")
+    assert all(may("receptionist", "clinic_session", r) for r in "vced")
     assert may("receptionist", "appointment", "v")
-    assert not any(may("receptionist", e, "v") for e in ("medicine", "stock-batch", "stock-movement", "supplier"))
+    assert not any(may("receptionist", e, "v") for e in ("medicine", "stock_batch", "stock_movement", "supplier"))
     # Pharmacists manage the pharmacy and read prescriptions.
     for entity in ("medicine", "supplier"):
         assert all(may("pharmacist", entity, r) for r in "vced")
-    assert may("pharmacist", "stock-batch", "v") and may("pharmacist", "stock-movement", "v")
+    assert may("pharmacist", "stock_batch", "v") and may("pharmacist", "stock_movement", "v")
     assert permissions.rights("pharmacist", "prescription") == "vx"
     # Doctors write encounters and prescriptions (for their own patients: row scope).
     assert all(may("doctor", e, r) for e in ("encounter", "prescription") for r in "vce")
     # Only admins manage staff, departments and the audit log; the log is read-only.
-    for entity in ("staff-user", "audit-event"):
+    for entity in ("staff_user", "audit_event"):
         assert [r for r in ROLES if permissions.rights(r, entity)] == ["admin"]
     assert [r for r in ROLES if may(r, "department", "e")] == ["admin"]
-    assert permissions.rights("admin", "audit-event") == "vx"
+    assert permissions.rights("admin", "audit_event") == "vx"
 
 
 def test_start_up_check_refuses_a_table_that_disagrees_with_the_views(app, monkeypatch):
@@ -195,12 +195,12 @@ def test_start_up_check_refuses_a_table_that_disagrees_with_the_views(app, monke
     from fastapi import FastAPI
 
     engine = app.state.engine
-    bad = dict(permissions.ENTITY_RIGHTS, **{"audit-event": ("vcedx", "", "", "", "")})
+    bad = dict(permissions.ENTITY_RIGHTS, **{"audit_event": ("vcedx", "", "", "", "")})
     monkeypatch.setattr(permissions, "ENTITY_RIGHTS", bad)
     with pytest.raises(ImproperlyConfigured, match="can_edit = False"):
         create_admin(FastAPI(), engine)
     missing = {k: v for k, v in permissions.ENTITY_RIGHTS.items() if k != "supplier"}
-    missing["audit-event"] = ("vx", "", "", "", "")
+    missing["audit_event"] = ("vx", "", "", "", "")
     monkeypatch.setattr(permissions, "ENTITY_RIGHTS", missing)
     with pytest.raises(ImproperlyConfigured, match="'supplier' has no row"):
         create_admin(FastAPI(), engine)
@@ -208,7 +208,7 @@ def test_start_up_check_refuses_a_table_that_disagrees_with_the_views(app, monke
 
 def test_anonymous_requests_are_sent_to_login(client, engine):
     """Nothing of the admin answers without a session."""
-    for identity in ("patient", "audit-event"):
+    for identity in ("patient", "audit_event"):
         response = client.get(f"/admin/{identity}/list")
         assert response.status_code == 302 and response.headers["location"].endswith("/admin/login")
     assert client.get("/admin/password").status_code == 302

@@ -1,6 +1,6 @@
 """Races on stock, with real threads and real row locks (MariaDB pass only).
 
-Each thread runs its own ``portal.db.run_in_transaction`` on the test engine; a
+Each thread runs its own ``portal.core.db.run_in_transaction`` on the test engine; a
 ``threading.Barrier`` releases them together. The invariants must hold whatever the
 interleaving: no stock is dispensed twice, no balance goes negative, the ledger adds up.
 """
@@ -25,10 +25,10 @@ from models import (
     StockBatch,
     StockMovement,
 )
-from portal.db import run_in_transaction, transaction
+from portal.core.db import run_in_transaction, transaction
 from portal.services import dispensing, stock
 from portal.services.dispensing import DispenseResult
-from portal.services.errors import InsufficientStock, InvalidTransition
+from portal.core.errors import InsufficientStock, InvalidTransition
 from tests.factories import (
     actor_for,
     assert_ledger_consistent,
@@ -94,10 +94,10 @@ def test_fifty_dispenses_of_one_unit_share_thirty_units_exactly(mysql_only):
     for o in outcomes:
         if isinstance(o, InsufficientStock):
             assert o.shortages == [(str(med), 1)]
-    with transaction(engine, write=False) as session:
-        stored = {b.id: b for b in session.scalars(select(StockBatch).where(StockBatch.medicine_id == med.id))}
+    with transaction(engine, write=False) as db:
+        stored = {b.id: b for b in db.scalars(select(StockBatch).where(StockBatch.medicine_id == med.id))}
         assert {(b.quantity_on_hand, b.status) for b in stored.values()} == {(0, BatchStatus.depleted)}
-        moves = list(session.scalars(select(StockMovement).where(StockMovement.kind == MovementKind.dispense)))
+        moves = list(db.scalars(select(StockMovement).where(StockMovement.kind == MovementKind.dispense)))
         assert len(moves) == 30 and sum(m.quantity for m in moves) == -30
         assert all(m.balance_after >= 0 and m.quantity == -1 for m in moves)
         for batch in batches:
@@ -105,10 +105,10 @@ def test_fifty_dispenses_of_one_unit_share_thirty_units_exactly(mysql_only):
             # take read back its own balance, none was lost or taken twice
             balances = sorted(m.balance_after for m in moves if m.batch_id == batch.id)
             assert balances == list(range(batch.quantity_received))
-        statuses = Counter(session.scalars(select(Prescription.status).where(Prescription.id.in_([rx.id for rx in prescriptions]))))
+        statuses = Counter(db.scalars(select(Prescription.status).where(Prescription.id.in_([rx.id for rx in prescriptions]))))
         assert statuses == {PrescriptionStatus.dispensed: 30, PrescriptionStatus.issued: 20}
-        assert session.scalar(select(func.sum(PrescriptionItem.quantity_dispensed))) == 30
-        assert session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "dispense")) == 30
+        assert db.scalar(select(func.sum(PrescriptionItem.quantity_dispensed))) == 30
+        assert db.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "dispense")) == 30
     winners = {o.prescription_id for o in outcomes if isinstance(o, DispenseResult)}
     assert len(winners) == 30
 
@@ -127,10 +127,10 @@ def test_two_dispenses_of_the_same_prescription_only_one_succeeds(mysql_only):
     assert _kinds(outcomes) == {"DispenseResult": 1, "InvalidTransition": 1}
     refused = next(o for o in outcomes if isinstance(o, InvalidTransition))
     assert refused.current == "dispensed"
-    with transaction(engine, write=False) as session:
-        assert session.get(StockBatch, batch.id).quantity_on_hand == 70
-        assert session.scalar(select(func.count()).select_from(StockMovement).where(StockMovement.kind == MovementKind.dispense)) == 1
-        assert session.scalar(select(PrescriptionItem.quantity_dispensed).where(PrescriptionItem.prescription_id == rx.id)) == 30
+    with transaction(engine, write=False) as db:
+        assert db.get(StockBatch, batch.id).quantity_on_hand == 70
+        assert db.scalar(select(func.count()).select_from(StockMovement).where(StockMovement.kind == MovementKind.dispense)) == 1
+        assert db.scalar(select(PrescriptionItem.quantity_dispensed).where(PrescriptionItem.prescription_id == rx.id)) == 30
 
 
 def test_two_partial_dispenses_of_the_same_prescription_do_not_dispense_twice(mysql_only):
@@ -146,10 +146,10 @@ def test_two_partial_dispenses_of_the_same_prescription_do_not_dispense_twice(my
 
     # the second waits for the first, sees it partially dispensed and finds no stock left
     assert _kinds(outcomes) == {"DispenseResult": 1, "InsufficientStock": 1}
-    with transaction(engine, write=False) as session:
-        assert session.get(StockBatch, batch.id).quantity_on_hand == 0
-        assert session.scalar(select(PrescriptionItem.quantity_dispensed).where(PrescriptionItem.prescription_id == rx.id)) == 6
-        assert session.get(Prescription, rx.id).status == PrescriptionStatus.partially_dispensed
+    with transaction(engine, write=False) as db:
+        assert db.get(StockBatch, batch.id).quantity_on_hand == 0
+        assert db.scalar(select(PrescriptionItem.quantity_dispensed).where(PrescriptionItem.prescription_id == rx.id)) == 6
+        assert db.get(Prescription, rx.id).status == PrescriptionStatus.partially_dispensed
 
 
 def test_simultaneous_deliveries_of_one_new_lot_end_in_one_batch(mysql_only):
@@ -167,8 +167,8 @@ def test_simultaneous_deliveries_of_one_new_lot_end_in_one_batch(mysql_only):
 
     assert _kinds(outcomes) == {"StockBatch": 8}, outcomes
     assert len({o.id for o in outcomes}) == 1
-    with transaction(engine, write=False) as session:
-        [batch] = session.scalars(select(StockBatch).where(StockBatch.medicine_id == med.id)).all()
+    with transaction(engine, write=False) as db:
+        [batch] = db.scalars(select(StockBatch).where(StockBatch.medicine_id == med.id)).all()
         assert (batch.quantity_on_hand, batch.quantity_received, batch.unit_cost) == (40, 40, 10)
-        balances = sorted(session.scalars(select(StockMovement.balance_after).where(StockMovement.batch_id == batch.id)))
+        balances = sorted(db.scalars(select(StockMovement.balance_after).where(StockMovement.batch_id == batch.id)))
         assert balances == [5, 10, 15, 20, 25, 30, 35, 40]

@@ -33,8 +33,8 @@ from types import SimpleNamespace
 import pytest
 
 from models import AppointmentStatus as S
-from models import BatchStatus, MovementKind, PrescriptionStatus, Role, ScheduleStatus
-from portal.db import transaction
+from models import BatchStatus, MovementKind, PrescriptionStatus, Role, ClinicSessionStatus
+from portal.core.db import transaction
 from portal.services import reports
 from portal.services.reports import Grain, InvalidFilters, ReportFilters
 from tests.factories import (
@@ -49,7 +49,7 @@ from tests.factories import (
     make_movement,
     make_patient,
     make_prescription_lines,
-    make_schedule,
+    make_clinic_session,
     make_staff,
 )
 
@@ -69,18 +69,18 @@ def hospital(engine):
     a2 = make_doctor(engine, full_name="Arthur Li", title=None, department=cardio)
     b1 = make_doctor(engine, full_name="Bei Chen", title="Attending Physician", department=derm)
 
-    def session(doctor, dept, day, cap, *statuses, status=ScheduleStatus.open, start=time(8, 0)):
-        s = make_schedule(engine, doctor=doctor, department=dept, day=day, capacity=cap, status=status, start=start)
-        appts = [make_appointment(engine, schedule=s, status=st) for st in statuses]
+    def db(doctor, dept, day, cap, *statuses, status=ClinicSessionStatus.open, start=time(8, 0)):
+        s = make_clinic_session(engine, doctor=doctor, department=dept, day=day, capacity=cap, status=status, start=start)
+        appts = [make_appointment(engine, clinic_session=s, status=st) for st in statuses]
         return s, appts
 
-    s1, s1a = session(a1, cardio, date(2026, 3, 2), 10, S.completed, S.completed, S.completed, S.no_show,
+    s1, s1a = db(a1, cardio, date(2026, 3, 2), 10, S.completed, S.completed, S.completed, S.no_show,
                       S.cancelled, S.pending)
-    s2, _ = session(a1, cardio, date(2026, 3, 3), 5, S.completed, S.confirmed, S.checked_in)
-    session(a2, cardio, date(2026, 3, 3), 4, S.cancelled, S.cancelled, status=ScheduleStatus.cancelled)
-    s4, s4a = session(b1, derm, date(2026, 3, 2), 8, S.completed, S.completed, S.no_show, S.no_show, S.cancelled)
-    session(b1, derm, date(2026, 4, 1), 6, S.pending, S.pending, S.confirmed)
-    session(a2, cardio, date(2026, 2, 27), 9, *[S.completed] * 5)
+    s2, _ = db(a1, cardio, date(2026, 3, 3), 5, S.completed, S.confirmed, S.checked_in)
+    db(a2, cardio, date(2026, 3, 3), 4, S.cancelled, S.cancelled, status=ClinicSessionStatus.cancelled)
+    s4, s4a = db(b1, derm, date(2026, 3, 2), 8, S.completed, S.completed, S.no_show, S.no_show, S.cancelled)
+    db(b1, derm, date(2026, 4, 1), 6, S.pending, S.pending, S.confirmed)
+    db(a2, cardio, date(2026, 2, 27), 9, *[S.completed] * 5)
 
     m1 = make_medicine(engine, name="amoxicillin", strength="500 mg", form="Capsule", unit="capsule", unit_price=150)
     m2 = make_medicine(engine, name="ibuprofen", strength="400 mg", form="Tablet", unit="tablet", unit_price=80)
@@ -122,8 +122,8 @@ def _filters(dept=None, name=None, grain=Grain.month, start=START, end=END) -> R
 
 
 def _read(engine, fn, *args, **kw):
-    with transaction(engine, write=False) as session:
-        return fn(session, *args, **kw)
+    with transaction(engine, write=False) as db:
+        return fn(db, *args, **kw)
 
 
 # -- service figures ----------------------------------------------------------------------------
@@ -311,8 +311,8 @@ def test_exports_are_audited(client, engine, hospital):
 
     login(client, hospital.admin.username)
     client.get("/admin/reports/doctor-workload?" + _q(date_from=START, date_to=END, export="per-doctor"))
-    with transaction(engine, write=False) as session:
-        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "export")).one()
+    with transaction(engine, write=False) as db:
+        event = db.scalars(select(AuditEvent).where(AuditEvent.action == "export")).one()
     assert (event.actor, event.entity, event.entity_id) == (hospital.admin.username, "report", "doctor-workload/per-doctor")
     assert event.changes["rows"] == 2
 

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from models import AuditEvent, Encounter, Prescription, PrescriptionItem
-from portal.db import transaction
+from portal.core.db import transaction
 from tests.access_world import build_world, fingerprint, make_appointment, row_exists, today
-from tests.factories import login, make_patient, make_schedule
+from tests.factories import login, make_patient, make_clinic_session
 
-DOCTOR_SCOPED = ["schedule", "patient", "appointment", "encounter", "prescription", "prescription-item"]
+DOCTOR_SCOPED = ["clinic_session", "patient", "appointment", "encounter", "prescription", "prescription_item"]
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_doctor_cannot_read_another_doctors_row_by_any_route(identity, world, cl
     assert fingerprint(engine) == before
 
     exported = client.get(f"/admin/{identity}/export/csv")
-    if identity == "prescription-item":
+    if identity == "prescription_item":
         assert exported.status_code == 403  # doctors do not export lines
     else:
         text = exported.text
@@ -83,8 +83,8 @@ def test_doctor_ajax_lookups_offer_only_their_own_rows(world, client):
     assert lookup("prescription", "patient", "Patient") == {world.sample["patient"]}
     assert lookup("encounter", "appointment", "TST") == {world.sample["appointment"]}
     assert lookup("encounter", "doctor", "Dr") == {str(world.doctor_id)}
-    assert lookup("prescription-item", "prescription", "RX") == {world.sample["prescription"]}
-    assert lookup("prescription-item", "medicine", "paracetamol") == {str(world.medicine_id)}
+    assert lookup("prescription_item", "prescription", "RX") == {world.sample["prescription"]}
+    assert lookup("prescription_item", "medicine", "paracetamol") == {str(world.medicine_id)}
     assert lookup("encounter", "diagnosis", "I10") == {"I10"}
 
 
@@ -107,8 +107,8 @@ def test_doctor_creates_encounters_only_as_themselves_and_for_their_patients(wor
         patient=world.sample["patient"], doctor=world.other_doctor_id, chief_complaint="Dizzy spells",
     ))
     assert response.status_code == 302, response.text[-800:]
-    with transaction(engine, write=False) as session:
-        created = session.scalars(select(Encounter).where(Encounter.chief_complaint == "Dizzy spells")).one()
+    with transaction(engine, write=False) as db:
+        created = db.scalars(select(Encounter).where(Encounter.chief_complaint == "Dizzy spells")).one()
     assert created.doctor_id == world.doctor_id
 
     # Another doctor's patient (or appointment) is refused and nothing is written.
@@ -137,19 +137,19 @@ def test_doctor_prescribes_only_for_their_patients_and_lines_only_on_their_presc
     form = {"number": "RX-NEW-1", "patient": world.sample["patient"], "doctor": world.other_doctor_id,
             "appointment": "", "diagnosis": "", "notes": "", "save": "Save"}
     assert client.post("/admin/prescription/create", data=form).status_code == 302
-    with transaction(engine, write=False) as session:
-        assert session.scalars(select(Prescription).where(Prescription.number == "RX-NEW-1")).one().doctor_id == world.doctor_id
+    with transaction(engine, write=False) as db:
+        assert db.scalars(select(Prescription).where(Prescription.number == "RX-NEW-1")).one().doctor_id == world.doctor_id
     before = fingerprint(engine)
     form.update(number="RX-NEW-2", patient=world.foreign["patient"])
     assert client.post("/admin/prescription/create", data=form).status_code == 400
     line = {"prescription": world.foreign["prescription"], "medicine": world.medicine_id,
             "quantity": "1", "dosage": "x", "duration_days": "", "save": "Save"}
-    assert client.post("/admin/prescription-item/create", data=line).status_code == 400
+    assert client.post("/admin/prescription_item/create", data=line).status_code == 400
     assert fingerprint(engine) == before
     line["prescription"] = world.sample["prescription"]
-    assert client.post("/admin/prescription-item/create", data=line).status_code == 302
-    with transaction(engine, write=False) as session:
-        assert session.scalars(select(PrescriptionItem).where(PrescriptionItem.dosage == "x")).one()
+    assert client.post("/admin/prescription_item/create", data=line).status_code == 302
+    with transaction(engine, write=False) as db:
+        assert db.scalars(select(PrescriptionItem).where(PrescriptionItem.dosage == "x")).one()
 
 
 def test_pharmacist_reads_every_prescription_but_changes_none(world, client, engine):
@@ -169,8 +169,8 @@ def test_pharmacist_reads_every_prescription_but_changes_none(world, client, eng
 
 
 def test_other_roles_see_every_row_doctors_only_their_own_on_any_day(world, client, engine):
-    tomorrow = make_schedule(engine, doctor=type("D", (), {"id": world.doctor_id})(), day=today() + timedelta(days=1))
-    later = make_appointment(engine, schedule=tomorrow, patient=make_patient(engine, full_name="Patient Tomorrow"))
+    tomorrow = make_clinic_session(engine, doctor=type("D", (), {"id": world.doctor_id})(), day=today() + timedelta(days=1))
+    later = make_appointment(engine, clinic_session=tomorrow, patient=make_patient(engine, full_name="Patient Tomorrow"))
     _as(client, "nurse")
     listed = client.get("/admin/appointment/list").text
     for reference in (world.names["own-appointment"], world.names["other-appointment"], later.reference):
@@ -197,8 +197,8 @@ def test_export_follows_the_lists_search_filters_and_sort_and_is_audited(world, 
     page = client.get("/admin/appointment/list", params={"search": own, "page": 1}).text
     assert f"/admin/appointment/export/csv?search={own}" in page
 
-    with transaction(engine, write=False) as session:
-        events = session.scalars(select(AuditEvent).where(AuditEvent.action == "export").order_by(AuditEvent.id)).all()
+    with transaction(engine, write=False) as db:
+        events = db.scalars(select(AuditEvent).where(AuditEvent.action == "export").order_by(AuditEvent.id)).all()
     assert len(events) == 4
     assert all(e.actor == "admin" and e.entity == "appointment" and e.ip == "testclient" for e in events)
     assert [e.changes["rows"] for e in events] == [2, 1, 1, 2]
@@ -212,8 +212,8 @@ def test_export_is_capped(world, client, engine, monkeypatch):
     monkeypatch.setattr(AppointmentView, "export_max_rows", 1)
     _as(client, "admin")
     assert len(_csv_rows(client.get("/admin/appointment/export/csv"))) == 1
-    with transaction(engine, write=False) as session:
-        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "export")).one()
+    with transaction(engine, write=False) as db:
+        event = db.scalars(select(AuditEvent).where(AuditEvent.action == "export")).one()
     assert "capped at 1" in event.summary
 
 
@@ -229,8 +229,8 @@ def test_doctor_workflow_actions_touch_only_their_own_rows(world, client, engine
 
     from models import Appointment, AppointmentStatus
 
-    with transaction(engine) as session:
-        session.execute(update(Appointment).values(status=AppointmentStatus.checked_in))
+    with transaction(engine) as db:
+        db.execute(update(Appointment).values(status=AppointmentStatus.checked_in))
     _as(client, "doctor")
     mine, theirs = world.sample["appointment"], world.foreign["appointment"]
     page = client.get("/admin/appointment/action/complete", params={"pks": theirs})
@@ -241,16 +241,16 @@ def test_doctor_workflow_actions_touch_only_their_own_rows(world, client, engine
         "csrf_token": token, "pks": f"{mine},{theirs}", "next": "/admin/appointment/list",
     })
     assert response.status_code == 303
-    with transaction(engine, write=False) as session:
-        statuses = {str(a.id): a.status for a in session.scalars(select(Appointment))}
-        completed = session.scalars(select(AuditEvent).where(AuditEvent.action == "complete")).all()
+    with transaction(engine, write=False) as db:
+        statuses = {str(a.id): a.status for a in db.scalars(select(Appointment))}
+        completed = db.scalars(select(AuditEvent).where(AuditEvent.action == "complete")).all()
     assert statuses == {mine: AppointmentStatus.completed, theirs: AppointmentStatus.checked_in}
     assert [e.entity_id for e in completed] == [mine]
 
 
 def test_relation_fields_of_allowed_forms_still_save(client, engine):
     """The related-row check lets through what a role may pick: many-to-many and plain selects."""
-    from models import Doctor, Role, Schedule
+    from models import Doctor, Role, ClinicSession
     from tests.factories import make_department, make_staff
 
     d1, d2 = make_department(engine), make_department(engine)
@@ -261,16 +261,16 @@ def test_relation_fields_of_allowed_forms_still_save(client, engine):
         "phone": "+8613912345678", "email": "", "bio": "", "is_active": "y", "save": "Save",
     })
     assert response.status_code == 302
-    with transaction(engine, write=False) as session:
-        doctor = session.scalars(select(Doctor).where(Doctor.full_name == "New Doc")).one()
+    with transaction(engine, write=False) as db:
+        doctor = db.scalars(select(Doctor).where(Doctor.full_name == "New Doc")).one()
         assert sorted(d.id for d in doctor.departments) == sorted([d1.id, d2.id])
     client.get("/admin/logout")
     make_staff(engine, username="desk", role=Role.receptionist)
     _as(client, "desk")
-    response = client.post("/admin/schedule/create", data={
+    response = client.post("/admin/clinic_session/create", data={
         "doctor": str(doctor.id), "department": str(d1.id), "session_date": str(today()), "start_time": "08:00",
         "end_time": "12:00", "slot_minutes": "10", "capacity": "20", "fee": "100", "note": "", "save": "Save",
     })
     assert response.status_code == 302
-    with transaction(engine, write=False) as session:
-        assert session.scalars(select(Schedule).where(Schedule.doctor_id == doctor.id)).one()
+    with transaction(engine, write=False) as db:
+        assert db.scalars(select(ClinicSession).where(ClinicSession.doctor_id == doctor.id)).one()

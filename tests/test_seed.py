@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy import func, select, text
 
 import models
-from models import Appointment, Doctor, Patient, Schedule, StaffUser, StockBatch, StockMovement
-from portal import schema
-from portal.db import build_engine
-from portal.integrity import check_invariants_report
-from portal.national_id import national_id_valid
-from portal.seed.demo import seed_demo
-from portal.seed.reference import parse_forms_and_strengths
+from models import Appointment, Doctor, Patient, ClinicSession, StaffUser, StockBatch, StockMovement
+from portal.core import schema
+from portal.core.db import build_engine
+from portal.ops.integrity import check_invariants_report
+from portal.services.national_id import national_id_valid
+from portal.ops.seed.demo import seed_demo
+from portal.ops.seed.reference import parse_forms_and_strengths
 
 TODAY = date(2026, 11, 20)
 SKIP_COLUMNS = {"password_hash", "occurred_at"}  # salted hashes, and the seed's own audit time
@@ -55,7 +55,7 @@ def test_same_seed_same_hospital_and_consistent(fresh_db_url):
             assert len(ids) > 300 and all(national_id_valid(i) for i in ids)
             # booked_count equals the active appointments of every session
             bad = conn.execute(text(
-                "SELECT s.id FROM schedule s LEFT JOIN appointment a ON a.schedule_id = s.id AND a.active_marker = 1 "
+                "SELECT s.id FROM clinic_session s LEFT JOIN appointment a ON a.clinic_session_id = s.id AND a.active_marker = 1 "
                 "GROUP BY s.id, s.booked_count HAVING COUNT(a.id) <> s.booked_count")).all()
             assert bad == []
             # the stock ledger: on hand equals the sum of movements, never negative
@@ -68,8 +68,8 @@ def test_same_seed_same_hospital_and_consistent(fresh_db_url):
             # the demo has the stock risks the dashboard shows
             assert conn.scalar(select(func.count()).select_from(StockBatch).where(
                 StockBatch.status == "active", StockBatch.expiry_date <= TODAY)) > 0
-            assert conn.scalar(select(func.count()).select_from(Schedule).where(
-                Schedule.session_date > TODAY, Schedule.booked_count == Schedule.capacity)) > 0
+            assert conn.scalar(select(func.count()).select_from(ClinicSession).where(
+                ClinicSession.session_date > TODAY, ClinicSession.booked_count == ClinicSession.capacity)) > 0
         # and every rule of the integrity check holds (the seeded history is exempt from the audit rules)
         report = check_invariants_report(engine)
         assert report.violations == [], [str(v) for v in report.violations]
@@ -140,7 +140,7 @@ def test_bulk_load_refuses_a_duplicate_and_writes_nothing(fresh_db_url, mysql_on
     import pymysql
 
     from models import Department
-    from portal.seed.bulk import load_rows
+    from portal.ops.seed.bulk import load_rows
 
     schema.upgrade(fresh_db_url)
     engine = build_engine(fresh_db_url, pool_size=1)

@@ -5,7 +5,7 @@ The demo hospital plus a load clinic (``tests.portal_load.build_world``) is serv
 confirms, the pharmacist dispenses and receives stock, the administrator edits sessions
 and patients, all over HTTP from threads (``tests.portal_load.Load``) for
 ``SOAK_SECONDS`` (default: 180 s in the MariaDB pass, 30 s on SQLite). Then: not one 5xx,
-no request cut, no admin form refused, every invariant of ``portal.integrity`` true,
+no request cut, no admin form refused, every invariant of ``portal.ops.integrity`` true,
 every acknowledged booking and cancellation kept, every acknowledged admin edit audited.
 
 Lengthen it with ``SOAK_SECONDS=1800 make test`` (or run this file alone).
@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Appointment, AuditEvent
-from portal import schema
-from portal.db import build_engine, transaction
-from portal.integrity import check_invariants_report, format_report
+from portal.core import schema
+from portal.core.db import build_engine, transaction
+from portal.ops.integrity import check_invariants_report, format_report
 from tests.live_server import LiveServer
 from tests.portal_load import Load, build_world
 
@@ -55,13 +55,13 @@ def test_mixed_load_for_minutes_ends_with_no_5xx_and_every_invariant_true(fresh_
         assert tally.refusals == {}
         assert report.violations == [], "\n".join(map(str, report.violations))
         for task, status in (("book", 303), ("cancel", 303), ("confirm", 303), ("dispense", 303),
-                             ("receive", 303), ("edit_schedule", 302), ("edit_patient", 302)):
+                             ("receive", 303), ("edit_clinic_session", 302), ("edit_patient", 302)):
             assert tally.answers[(task, status)] > 0, f"the load never completed a {task}: {tally.summary()}"
 
-        with transaction(engine, write=False) as session:
-            rows = dict(session.execute(select(Appointment.id, Appointment.status)
-                                        .where(Appointment.schedule_id.in_(world.schedule_ids))).all())
-            edits = dict(session.execute(
+        with transaction(engine, write=False) as db:
+            rows = dict(db.execute(select(Appointment.id, Appointment.status)
+                                        .where(Appointment.clinic_session_id.in_(world.clinic_session_ids))).all())
+            edits = dict(db.execute(
                 select(AuditEvent.entity, func.count())
                 .where(AuditEvent.action == "update", AuditEvent.actor == world.staff["admin"])
                 .group_by(AuditEvent.entity)).all())

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from models import AuditEvent, StaffUser, ThrottleBucket
-from portal.db import transaction
-from portal.security import login_throttle as throttle
-from portal.security.passwords import verify_password
-from portal.settings import get_settings
+from portal.core.db import transaction
+from portal.services import login_throttle as throttle
+from portal.core.passwords import verify_password
+from portal.core.settings import get_settings
 from tests.access_world import session_cookie
 from tests.factories import PASSWORD, login, make_staff
 
@@ -22,8 +22,8 @@ NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def _user(engine, user_id) -> StaffUser:
-    with transaction(engine, write=False) as session:
-        return session.get(StaffUser, user_id)
+    with transaction(engine, write=False) as db:
+        return db.get(StaffUser, user_id)
 
 
 def _error_of(response) -> str:
@@ -65,15 +65,15 @@ def test_five_failures_lock_a_real_and_an_unknown_username_alike(client, engine)
 
     locked = _user(engine, user.id)
     assert locked.failed_logins == 5 and locked.locked_until is not None
-    with transaction(engine, write=False) as session:
-        bucket = session.get(ThrottleBucket, throttle.user_key("ghost"))
-        refused = session.scalars(select(AuditEvent).where(AuditEvent.summary.like("%too many%"))).all()
+    with transaction(engine, write=False) as db:
+        bucket = db.get(ThrottleBucket, throttle.user_key("ghost"))
+        refused = db.scalars(select(AuditEvent).where(AuditEvent.summary.like("%too many%"))).all()
     assert bucket.hits == 5
     assert {e.actor for e in refused} == {"reception1", "ghost"}
 
     # When the lock has passed, the right password works and the count starts again.
-    with transaction(engine) as session:
-        session.get(StaffUser, user.id).locked_until = datetime.now(UTC) - timedelta(seconds=1)
+    with transaction(engine) as db:
+        db.get(StaffUser, user.id).locked_until = datetime.now(UTC) - timedelta(seconds=1)
     assert login(client, "reception1").status_code == 302
     again = _user(engine, user.id)
     assert again.failed_logins == 0 and again.locked_until is None
@@ -83,12 +83,12 @@ def test_username_lock_rules_with_a_clock(engine):
     user = make_staff(engine, username="pharm1")
 
     def fail(name, account, at):
-        with transaction(engine) as session:
-            return throttle.record_failure(session, username=name, user=account, ip=None, now=at)
+        with transaction(engine) as db:
+            return throttle.record_failure(db, username=name, user=account, ip=None, now=at)
 
     def wait(name, account, at):
-        with transaction(engine) as session:
-            return throttle.wait_time(session, username=name, user=account, ip=None, now=at)
+        with transaction(engine) as db:
+            return throttle.wait_time(db, username=name, user=account, ip=None, now=at)
 
     for name, account in (("pharm1", user), ("nobody", None)):
         for i in range(4):
@@ -116,32 +116,32 @@ def test_twenty_failures_from_one_address_refuse_every_login_from_it(client, eng
 
 def test_address_window_with_a_clock(engine):
     def fail(at):
-        with transaction(engine) as session:
-            return throttle.record_failure(session, username=f"u{at.timestamp()}", user=None, ip="198.51.100.4", now=at)
+        with transaction(engine) as db:
+            return throttle.record_failure(db, username=f"u{at.timestamp()}", user=None, ip="198.51.100.4", now=at)
 
     for i in range(throttle.IP_FAILURES - 1):
         assert fail(NOW + timedelta(seconds=i)) is None
     assert fail(NOW + timedelta(minutes=5)) == timedelta(minutes=5)
-    with transaction(engine) as session:
-        assert throttle.wait_time(session, username="x", user=None, ip="198.51.100.4", now=NOW + timedelta(minutes=10)) is None
+    with transaction(engine) as db:
+        assert throttle.wait_time(db, username="x", user=None, ip="198.51.100.4", now=NOW + timedelta(minutes=10)) is None
     # A new window starts from one.
     assert fail(NOW + timedelta(minutes=11)) is None
-    with transaction(engine, write=False) as session:
-        assert session.get(ThrottleBucket, throttle.ip_key("198.51.100.4")).hits == 1
+    with transaction(engine, write=False) as db:
+        assert db.get(ThrottleBucket, throttle.ip_key("198.51.100.4")).hits == 1
 
 
 # -- session lifetime ---------------------------------------------------------------------
 def _cookie_for(user, *, idle_seconds=0, age_seconds=0, epoch=None):
     now = int(time.time())
     return session_cookie({
-        "uid": user.id, "epoch": user.session_epoch if epoch is None else epoch,
+        "uid": user.id, "epoch": user.login_epoch if epoch is None else epoch,
         "iat": now - age_seconds, "seen": now - idle_seconds,
     })
 
 
 @pytest.mark.parametrize("idle_minutes, alive", [(29, True), (31, False)])
 def test_sessions_end_after_inactivity(client, engine, idle_minutes, alive):
-    assert get_settings().session_idle_minutes == 30
+    assert get_settings().login_idle_minutes == 30
     user = make_staff(engine)
     client.cookies.set("portal_staff", _cookie_for(user, idle_seconds=idle_minutes * 60, age_seconds=idle_minutes * 60))
     response = client.get("/admin/")
@@ -153,7 +153,7 @@ def test_sessions_end_after_inactivity(client, engine, idle_minutes, alive):
 
 @pytest.mark.parametrize("hours, alive", [(11.9, True), (12.1, False)])
 def test_sessions_end_after_a_shift_even_when_active(client, engine, hours, alive):
-    assert get_settings().session_max_hours == 12
+    assert get_settings().login_max_hours == 12
     user = make_staff(engine)
     client.cookies.set("portal_staff", _cookie_for(user, idle_seconds=60, age_seconds=int(hours * 3600)))
     assert client.get("/admin/").status_code == (200 if alive else 302)
@@ -161,7 +161,7 @@ def test_sessions_end_after_a_shift_even_when_active(client, engine, hours, aliv
 
 def test_a_forged_or_stale_epoch_cookie_is_refused(client, engine):
     user = make_staff(engine)
-    client.cookies.set("portal_staff", _cookie_for(user, epoch=user.session_epoch + 1))
+    client.cookies.set("portal_staff", _cookie_for(user, epoch=user.login_epoch + 1))
     assert client.get("/admin/").status_code == 302
     client.cookies.set("portal_staff", _cookie_for(user)[:-2] + "xx")
     assert client.get("/admin/").status_code == 302
@@ -176,7 +176,7 @@ def test_deactivating_a_user_ends_their_sessions_at_the_next_request(app, engine
         assert login(admin, "chief").status_code == 302
         assert login(clerk, "clerk2").status_code == 302
         assert clerk.get("/admin/").status_code == 200
-        response = admin.post(f"/admin/staff-user/edit/{victim.id}", data={
+        response = admin.post(f"/admin/staff_user/edit/{victim.id}", data={
             "username": "clerk2", "full_name": victim.full_name, "role": "admin", "doctor": "",
             "new_password": "", "save": "Save",  # is_active unticked
         })
@@ -236,16 +236,16 @@ def test_changing_ones_password_ends_other_sessions_but_not_this_one(app, engine
             response = change(current, new, again)
             assert response.status_code == 400 and message in response.text, message
         assert change(PASSWORD, "brand-new-pass-1", "brand-new-pass-1", csrf="forged").status_code == 403
-        assert _user(engine, user.id).session_epoch == 0
+        assert _user(engine, user.id).login_epoch == 0
 
         response = change(PASSWORD, "brand-new-pass-1", "brand-new-pass-1")
         assert response.status_code == 302
         assert here.get("/admin/").status_code == 200          # this session was re-stamped
         assert elsewhere.get("/admin/").status_code == 302     # the other one ended
         changed = _user(engine, user.id)
-        assert changed.session_epoch == 1 and verify_password(changed.password_hash, "brand-new-pass-1")
-    with transaction(engine, write=False) as session:
-        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "password_change")).one()
+        assert changed.login_epoch == 1 and verify_password(changed.password_hash, "brand-new-pass-1")
+    with transaction(engine, write=False) as db:
+        event = db.scalars(select(AuditEvent).where(AuditEvent.action == "password_change")).one()
     assert event.actor == "doc7" and "$argon2" not in repr(event.changes)
 
 
@@ -254,7 +254,7 @@ def test_admin_account_rules(client, engine):
     login(client, "chief2")
 
     def create(username, password, role="nurse", doctor=""):
-        return client.post("/admin/staff-user/create", data={
+        return client.post("/admin/staff_user/create", data={
             "username": username, "full_name": "X", "role": role, "doctor": doctor,
             "is_active": "y", "new_password": password, "save": "Save",
         })
@@ -272,19 +272,19 @@ def test_concurrent_failures_are_all_counted_and_lock_exactly_once(engine):
     account locks after exactly five, and the address bucket counts every one."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from portal.db import run_in_transaction
+    from portal.core.db import run_in_transaction
 
     user = make_staff(engine, username="target")
 
     def fail(i):
         return run_in_transaction(
-            lambda session: throttle.record_failure(session, username="target", user=user, ip="192.0.2.9", now=NOW),
+            lambda db: throttle.record_failure(db, username="target", user=user, ip="192.0.2.9", now=NOW),
             engine=engine,
         )
 
     def fail_unknown(i):
         return run_in_transaction(
-            lambda session: throttle.record_failure(session, username="phantom", user=None, ip="192.0.2.9", now=NOW),
+            lambda db: throttle.record_failure(db, username="phantom", user=None, ip="192.0.2.9", now=NOW),
             engine=engine,
         )
 
@@ -294,6 +294,6 @@ def test_concurrent_failures_are_all_counted_and_lock_exactly_once(engine):
     locked = _user(engine, user.id)
     assert locked.failed_logins == throttle.USER_FAILURES
     assert locked.locked_until == NOW + throttle.USER_LOCK
-    with transaction(engine, write=False) as session:
-        assert session.get(ThrottleBucket, throttle.user_key("phantom")).hits == throttle.USER_FAILURES
-        assert session.get(ThrottleBucket, throttle.ip_key("192.0.2.9")).hits == 24
+    with transaction(engine, write=False) as db:
+        assert db.get(ThrottleBucket, throttle.user_key("phantom")).hits == throttle.USER_FAILURES
+        assert db.get(ThrottleBucket, throttle.ip_key("192.0.2.9")).hits == 24

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select, update
 
 from models import AuditEvent, BatchStatus, MovementKind, Role, StockBatch, StockMovement
-from portal.db import run_in_transaction, transaction
+from portal.core.db import run_in_transaction, transaction
 from portal.services import stock
-from portal.services.errors import BatchNotUsable, NotFound, ValidationFailed
+from portal.core.errors import BatchNotUsable, NotFound, ValidationFailed
 from tests.factories import (
     actor_for,
     assert_ledger_consistent,
@@ -38,23 +38,23 @@ def pharmacist(engine):
 
 
 def _batch(engine, batch_id) -> StockBatch:
-    with transaction(engine, write=False) as session:
-        return session.get(StockBatch, batch_id)
+    with transaction(engine, write=False) as db:
+        return db.get(StockBatch, batch_id)
 
 
 def _batches(engine, medicine_id) -> list[StockBatch]:
-    with transaction(engine, write=False) as session:
-        return list(session.scalars(select(StockBatch).where(StockBatch.medicine_id == medicine_id).order_by(StockBatch.id)))
+    with transaction(engine, write=False) as db:
+        return list(db.scalars(select(StockBatch).where(StockBatch.medicine_id == medicine_id).order_by(StockBatch.id)))
 
 
 def _movements(engine, batch_id) -> list[StockMovement]:
-    with transaction(engine, write=False) as session:
-        return list(session.scalars(select(StockMovement).where(StockMovement.batch_id == batch_id).order_by(StockMovement.id)))
+    with transaction(engine, write=False) as db:
+        return list(db.scalars(select(StockMovement).where(StockMovement.batch_id == batch_id).order_by(StockMovement.id)))
 
 
 def _audits(engine, action) -> list[AuditEvent]:
-    with transaction(engine, write=False) as session:
-        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+    with transaction(engine, write=False) as db:
+        return list(db.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 def _receive(engine, **kw):
@@ -244,16 +244,16 @@ def test_quarantine_takes_a_batch_out_of_usable_stock_and_release_puts_it_back(e
     q = run_in_transaction(stock.quarantine_batch, engine=engine, batch_id=batch.id, actor=pharmacist,
                            reason="damaged cartons")
     assert (q.status, q.quantity_on_hand) == (BatchStatus.quarantined, 30)
-    with transaction(engine) as session:
-        assert stock.usable_stock_by_medicine(session, [med.id]) == {med.id: (0, None)}
+    with transaction(engine) as db:
+        assert stock.usable_stock_by_medicine(db, [med.id]) == {med.id: (0, None)}
     with pytest.raises(BatchNotUsable, match="already quarantined"):
         run_in_transaction(stock.quarantine_batch, engine=engine, batch_id=batch.id, actor=pharmacist, reason="again")
 
     released = run_in_transaction(stock.release_batch, engine=engine, batch_id=batch.id, actor=pharmacist,
                                   reason="inspected: fine")
     assert (released.status, released.quantity_on_hand) == (BatchStatus.active, 30)
-    with transaction(engine) as session:
-        assert stock.usable_stock_by_medicine(session, [med.id]) == {med.id: (30, batch.expiry_date)}
+    with transaction(engine) as db:
+        assert stock.usable_stock_by_medicine(db, [med.id]) == {med.id: (30, batch.expiry_date)}
     assert [m.kind for m in _movements(engine, batch.id)] == [MovementKind.receipt]  # nothing written off
     [quarantined] = _audits(engine, "quarantine")
     [release] = _audits(engine, "release")
@@ -346,39 +346,39 @@ def test_check_stock_ledger_finds_a_corrupted_batch(engine, pharmacist):
     med = make_medicine(engine)
     good = make_batch(engine, medicine=med, quantity=10)
     bad = make_batch(engine, medicine=med, quantity=20)
-    with transaction(engine) as session:
-        assert stock.check_stock_ledger(session) == []
-        session.execute(update(StockBatch).where(StockBatch.id == bad.id).values(quantity_on_hand=25))
-    with transaction(engine) as session:
-        [problem] = stock.check_stock_ledger(session)
+    with transaction(engine) as db:
+        assert stock.check_stock_ledger(db) == []
+        db.execute(update(StockBatch).where(StockBatch.id == bad.id).values(quantity_on_hand=25))
+    with transaction(engine) as db:
+        [problem] = stock.check_stock_ledger(db)
     assert (problem.batch_id, problem.quantity_on_hand, problem.ledger_total) == (bad.id, 25, 20)
     assert problem.last_balance_after == 20
     assert "movements add up to 20" in str(problem)
 
-    with transaction(engine) as session:  # a movement whose balance_after is wrong
-        session.execute(update(StockBatch).where(StockBatch.id == bad.id).values(quantity_on_hand=20))
-        session.execute(update(StockMovement).where(StockMovement.batch_id == good.id).values(balance_after=7))
-    with transaction(engine) as session:
-        [problem] = stock.check_stock_ledger(session)
+    with transaction(engine) as db:  # a movement whose balance_after is wrong
+        db.execute(update(StockBatch).where(StockBatch.id == bad.id).values(quantity_on_hand=20))
+        db.execute(update(StockMovement).where(StockMovement.batch_id == good.id).values(balance_after=7))
+    with transaction(engine) as db:
+        [problem] = stock.check_stock_ledger(db)
     assert (problem.batch_id, problem.quantity_on_hand, problem.ledger_total) == (good.id, 10, 10)
     assert problem.problems == ["the newest movement's balance is 7, not 10"]
     # (a negative balance_after or quantity_on_hand is also refused by CHECK constraints)
 
     other = make_medicine(engine)
-    with transaction(engine) as session:  # a movement booked on the wrong medicine
-        session.execute(update(StockMovement).where(StockMovement.batch_id == good.id).values(balance_after=10, medicine_id=other.id))
-    with transaction(engine) as session:
-        [problem] = stock.check_stock_ledger(session)
+    with transaction(engine) as db:  # a movement booked on the wrong medicine
+        db.execute(update(StockMovement).where(StockMovement.batch_id == good.id).values(balance_after=10, medicine_id=other.id))
+    with transaction(engine) as db:
+        [problem] = stock.check_stock_ledger(db)
     assert (problem.batch_id, problem.foreign_movements) == (good.id, 1)
 
-    with transaction(engine) as session:  # a batch with no movements at all
-        session.execute(update(StockMovement).where(StockMovement.batch_id == good.id).values(medicine_id=med.id))
-        session.add(StockBatch(medicine_id=med.id, lot_number="GHOST", expiry_date=TODAY + timedelta(days=9),
+    with transaction(engine) as db:  # a batch with no movements at all
+        db.execute(update(StockMovement).where(StockMovement.batch_id == good.id).values(medicine_id=med.id))
+        db.add(StockBatch(medicine_id=med.id, lot_number="GHOST", expiry_date=TODAY + timedelta(days=9),
                                quantity_on_hand=3, quantity_received=3))
-    with transaction(engine) as session:
-        [problem] = stock.check_stock_ledger(session)
+    with transaction(engine) as db:
+        [problem] = stock.check_stock_ledger(db)
         assert (problem.lot_number, problem.ledger_total, problem.last_balance_after) == ("GHOST", 0, None)
-        session.execute(update(StockBatch).where(StockBatch.lot_number == "GHOST").values(quantity_on_hand=0))
+        db.execute(update(StockBatch).where(StockBatch.lot_number == "GHOST").values(quantity_on_hand=0))
     # repaired: the autouse check after the test sees a consistent ledger again
 
 
@@ -398,8 +398,8 @@ def test_medicines_below_reorder_level_count_only_usable_stock(engine):
     plenty = make_medicine(engine, reorder_level=10)
     make_batch(engine, medicine=plenty, quantity=11)
 
-    with transaction(engine, write=False) as session:
-        alerts = stock.medicines_below_reorder_level(session)
+    with transaction(engine, write=False) as db:
+        alerts = stock.medicines_below_reorder_level(db)
     assert [(a.medicine.id, a.usable_quantity, a.shortfall) for a in alerts] == [(low.id, 30, 20), (empty.id, 0, 5)]
     assert alerts[0].reorder_level == 50
 
@@ -412,13 +412,13 @@ def test_batches_expiring_within_a_window(engine):
     make_batch(engine, medicine=med, expiry=TODAY)  # already expired (expiry <= today)
     make_batch(engine, medicine=med, expiry=TODAY + timedelta(days=5), status=BatchStatus.quarantined)
 
-    with transaction(engine, write=False) as session:
-        found = stock.batches_expiring_within(session, days=30)
+    with transaction(engine, write=False) as db:
+        found = stock.batches_expiring_within(db, days=30)
         assert [b.id for b in found] == [in_1.id, in_30.id]
         assert found[0].medicine.id == med.id
-        assert stock.batches_expiring_within(session, days=0) == []
+        assert stock.batches_expiring_within(db, days=0) == []
         with pytest.raises(ValidationFailed):
-            stock.batches_expiring_within(session, days=-1)
+            stock.batches_expiring_within(db, days=-1)
 
 
 def test_expired_active_batches(engine):
@@ -427,9 +427,9 @@ def test_expired_active_batches(engine):
     old = make_batch(engine, medicine=med, expiry=TODAY - timedelta(days=40))
     make_batch(engine, medicine=med, expiry=TODAY + timedelta(days=1))
     make_batch(engine, medicine=med, expiry=TODAY - timedelta(days=3), status=BatchStatus.quarantined)
-    with transaction(engine, write=False) as session:
-        assert [b.id for b in stock.expired_active_batches(session)] == [old.id, today.id]
-        assert [b.id for b in stock.expired_active_batches(session, today=TODAY - timedelta(days=1))] == [old.id]
+    with transaction(engine, write=False) as db:
+        assert [b.id for b in stock.expired_active_batches(db)] == [old.id, today.id]
+        assert [b.id for b in stock.expired_active_batches(db, today=TODAY - timedelta(days=1))] == [old.id]
 
 
 def test_usable_stock_by_medicine(engine):
@@ -441,15 +441,15 @@ def test_usable_stock_by_medicine(engine):
     make_batch(engine, medicine=a, quantity=99, expiry=TODAY - timedelta(days=1))
     make_batch(engine, medicine=a, quantity=99, expiry=TODAY + timedelta(days=2), status=BatchStatus.recalled)
     make_batch(engine, medicine=b, quantity=7, expiry=TODAY + timedelta(days=60))
-    with transaction(engine, write=False) as session:
-        assert stock.usable_stock_by_medicine(session) == {
+    with transaction(engine, write=False) as db:
+        assert stock.usable_stock_by_medicine(db) == {
             a.id: (15, TODAY + timedelta(days=20)), b.id: (7, TODAY + timedelta(days=60)),
         }
-        assert stock.usable_stock_by_medicine(session, [a.id, none.id]) == {
+        assert stock.usable_stock_by_medicine(db, [a.id, none.id]) == {
             a.id: (15, TODAY + timedelta(days=20)), none.id: (0, None),
         }
-        assert stock.usable_stock_by_medicine(session, []) == {}
+        assert stock.usable_stock_by_medicine(db, []) == {}
         # on the day the earlier batch expires, only the later one counts
-        assert stock.usable_stock_by_medicine(session, [a.id], today=TODAY + timedelta(days=20)) == {
+        assert stock.usable_stock_by_medicine(db, [a.id], today=TODAY + timedelta(days=20)) == {
             a.id: (10, TODAY + timedelta(days=90)),
         }

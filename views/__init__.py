@@ -7,15 +7,15 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
-from portal.db import session_factory
+from portal.core.db import session_factory
 from portal.services import change_audit
-from portal.settings import get_settings
+from portal.core.settings import get_settings
 from views.account import ChangePasswordView
 from views.appointments import AppointmentView, EncounterView
 from views.audit import AuditEventView
 from views.auth import AdminAuth
 from views.authorization import PortalAuthorization, check_configuration
-from views.clinic import DepartmentView, DoctorView, Icd10CodeView, ScheduleView
+from views.clinic import DepartmentView, DoctorView, Icd10CodeView, ClinicSessionView
 from views.dashboard import PortalAdmin
 from views.patients import PatientView
 from views.pharmacy import (
@@ -34,7 +34,7 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 #: Every admin screen, in menu order.
 ALL_VIEWS = [
     AppointmentView, PatientView, EncounterView,
-    ScheduleView, DoctorView, DepartmentView,
+    ClinicSessionView, DoctorView, DepartmentView,
     PrescriptionView, PrescriptionItemView, MedicineView, StockBatchView, StockMovementView, SupplierView,
     *REPORT_VIEWS,
     Icd10CodeView,

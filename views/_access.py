@@ -37,9 +37,10 @@ from starlette.requests import Request
 
 from models import AuditEvent, Role, StaffUser
 from portal.services import audit
-from portal.services.actor import SYSTEM, current_actor
-from portal.services.errors import PermissionDenied
-from portal.settings import get_settings
+from portal.core.actor import SYSTEM, current_actor
+from portal.core.errors import PermissionDenied
+from portal.core.settings import get_settings
+from portal.core.vocabulary import AuditAction, Entity
 from views._list_params import check_list_params
 from views.authorization import allowed, role_of
 
@@ -308,9 +309,9 @@ class RowScopedView:
         return rows
 
     def _record_export(self, actor: Any, export_type: str, used: dict, count: int, cap: int) -> None:
-        with self.session_maker() as session, session.begin():
+        with self.session_maker() as db, db.begin():
             audit.record(
-                session, actor=actor, action="export", entity=self.model.__tablename__, entity_id=None,
+                db, actor=actor, action=AuditAction.export, entity=Entity.of_table(self.model.__tablename__), entity_id=None,
                 summary=f"Exported {count} {self.name_plural.lower()} as {export_type.upper()}"
                 + (f" (capped at {cap})" if count >= cap else "")
                 + (f" with {urlencode(used)}" if used else ""),
@@ -320,11 +321,11 @@ class RowScopedView:
     # -- history -------------------------------------------------------------------------
     def history_url(self, request: Request, model: Any) -> str | None:
         """Link to the audit log filtered to ``model``'s row, for those who may read it."""
-        if isinstance(model, AuditEvent) or not allowed(role_of(request), "audit-event", "list"):
+        if isinstance(model, AuditEvent) or not allowed(role_of(request), "audit_event", "list"):
             return None
         query = urlencode({
             "entity": self.model.__tablename__,
             "entity_id": str(get_object_identifier(model)),
             "entity_id_op": "equals",
         })
-        return f"{request.url_for('admin:list', identity='audit-event')}?{query}"
+        return f"{request.url_for('admin:list', identity='audit_event')}?{query}"

@@ -10,7 +10,7 @@ the list, for the checked rows, and on the detail page) and its permission check
   asking for whatever the action needs (a reason, a witness). It changes nothing.
 * **POST** (same URL): checks the permission again and the CSRF token
   (``views._csrf``), validates the form, then calls the action's service function for
-  each selected row, each in its own transaction (``portal.db.run_in_transaction``).
+  each selected row, each in its own transaction (``portal.core.db.run_in_transaction``).
   A refused row (``DomainError``) is skipped with the service's message; an unexpected
   error is logged and reported as a failed row, never a 500. It redirects back to the
   page the user came from with at most three flash messages: done, skipped, failed.
@@ -56,9 +56,9 @@ from starlette.responses import RedirectResponse, Response
 from wtforms import Form
 
 from models import StaffUser
-from portal.db import run_in_transaction, transaction
-from portal.services.actor import Actor
-from portal.services.errors import DomainError
+from portal.core.db import run_in_transaction, transaction
+from portal.core.actor import Actor
+from portal.core.errors import DomainError
 from views._csrf import FIELD as CSRF_FIELD
 from views._csrf import csrf_token, csrf_valid
 from views._forms import parse_id, posted_form
@@ -404,17 +404,17 @@ class ActionsMixin:
         return relations
 
     def _load_rows(self, request: Request, pks: list[int], relations: list[Any],
-                   session: Session | None = None) -> list[Any]:
+                   db: Session | None = None) -> list[Any]:
         """The selected rows the user may see (the view's row scope), in ``pks`` order, with
         ``relations`` loaded."""
         pk_column = self.pk_columns[0]  # type: ignore[attr-defined]
         stmt = self._scoped(request, select(self.model).where(pk_column.in_(pks)))  # type: ignore[attr-defined]
         for relation in relations:
             stmt = stmt.options(selectinload(relation))
-        if session is None:
-            with transaction(self.engine, write=False) as session:
-                return self._load_rows(request, pks, relations, session)
-        found = {getattr(row, pk_column.key): row for row in session.scalars(stmt).unique()}
+        if db is None:
+            with transaction(self.engine, write=False) as db:
+                return self._load_rows(request, pks, relations, db)
+        found = {getattr(row, pk_column.key): row for row in db.scalars(stmt).unique()}
         return [found[pk] for pk in pks if pk in found]
 
     def _gather(self, request: Request, pks: list[int], spec: RowAction, form: Form | None,
@@ -423,9 +423,9 @@ class ActionsMixin:
         included) and the action's preview notes."""
         if not pks:
             return [], {}
-        with transaction(self.engine, write=False) as session:
-            rows = self._load_rows(request, pks, relations, session)
-            notes = (spec.preview(self, session, rows, form, user) if spec.preview else None) or {}
+        with transaction(self.engine, write=False) as db:
+            rows = self._load_rows(request, pks, relations, db)
+            notes = (spec.preview(self, db, rows, form, user) if spec.preview else None) or {}
         return rows, notes
 
     async def _confirm_page(
@@ -525,9 +525,9 @@ def _group_refusals(skipped: list[tuple[str, str, str | None]]) -> list[str]:
     return out
 
 
-def active_staff_choices(session: Session, *, exclude_id: int | None) -> list[tuple[str, str]]:
+def active_staff_choices(db: Session, *, exclude_id: int | None) -> list[tuple[str, str]]:
     """(id, "Full Name (username) - role") of active staff, for witness pickers."""
-    rows = session.execute(
+    rows = db.execute(
         select(StaffUser.id, StaffUser.full_name, StaffUser.username, StaffUser.role)
         .where(StaffUser.is_active.is_(True))
         .order_by(StaffUser.full_name)

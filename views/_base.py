@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import anyio
 from markupsafe import Markup
 from sqladmin import ModelView
+from sqladmin.models import ModelViewMeta
 from sqladmin.formatters import BASE_FORMATTERS
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy import String, Text, UniqueConstraint, func, select
@@ -30,11 +31,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import DetachedInstanceError
 from starlette.requests import Request
 
-from portal.db import MAX_ATTEMPTS, is_retryable, writing
-from portal.faults import UNAVAILABLE_MESSAGE
+from portal.core.db import MAX_ATTEMPTS, is_retryable, writing
+from portal.web.faults import UNAVAILABLE_MESSAGE
 from portal.services.audit import SECRET_FIELDS
-from portal.services.errors import Busy
-from portal.settings import get_settings
+from portal.core.errors import Busy
+from portal.core.vocabulary import Entity
+from portal.core.settings import get_settings
 from views._access import RowScopedView
 from views._fields import MoneyField, PortalConverter, enum_choices, enum_label, money
 from views._filters import LocalDateTimeFilter, date_range
@@ -125,7 +127,19 @@ _FOREIGN_KEY = (
 )
 
 
-class PortalModelView(LargeListMixin, RowScopedView, ModelView):
+class _EntityViewMeta(ModelViewMeta):
+    """sqladmin's view metaclass, with the view's identity (its URL segment and its key in
+    the permission table) spelled as the audit vocabulary spells the entity: the table name."""
+
+    def __new__(mcs, name, bases, attrs, **kwargs):
+        cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        model = kwargs.get("model")
+        if model is not None:
+            cls.identity = Entity.of_table(model.__tablename__).value
+        return cls
+
+
+class PortalModelView(LargeListMixin, RowScopedView, ModelView, metaclass=_EntityViewMeta):
     """Base for every admin view: row scope, readable values and labels, readable errors, safe delete.
 
     Which rows a user sees and may pick is each view's ``scope()`` (``views._access``);
@@ -174,6 +188,10 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView):
             self._form_overrides.setdefault(name, MoneyField)
             self._list_formatters.setdefault(name, lambda m, a: money(getattr(m, a)))
             self._detail_formatters.setdefault(name, lambda m, a: money(getattr(m, a)))
+
+    def _identity_for_object(self, obj: Any) -> str:
+        """The identity of the view of ``obj``'s entity (its table name), for links."""
+        return getattr(obj, "__tablename__", None) or super()._identity_for_object(obj)
 
     # -- which columns --------------------------------------------------------------
     def _readable_columns(self, columns: list[str]) -> list[str]:
@@ -336,9 +354,9 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView):
         sqladmin shows whatever a save raises as the form's error (status 400), so nothing
         may leave here with a driver's text in it. A lock conflict (MySQL deadlock or
         lock-wait timeout, SQLite "database is locked") rolls the attempt back and runs it
-        again, up to ``portal.db.MAX_ATTEMPTS`` times with a short random back-off, as
-        ``portal.db.run_in_transaction`` does for the services. On SQLite the save's
-        transaction takes the write lock first (``portal.db.writing``), so it queues behind
+        again, up to ``portal.core.db.MAX_ATTEMPTS`` times with a short random back-off, as
+        ``portal.core.db.run_in_transaction`` does for the services. On SQLite the save's
+        transaction takes the write lock first (``portal.core.db.writing``), so it queues behind
         other writers instead of failing to upgrade its read.
 
         Args:
@@ -382,9 +400,9 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView):
     # -- delete ---------------------------------------------------------------------
     def _blocking_rows(self, pk: Any) -> list[str]:
         parts = []
-        with self.session_maker() as session:
+        with self.session_maker() as db:
             for column, noun in self.delete_blockers:
-                n = session.scalar(select(func.count()).select_from(column.class_).where(column == pk))
+                n = db.scalar(select(func.count()).select_from(column.class_).where(column == pk))
                 if n:
                     parts.append(f"{n} {_plural(noun, n)}")
         return parts

@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 from wtforms import BooleanField, Form, SelectField, TextAreaField, ValidationError
 from wtforms.validators import InputRequired, Length, Optional
 
-from models import BookingChannel, Department, Doctor, Patient, Schedule, ScheduleStatus
-from portal.db import transaction
+from models import BookingChannel, Department, Doctor, Patient, ClinicSession, ClinicSessionStatus
+from portal.core.db import transaction
 from portal.services import appointments
-from portal.services.actor import Actor
-from portal.services.errors import DomainError, DuplicateBooking, ScheduleNotBookable, SlotFull
-from portal.settings import get_settings
+from portal.core.actor import Actor
+from portal.core.errors import DomainError, DuplicateBooking, ClinicSessionNotBookable, SlotFull
+from portal.core.settings import get_settings
 from views._forms import LookupField
 
 #: Most choices one search returns.
@@ -30,7 +30,7 @@ class BookForm(Form):
     Overbooking is honoured only when the box is ticked AND a reason is given.
     """
 
-    schedule_id = LookupField(
+    clinic_session_id = LookupField(
         "Clinic session", [InputRequired("Choose a clinic session.")],
         placeholder="Type a department, a doctor, a date (2026-11-20), today or tomorrow",
         description="Sessions still taking bookings, with the places left.",
@@ -62,30 +62,30 @@ class BookForm(Form):
     def attach_service_error(self, exc: DomainError) -> None:
         """Show a refusal of the booking service next to the field it is about."""
         text = exc.message.lower()
-        if isinstance(exc, (SlotFull, ScheduleNotBookable)) or "session" in text:
+        if isinstance(exc, (SlotFull, ClinicSessionNotBookable)) or "session" in text:
             extra = " Choose another session, or tick Overbook and give a reason." if isinstance(exc, SlotFull) else ""
-            self.schedule_id.errors = [*self.schedule_id.errors, exc.message + extra]
+            self.clinic_session_id.errors = [*self.clinic_session_id.errors, exc.message + extra]
         elif isinstance(exc, DuplicateBooking) or "patient" in text:
             self.patient_id.errors = [*self.patient_id.errors, exc.message]
         else:
             self.form_errors.append(exc.message)
 
 
-def book_from_form(session: Session, *, actor: Actor, data: dict[str, Any]) -> tuple[int, str]:
+def book_from_form(db: Session, *, actor: Actor, data: dict[str, Any]) -> tuple[int, str]:
     """Call ``appointments.book`` with the form's values; return (appointment id, message)."""
     overbook_reason = (data.get("overbook_reason") or "").strip() if data.get("overbook") else ""
     result = appointments.book(
-        session, schedule_id=data["schedule_id"], patient_id=data["patient_id"], actor=actor,
+        db, clinic_session_id=data["clinic_session_id"], patient_id=data["patient_id"], actor=actor,
         channel=BookingChannel(data["channel"]), reason=data.get("reason") or None,
         overbook_reason=overbook_reason or None,
     )
-    appointment, schedule = result.appointment, result.schedule
-    patient = session.get(Patient, appointment.patient_id)
-    doctor = session.get(Doctor, schedule.doctor_id)
-    department = session.get(Department, schedule.department_id)
+    appointment, clinic_session = result.appointment, result.clinic_session
+    patient = db.get(Patient, appointment.patient_id)
+    doctor = db.get(Doctor, clinic_session.doctor_id)
+    department = db.get(Department, clinic_session.department_id)
     message = (
         f"Booked {appointment.reference} for {patient.full_name}: queue no. {appointment.queue_number}, "
-        f"expected around {result.estimated_time:%H:%M} on {schedule.session_date.isoformat()} "
+        f"expected around {result.estimated_time:%H:%M} on {clinic_session.session_date.isoformat()} "
         f"({department.name}, {doctor})."
     )
     if appointment.is_overbooked:
@@ -93,12 +93,12 @@ def book_from_form(session: Session, *, actor: Actor, data: dict[str, Any]) -> t
     return appointment.id, message
 
 
-def schedule_text(schedule: Schedule, doctor: str, department: str) -> str:
+def clinic_session_text(clinic_session: ClinicSession, doctor: str, department: str) -> str:
     """How a clinic session reads in the picker: when, where, who, places left."""
-    left = schedule.capacity - schedule.booked_count
-    places = f"{left} of {schedule.capacity} places left" if left > 0 else "full (overbooking only)"
+    left = clinic_session.capacity - clinic_session.booked_count
+    places = f"{left} of {clinic_session.capacity} places left" if left > 0 else "full (overbooking only)"
     return (
-        f"{schedule.session_date:%a %Y-%m-%d} {schedule.start_time:%H:%M}-{schedule.end_time:%H:%M}"
+        f"{clinic_session.session_date:%a %Y-%m-%d} {clinic_session.start_time:%H:%M}-{clinic_session.end_time:%H:%M}"
         f" · {department} · {doctor} · {places}"
     )
 
@@ -115,20 +115,20 @@ def _doctor_name(full_name: str, title: str | None) -> str:
     return f"{title} {full_name}" if title else full_name
 
 
-def _schedule_rows(session: Session, term: str, schedule_id: int | None = None) -> list[dict[str, str]]:
+def _clinic_session_rows(db: Session, term: str, clinic_session_id: int | None = None) -> list[dict[str, str]]:
     stmt = (
-        select(Schedule, Doctor.full_name, Doctor.title, Department.name)
-        .join(Doctor, Doctor.id == Schedule.doctor_id)
-        .join(Department, Department.id == Schedule.department_id)
+        select(ClinicSession, Doctor.full_name, Doctor.title, Department.name)
+        .join(Doctor, Doctor.id == ClinicSession.doctor_id)
+        .join(Department, Department.id == ClinicSession.department_id)
     )
-    if schedule_id is not None:
-        stmt = stmt.where(Schedule.id == schedule_id)
+    if clinic_session_id is not None:
+        stmt = stmt.where(ClinicSession.id == clinic_session_id)
     else:
         now = datetime.now(get_settings().tz)
         today = now.date()
-        not_ended = or_(Schedule.session_date > today,
-                        and_(Schedule.session_date == today, Schedule.end_time > now.time().replace(microsecond=0)))
-        stmt = stmt.where(Schedule.status == ScheduleStatus.open, not_ended)
+        not_ended = or_(ClinicSession.session_date > today,
+                        and_(ClinicSession.session_date == today, ClinicSession.end_time > now.time().replace(microsecond=0)))
+        stmt = stmt.where(ClinicSession.status == ClinicSessionStatus.open, not_ended)
         words = {"today": today, "tomorrow": today + timedelta(days=1)}
         day = words.get(term.lower())
         if day is None:
@@ -137,21 +137,21 @@ def _schedule_rows(session: Session, term: str, schedule_id: int | None = None) 
             except ValueError:
                 day = None
         if day is not None:
-            stmt = stmt.where(Schedule.session_date == day)
+            stmt = stmt.where(ClinicSession.session_date == day)
         elif term:
             stmt = stmt.where(or_(
                 Doctor.full_name.icontains(term, autoescape=True),
                 Department.name.icontains(term, autoescape=True),
                 Department.code.icontains(term, autoescape=True),
             ))
-        stmt = stmt.order_by(Schedule.session_date, Schedule.start_time, Department.name).limit(LOOKUP_LIMIT)
+        stmt = stmt.order_by(ClinicSession.session_date, ClinicSession.start_time, Department.name).limit(LOOKUP_LIMIT)
     return [
-        {"id": str(s.id), "text": schedule_text(s, _doctor_name(name, title), dept)}
-        for s, name, title, dept in session.execute(stmt).all()
+        {"id": str(s.id), "text": clinic_session_text(s, _doctor_name(name, title), dept)}
+        for s, name, title, dept in db.execute(stmt).all()
     ]
 
 
-def _patient_rows(session: Session, term: str, patient_id: int | None = None) -> list[dict[str, str]]:
+def _patient_rows(db: Session, term: str, patient_id: int | None = None) -> list[dict[str, str]]:
     stmt = select(Patient)
     if patient_id is not None:
         stmt = stmt.where(Patient.id == patient_id)
@@ -162,25 +162,25 @@ def _patient_rows(session: Session, term: str, patient_id: int | None = None) ->
             Patient.phone.icontains(term, autoescape=True),
             Patient.national_id.icontains(term, autoescape=True),
         )).order_by(Patient.full_name, Patient.id).limit(LOOKUP_LIMIT)
-    return [{"id": str(p.id), "text": patient_text(p)} for p in session.scalars(stmt)]
+    return [{"id": str(p.id), "text": patient_text(p)} for p in db.scalars(stmt)]
 
 
 def lookup_results(engine: Engine, name: str, term: str) -> list[dict[str, str]]:
-    """Picker choices for field ``name`` (``schedule_id`` or ``patient_id``) matching ``term``."""
-    with transaction(engine, write=False) as session:
-        if name == "schedule_id":
-            return _schedule_rows(session, term)
+    """Picker choices for field ``name`` (``clinic_session_id`` or ``patient_id``) matching ``term``."""
+    with transaction(engine, write=False) as db:
+        if name == "clinic_session_id":
+            return _clinic_session_rows(db, term)
         if name == "patient_id" and term:
-            return _patient_rows(session, term)
+            return _patient_rows(db, term)
     return []
 
 
 def selection_texts(engine: Engine, form: BookForm) -> None:
     """Fill the pickers' display texts for the values already chosen (re-shown form)."""
-    with transaction(engine, write=False) as session:
-        if form.schedule_id.data is not None:
-            rows = _schedule_rows(session, "", form.schedule_id.data)
-            form.schedule_id.display = rows[0]["text"] if rows else ""
+    with transaction(engine, write=False) as db:
+        if form.clinic_session_id.data is not None:
+            rows = _clinic_session_rows(db, "", form.clinic_session_id.data)
+            form.clinic_session_id.display = rows[0]["text"] if rows else ""
         if form.patient_id.data is not None:
-            rows = _patient_rows(session, "", form.patient_id.data)
+            rows = _patient_rows(db, "", form.patient_id.data)
             form.patient_id.display = rows[0]["text"] if rows else ""

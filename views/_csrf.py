@@ -15,7 +15,7 @@ import secrets
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 
-from portal.settings import get_settings
+from portal.core.settings import get_settings
 
 SALT = "admin-action"
 #: Seconds a form stays submittable after it was rendered.

@@ -46,18 +46,18 @@ class DispenseForm(Form):
             raise ValidationError(f"Choose the witness: {names} {verb}.")
 
 
-def dispense_preview(view: Any, session: Session, rows: list[Any], form: DispenseForm | None,
+def dispense_preview(view: Any, db: Session, rows: list[Any], form: DispenseForm | None,
                      user: StaffUser) -> dict[int, str]:
     """Per prescription: each medicine still owed, against usable stock; set up the witness field."""
     ids = [rx.id for rx in rows]
-    lines = session.execute(
+    lines = db.execute(
         select(PrescriptionItem.prescription_id, PrescriptionItem.quantity, PrescriptionItem.quantity_dispensed,
                Medicine)
         .join(Medicine, Medicine.id == PrescriptionItem.medicine_id)
         .where(PrescriptionItem.prescription_id.in_(ids))
         .order_by(PrescriptionItem.prescription_id, PrescriptionItem.id)
     ).all()
-    usable = stock.usable_stock_by_medicine(session, sorted({line.Medicine.id for line in lines}))
+    usable = stock.usable_stock_by_medicine(db, sorted({line.Medicine.id for line in lines}))
     owed_total: dict[int, int] = defaultdict(int)  # medicine -> units owed by all selected prescriptions
     for line in lines:
         owed_total[line.Medicine.id] += max(line.quantity - line.quantity_dispensed, 0)
@@ -82,7 +82,7 @@ def dispense_preview(view: Any, session: Session, rows: list[Any], form: Dispens
         if controlled:
             form.controlled = sorted(controlled)
             form.witness_id.choices = [("", "(choose the witness)")] + active_staff_choices(
-                session, exclude_id=user.id)
+                db, exclude_id=user.id)
             form.witness_id.flags.required = True
         else:
             del form["witness_id"]

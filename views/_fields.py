@@ -15,7 +15,7 @@ from sqladmin.forms import ModelConverter, converts
 from wtforms import StringField
 from wtforms.validators import AnyOf, ValidationError
 
-from portal.settings import get_settings
+from portal.core.settings import get_settings
 
 #: Words for enum values where capitalising the code is not good enough.
 ENUM_LABELS = {

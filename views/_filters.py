@@ -40,7 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Select
 from starlette.requests import Request
 
-from portal.settings import get_settings
+from portal.core.settings import get_settings
 
 
 def parse_day(value: Any) -> date | None:

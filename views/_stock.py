@@ -19,14 +19,14 @@ from wtforms import DateField, DecimalField, Form, IntegerField, SelectField, St
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from models import BatchStatus, Medicine, StockBatch, Supplier
-from portal.db import transaction
+from portal.core.db import transaction
 from portal.services import stock
 
 # The usable-stock rule (active, expiry after today) is the services' own; the filters
 # below reuse it rather than restate it.
 from portal.services._ledger import MAX_COUNT, hospital_today, usable_batch_clauses
-from portal.services.actor import Actor
-from portal.services.errors import DomainError
+from portal.core.actor import Actor
+from portal.core.errors import DomainError
 from views._forms import LookupField, WholeNumberRange
 
 #: "Expiring soon" on the medicine list, in days.
@@ -134,13 +134,13 @@ class CountForm(Form):
 
 def fill_receive_choices(engine: Engine, form: ReceiveForm) -> None:
     """Active suppliers for the supplier select, and the chosen medicine's text."""
-    with transaction(engine, write=False) as session:
-        suppliers = session.execute(
+    with transaction(engine, write=False) as db:
+        suppliers = db.execute(
             select(Supplier.id, Supplier.name).where(Supplier.is_active.is_(True)).order_by(Supplier.name)
         ).all()
         form.supplier_id.choices = [("", "(not recorded)")] + [(str(s.id), s.name) for s in suppliers]
         if form.medicine_id.data is not None:
-            medicine = session.get(Medicine, form.medicine_id.data)
+            medicine = db.get(Medicine, form.medicine_id.data)
             form.medicine_id.display = medicine_text(medicine) if medicine else ""
 
 
@@ -153,8 +153,8 @@ def medicine_choices(engine: Engine, term: str) -> list[dict[str, str]]:
     """Active medicines whose name (or strength, category) contains ``term``."""
     if not term:
         return []
-    with transaction(engine, write=False) as session:
-        rows = session.scalars(
+    with transaction(engine, write=False) as db:
+        rows = db.scalars(
             select(Medicine)
             .where(Medicine.is_active.is_(True))
             .where(Medicine.name.icontains(term, autoescape=True) | Medicine.category.icontains(term, autoescape=True))
@@ -164,14 +164,14 @@ def medicine_choices(engine: Engine, term: str) -> list[dict[str, str]]:
         return [{"id": str(m.id), "text": medicine_text(m)} for m in rows]
 
 
-def receive_from_form(session: Session, *, actor: Actor, data: dict[str, Any]) -> tuple[int, str]:
+def receive_from_form(db: Session, *, actor: Actor, data: dict[str, Any]) -> tuple[int, str]:
     """Call ``stock.receive_stock`` with the form's values; return (batch id, message)."""
     batch = stock.receive_stock(
-        session, medicine_id=data["medicine_id"], lot_number=data["lot_number"], expiry_date=data["expiry_date"],
+        db, medicine_id=data["medicine_id"], lot_number=data["lot_number"], expiry_date=data["expiry_date"],
         quantity=data["quantity"], unit_cost=cents(data["unit_cost"]), supplier_id=data["supplier_id"],
         actor=actor, note=data.get("note") or None,
     )
-    medicine = session.get(Medicine, batch.medicine_id)
+    medicine = db.get(Medicine, batch.medicine_id)
     message = (
         f"Received {data['quantity']} {medicine.unit} of {medicine}, lot {batch.lot_number} "
         f"(expires {batch.expiry_date.isoformat()}). The batch now holds {batch.quantity_on_hand}."
@@ -181,12 +181,12 @@ def receive_from_form(session: Session, *, actor: Actor, data: dict[str, Any]) -
     return batch.id, message
 
 
-def count_from_form(session: Session, *, batch_id: int, actor: Actor, data: dict[str, Any]) -> str:
+def count_from_form(db: Session, *, batch_id: int, actor: Actor, data: dict[str, Any]) -> str:
     """Call ``stock.adjust_stock`` with the form's values; return the message."""
-    before = session.get(StockBatch, batch_id, populate_existing=True)
+    before = db.get(StockBatch, batch_id, populate_existing=True)
     on_hand = before.quantity_on_hand if before is not None else None
     movement = stock.adjust_stock(
-        session, batch_id=batch_id, counted_quantity=data["counted_quantity"], reason=data["reason"], actor=actor,
+        db, batch_id=batch_id, counted_quantity=data["counted_quantity"], reason=data["reason"], actor=actor,
     )
     if movement is None:
         return f"Counted {data['counted_quantity']}: matches the stock on hand. The count was recorded."
@@ -200,8 +200,8 @@ def count_from_form(session: Session, *, batch_id: int, actor: Actor, data: dict
 
 def stock_by_medicine(engine: Engine, medicine_ids: list[int]) -> dict[int, tuple[int, date | None]]:
     """Usable units and next expiry for the medicines of one list page (one query)."""
-    with transaction(engine, write=False) as session:
-        return stock.usable_stock_by_medicine(session, medicine_ids)
+    with transaction(engine, write=False) as db:
+        return stock.usable_stock_by_medicine(db, medicine_ids)
 
 
 def _page_stock(request: Request | None, medicine_id: int) -> tuple[int, date | None] | None:

@@ -10,11 +10,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from portal.db import transaction
-from portal.security.passwords import MIN_PASSWORD_LENGTH
-from portal.services import accounts
-from portal.services.actor import current_actor
-from portal.services.errors import DomainError
+from portal.core.db import transaction
+from portal.core.passwords import MIN_PASSWORD_LENGTH
+from portal.services import staff_accounts
+from portal.core.actor import current_actor
+from portal.core.errors import DomainError
 from views._access import staff_of
 from views._csrf import FIELD as CSRF_FIELD
 from views._csrf import csrf_token, csrf_valid
@@ -48,9 +48,9 @@ class ChangePasswordView(BaseView):
 
             def change() -> int:
                 """Change the password in one transaction; returns the new session epoch."""
-                with transaction(engine) as session:
-                    return accounts.change_password(
-                        session, staff.id,
+                with transaction(engine) as db:
+                    return staff_accounts.change_password(
+                        db, staff.id,
                         current=str(form.get("current_password", "")),
                         new=str(form.get("new_password", "")),
                         repeated=str(form.get("new_password_again", "")),

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from models import Appointment, AppointmentStatus, BookingChannel, Department, Doctor, Encounter
-from portal.db import run_in_transaction
+from portal.core.db import run_in_transaction
 from portal.services import appointments
-from portal.services.errors import DomainError
+from portal.core.errors import DomainError
 from portal.services.references import normalise_reference
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, row_action
@@ -77,38 +77,38 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
     # -- workflow actions (each calls one service function per selected row) ----------
     @row_action("confirm", "Confirm", done="confirmed",
                 explain="Each selected appointment goes from pending to confirmed.")
-    def action_confirm(self, session, pk, *, actor, data):
+    def action_confirm(self, db, pk, *, actor, data):
         """Confirm a pending booking."""
-        appointments.confirm(session, pk, actor=actor)
+        appointments.confirm(db, pk, actor=actor)
 
     @row_action("check-in", "Check in", done="checked in",
                 explain="Registers that the patient has arrived: pending or confirmed appointments "
                 "of today's sessions become checked in.")
-    def action_check_in(self, session, pk, *, actor, data):
+    def action_check_in(self, db, pk, *, actor, data):
         """Register the patient's arrival."""
-        appointment = appointments.check_in(session, pk, actor=actor)
+        appointment = appointments.check_in(db, pk, actor=actor)
         return f"no. {appointment.queue_number}"
 
     @row_action("complete", "Complete", done="completed",
                 explain="Closes the visit of each selected checked-in appointment.")
-    def action_complete(self, session, pk, *, actor, data):
+    def action_complete(self, db, pk, *, actor, data):
         """Close a visit."""
-        appointments.complete(session, pk, actor=actor)
+        appointments.complete(db, pk, actor=actor)
 
     @row_action("cancel", "Cancel appointment", done="cancelled", form=ReasonForm, danger=True,
                 title="Cancel {count} {noun}",
                 explain="Each selected pending or confirmed appointment is cancelled with the reason "
                 "below, and its place in the clinic session becomes free again.")
-    def action_cancel(self, session, pk, *, actor, data):
+    def action_cancel(self, db, pk, *, actor, data):
         """Cancel a booking and release its place."""
-        appointments.cancel(session, pk, actor=actor, reason=data["reason"])
+        appointments.cancel(db, pk, actor=actor, reason=data["reason"])
 
     @row_action("no-show", "Mark no-show", done="marked as no-show", title="Mark {count} {noun} as no-show",
                 explain="Records that the patient did not come. Only confirmed appointments whose "
                 "session has ended can be marked; the place stays used.")
-    def action_no_show(self, session, pk, *, actor, data):
+    def action_no_show(self, db, pk, *, actor, data):
         """Record that a confirmed patient did not come."""
-        appointments.mark_no_show(session, pk, actor=actor)
+        appointments.mark_no_show(db, pk, actor=actor)
 
     # -- front desk booking page --------------------------------------------------------
     @expose("/book", methods=["GET", "POST"])
@@ -116,7 +116,7 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         """Book a patient into a clinic session (front desk or phone); calls ``appointments.book``."""
         self.require_permission(request, "book")
         if request.method == "GET":
-            form = BookForm(data={"schedule_id": parse_id(request.query_params.get("schedule_id"))})
+            form = BookForm(data={"clinic_session_id": parse_id(request.query_params.get("clinic_session_id"))})
             status_code = 200
         else:
             posted = await posted_form(request)
@@ -136,7 +136,7 @@ class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
                         request.url_for("admin:details", identity=self.identity, pk=appointment_id), status_code=303
                     )
             status_code = 400
-        form.schedule_id.lookup_url = form.patient_id.lookup_url = str(
+        form.clinic_session_id.lookup_url = form.patient_id.lookup_url = str(
             request.url_for(f"admin:view-{self.identity}-page_book_lookup")
         )
         await run_in_threadpool(selection_texts, self.engine, form)

@@ -2,10 +2,10 @@
 
 The session cookie (itsdangerous-signed by Starlette's SessionMiddleware; HttpOnly,
 SameSite=strict, Secure when configured) carries the user id, the account's
-``session_epoch``, the login time and the last activity time. Every request reloads
+``login_epoch``, the login time and the last activity time. Every request reloads
 the account, so a deactivated user or a reset password ends the session at once;
-sessions also end after ``SESSION_IDLE_MINUTES`` of inactivity and
-``SESSION_MAX_HOURS`` after login. Logging out raises the epoch too, so a copy of the
+sessions also end after ``LOGIN_IDLE_MINUTES`` of inactivity and
+``LOGIN_MAX_HOURS`` after login. Logging out raises the epoch too, so a copy of the
 cookie taken before logout is worthless (this also ends the user's other sessions).
 """
 
@@ -18,14 +18,15 @@ from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from portal.core import clock
 from models import StaffUser
-from portal.db import transaction
-from portal.security import login_throttle
-from portal.security.passwords import verify_password
+from portal.core.db import transaction
+from portal.services import login_throttle
+from portal.core.passwords import verify_password
 from portal.services import audit
-from portal.services.actor import Actor, current_actor
-from portal.settings import get_settings
-from models._types import utcnow
+from portal.core.actor import Actor, current_actor
+from portal.core.settings import get_settings
+from portal.core.vocabulary import AuditAction, Entity
 
 
 def client_ip(request: Request) -> str | None:
@@ -52,7 +53,7 @@ class AdminAuth(AuthenticationBackend):
         super().__init__(
             secret_key=settings.secret_key,
             session_cookie="portal_staff",
-            max_age=settings.session_max_hours * 3600,
+            max_age=settings.login_max_hours * 3600,
             same_site="strict",
             https_only=settings.secure_cookies,
         )
@@ -71,47 +72,47 @@ class AdminAuth(AuthenticationBackend):
 
     def _login_sync(self, request: Request, username: str, password: str) -> bool:
         ip = client_ip(request)
-        now = utcnow()
+        now = clock.now()
         # Two short transactions around the password check: argon2 is slow on purpose
         # (about 0.1-0.6 s of CPU), and a pooled connection held through it runs the pool
         # dry when many staff log in at once (the shift change).
-        with transaction(self.engine, write=False) as session:
-            user = session.query(StaffUser).filter(StaffUser.username == username).one_or_none()
-            wait = login_throttle.wait_time(session, username=username, user=user, ip=ip, now=now)
+        with transaction(self.engine, write=False) as db:
+            user = db.query(StaffUser).filter(StaffUser.username == username).one_or_none()
+            wait = login_throttle.wait_time(db, username=username, user=user, ip=ip, now=now)
         ok = wait is None and verify_password(user.password_hash if user else None, password)
-        with transaction(self.engine) as session:
+        with transaction(self.engine) as db:
             # Still active, with the password just checked (not reset or deactivated meanwhile).
-            current = ok and user is not None and user.is_active and session.execute(
+            current = ok and user is not None and user.is_active and db.execute(
                 update(StaffUser)
                 .where(StaffUser.id == user.id, StaffUser.is_active.is_(True),
-                       StaffUser.session_epoch == user.session_epoch)
+                       StaffUser.login_epoch == user.login_epoch)
                 .values(last_login_at=now)
             ).rowcount == 1
             if not current:
                 if wait is None:
-                    wait = login_throttle.record_failure(session, username=username, user=user, ip=ip, now=now)
+                    wait = login_throttle.record_failure(db, username=username, user=user, ip=ip, now=now)
                     why = "" if user is None or user.is_active or not ok else " (account inactive)"
                 else:
                     why = " (refused: too many failed attempts)"
                 audit.record(
-                    session,
+                    db,
                     actor=Actor(username=username or "(blank)", user_id=user.id if user else None, ip=ip),
-                    action="login_failed", entity="staff_user",
+                    action=AuditAction.login_failed, entity=Entity.staff_user,
                     entity_id=user.id if user else None,
                     summary="Failed login" + why,
                 )
                 if wait is not None:
                     request.state.login_refusal = login_throttle.refusal_message(wait)
                 return False
-            login_throttle.record_success(session, user=user)
+            login_throttle.record_success(db, user=user)
             audit.record(
-                session, actor=actor_for(user, request), action="login", entity="staff_user",
+                db, actor=actor_for(user, request), action=AuditAction.login, entity=Entity.staff_user,
                 entity_id=user.id, summary=f"{user.username} logged in",
             )
             stamp = int(now.timestamp())
             request.session.clear()
             request.session.update(
-                {"uid": user.id, "epoch": user.session_epoch, "iat": stamp, "seen": stamp}
+                {"uid": user.id, "epoch": user.login_epoch, "iat": stamp, "seen": stamp}
             )
         return True
 
@@ -127,16 +128,16 @@ class AdminAuth(AuthenticationBackend):
         # sessions) on the server side.
         uid = request.session.get("uid")
         if uid and request.session.get("epoch") is not None:
-            with transaction(self.engine) as session:
-                user = session.get(StaffUser, uid)
-                if user is not None and user.session_epoch == request.session["epoch"]:
-                    session.execute(
+            with transaction(self.engine) as db:
+                user = db.get(StaffUser, uid)
+                if user is not None and user.login_epoch == request.session["epoch"]:
+                    db.execute(
                         update(StaffUser).where(StaffUser.id == user.id)
-                        .values(session_epoch=StaffUser.session_epoch + 1)
+                        .values(login_epoch=StaffUser.login_epoch + 1)
                     )
                     audit.record(
-                        session, actor=actor_for(user, request), action="logout",
-                        entity="staff_user", entity_id=user.id, summary=f"{user.username} logged out",
+                        db, actor=actor_for(user, request), action=AuditAction.logout,
+                        entity=Entity.staff_user, entity_id=user.id, summary=f"{user.username} logged out",
                     )
 
     async def authenticate(self, request: Request) -> bool:
@@ -150,8 +151,8 @@ class AdminAuth(AuthenticationBackend):
 
 
 def _get_user(engine, uid) -> StaffUser | None:
-    with transaction(engine, write=False) as session:
-        return session.get(StaffUser, uid)
+    with transaction(engine, write=False) as db:
+        return db.get(StaffUser, uid)
 
 
 async def load_staff(request: Request, engine) -> StaffUser | None:
@@ -170,13 +171,13 @@ async def load_staff(request: Request, engine) -> StaffUser | None:
         return None
     settings = get_settings()
     now = int(time.time())
-    if now - int(data.get("seen", 0)) > settings.session_idle_minutes * 60 or (
-        now - int(data.get("iat", 0)) > settings.session_max_hours * 3600
+    if now - int(data.get("seen", 0)) > settings.login_idle_minutes * 60 or (
+        now - int(data.get("iat", 0)) > settings.login_max_hours * 3600
     ):
         data.clear()
         return None
     user = await run_in_threadpool(_get_user, engine, uid)
-    if user is None or not user.is_active or user.session_epoch != data.get("epoch"):
+    if user is None or not user.is_active or user.login_epoch != data.get("epoch"):
         data.clear()
         return None
     if now - int(data.get("seen", 0)) >= 30:  # refresh the idle clock, not on every hit

@@ -1,4 +1,4 @@
-"""Admin screens for departments, doctors, clinic sessions (schedules) and ICD-10 codes."""
+"""Admin screens for departments, doctors, clinic sessions  and ICD-10 codes."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from models import (
     Encounter,
     Icd10Code,
     Prescription,
-    Schedule,
-    ScheduleStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     StaffUser,
 )
 from portal.services import appointments, dashboard, reports
@@ -48,7 +48,7 @@ class DepartmentView(PortalModelView, model=Department):
         "code": "Another department already has this code.",
         "name": "Another department already has this name.",
     }
-    delete_blockers = [(Schedule.department_id, "clinic session"), (Appointment.department_id, "appointment")]
+    delete_blockers = [(ClinicSession.department_id, "clinic session"), (Appointment.department_id, "appointment")]
 
 
 class DoctorView(PortalModelView, model=Doctor):
@@ -69,7 +69,7 @@ class DoctorView(PortalModelView, model=Doctor):
     form_columns = [Doctor.full_name, Doctor.title, Doctor.gender, Doctor.specialty, Doctor.departments, Doctor.phone, Doctor.email, Doctor.bio, Doctor.is_active]
     constraint_messages = {"phone": "Another doctor already has this phone number."}
     delete_blockers = [
-        (Schedule.doctor_id, "clinic session"),
+        (ClinicSession.doctor_id, "clinic session"),
         (Appointment.doctor_id, "appointment"),
         (Encounter.doctor_id, "encounter"),
         (Prescription.doctor_id, "prescription"),
@@ -77,29 +77,29 @@ class DoctorView(PortalModelView, model=Doctor):
     ]
 
 
-def _cancel_session_preview(view, session, rows, form, user) -> dict[int, str]:
+def _cancel_session_preview(view, db, rows, form, user) -> dict[int, str]:
     """Per session: how many appointments cancelling it would cancel."""
-    counts = session.execute(
-        select(Appointment.schedule_id, Appointment.status, func.count())
-        .where(Appointment.schedule_id.in_([s.id for s in rows]))
-        .group_by(Appointment.schedule_id, Appointment.status)
+    counts = db.execute(
+        select(Appointment.clinic_session_id, Appointment.status, func.count())
+        .where(Appointment.clinic_session_id.in_([s.id for s in rows]))
+        .group_by(Appointment.clinic_session_id, Appointment.status)
     ).all()
     by_session: dict[int, dict[AppointmentStatus, int]] = {}
-    for schedule_id, status, n in counts:
-        by_session.setdefault(schedule_id, {})[status] = n
+    for clinic_session_id, status, n in counts:
+        by_session.setdefault(clinic_session_id, {})[status] = n
     notes = {}
-    for schedule in rows:
-        c = by_session.get(schedule.id, {})
+    for clinic_session in rows:
+        c = by_session.get(clinic_session.id, {})
         open_ = c.get(AppointmentStatus.pending, 0) + c.get(AppointmentStatus.confirmed, 0)
         seen = c.get(AppointmentStatus.checked_in, 0) + c.get(AppointmentStatus.completed, 0)
         note = f"{open_} appointment{'s' if open_ != 1 else ''} will be cancelled"
         if seen:
             note += f"; {seen} patient{'s' if seen != 1 else ''} already checked in or seen"
-        notes[schedule.id] = note + "."
+        notes[clinic_session.id] = note + "."
     return notes
 
 
-class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
+class ClinicSessionView(ActionsMixin, PortalModelView, model=ClinicSession):
     """Clinic sessions. ``booked_count``, ``last_queue_number`` and ``status`` change only
     through the services (booking and the workflow actions), so the form leaves them out."""
 
@@ -107,41 +107,41 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
     name_plural = "Clinic sessions"
     icon = "fa-solid fa-calendar-days"
     category = "Clinic"
-    column_list = [Schedule.session_date, Schedule.start_time, Schedule.end_time, Schedule.doctor, Schedule.department, Schedule.booked_count, Schedule.capacity, Schedule.fee, Schedule.status]
-    column_labels = {Schedule.session_date: "Date", Schedule.booked_count: "Booked", Schedule.start_time: "Start", Schedule.end_time: "End", Schedule.slot_minutes: "Minutes per patient"}
-    column_sortable_list = [Schedule.session_date, Schedule.start_time, Schedule.booked_count, Schedule.capacity, Schedule.fee, Schedule.status]
-    column_default_sort = [(Schedule.session_date, True), (Schedule.start_time, False)]
-    column_searchable_list = ["doctor.full_name", "department.name", Schedule.note]
+    column_list = [ClinicSession.session_date, ClinicSession.start_time, ClinicSession.end_time, ClinicSession.doctor, ClinicSession.department, ClinicSession.booked_count, ClinicSession.capacity, ClinicSession.fee, ClinicSession.status]
+    column_labels = {ClinicSession.session_date: "Date", ClinicSession.booked_count: "Booked", ClinicSession.start_time: "Start", ClinicSession.end_time: "End", ClinicSession.slot_minutes: "Minutes per patient"}
+    column_sortable_list = [ClinicSession.session_date, ClinicSession.start_time, ClinicSession.booked_count, ClinicSession.capacity, ClinicSession.fee, ClinicSession.status]
+    column_default_sort = [(ClinicSession.session_date, True), (ClinicSession.start_time, False)]
+    column_searchable_list = ["doctor.full_name", "department.name", ClinicSession.note]
     column_filters = [
-        StaticValuesFilter(Schedule.status, values=enum_choices(ScheduleStatus)),
-        ForeignKeyFilter(Schedule.department_id, Department.name, title="Department"),
-        SearchableForeignKeyFilter(Schedule.doctor_id, Doctor.full_name, title="Doctor"),
-        *date_range(Schedule.session_date, "Date"),
+        StaticValuesFilter(ClinicSession.status, values=enum_choices(ClinicSessionStatus)),
+        ForeignKeyFilter(ClinicSession.department_id, Department.name, title="Department"),
+        SearchableForeignKeyFilter(ClinicSession.doctor_id, Doctor.full_name, title="Doctor"),
+        *date_range(ClinicSession.session_date, "Date"),
         PresetFilter("held", "Taking place", {
-            "yes": ("Not cancelled", lambda: Schedule.status != ScheduleStatus.cancelled),
+            "yes": ("Not cancelled", lambda: ClinicSession.status != ClinicSessionStatus.cancelled),
             "now": ("Running now", _running_now),
         }),
     ]
     money_columns = ("fee",)
-    form_columns = [Schedule.doctor, Schedule.department, Schedule.session_date, Schedule.start_time, Schedule.end_time, Schedule.slot_minutes, Schedule.capacity, Schedule.fee, Schedule.note]
+    form_columns = [ClinicSession.doctor, ClinicSession.department, ClinicSession.session_date, ClinicSession.start_time, ClinicSession.end_time, ClinicSession.slot_minutes, ClinicSession.capacity, ClinicSession.fee, ClinicSession.note]
     form_args = {
         "fee": {"description": "Registration fee in yuan, e.g. 15.00"},
         "slot_minutes": {"description": "Estimated minutes per patient"},
         "start_time": {"description": "Hospital time"},
     }
     constraint_messages = {
-        "uq_schedule_doctor_start": "This doctor already has a session starting at that date and time.",
-        "ck_schedule_capacity": "Capacity must be at least 1.",
-        "ck_schedule_booked": "Capacity cannot be lower than the places already booked.",
-        "ck_schedule_times": "The session must end after it starts.",
-        "ck_schedule_slot": "Minutes per patient must be at least 1.",
-        "ck_schedule_fee": "The fee cannot be negative.",
+        "uq_clinic_session_doctor_start": "This doctor already has a session starting at that date and time.",
+        "ck_clinic_session_capacity": "Capacity must be at least 1.",
+        "ck_clinic_session_booked": "Capacity cannot be lower than the places already booked.",
+        "ck_clinic_session_times": "The session must end after it starts.",
+        "ck_clinic_session_slot": "Minutes per patient must be at least 1.",
+        "ck_clinic_session_fee": "The fee cannot be negative.",
     }
-    delete_blockers = [(Appointment.schedule_id, "appointment")]
+    delete_blockers = [(Appointment.clinic_session_id, "appointment")]
 
     def scope(self, request, stmt):
         """Doctors see their own clinic sessions."""
-        return by_role(request, stmt, doctor=lambda me: Schedule.doctor_id == me.doctor_id)
+        return by_role(request, stmt, doctor=lambda me: ClinicSession.doctor_id == me.doctor_id)
 
     def validate_model(self, data, model, is_created):
         """Times in order, capacity >= 1 and not below the places booked, fee >= 0; a session
@@ -169,7 +169,7 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
         ):
             raise ValueError("A session with bookings cannot move to another doctor, department or date.")
 
-    def row_label(self, row: Schedule) -> str:
+    def row_label(self, row: ClinicSession) -> str:
         """``#12 2026-11-20 08:00 Dr Wang``: the session as staff recognise it."""
         doctor = row.__dict__.get("doctor")
         return f"#{row.id} {row.session_date} {row.start_time:%H:%M}" + (f" {doctor.full_name}" if doctor else "")
@@ -177,24 +177,24 @@ class ScheduleView(ActionsMixin, PortalModelView, model=Schedule):
     # -- workflow actions ---------------------------------------------------------------
     @row_action("close", "Close booking", done="closed for booking", title="Close booking for {count} {noun}",
                 explain="The selected open sessions stop taking new bookings; their appointments stay as they are.")
-    def action_close(self, session, pk, *, actor, data):
+    def action_close(self, db, pk, *, actor, data):
         """Stop taking bookings for a session."""
-        appointments.close_schedule(session, pk, actor=actor)
+        appointments.close_clinic_session(db, pk, actor=actor)
 
     @row_action("reopen", "Reopen booking", done="reopened for booking", title="Reopen booking for {count} {noun}",
                 explain="The selected closed sessions take bookings again (not once a session has ended).")
-    def action_reopen(self, session, pk, *, actor, data):
+    def action_reopen(self, db, pk, *, actor, data):
         """Take bookings again."""
-        appointments.reopen_schedule(session, pk, actor=actor)
+        appointments.reopen_clinic_session(db, pk, actor=actor)
 
     @row_action("cancel-session", "Cancel session", done="cancelled", form=ReasonForm, danger=True,
                 title="Cancel {count} {noun}", preview=_cancel_session_preview,
                 explain="The selected sessions will not run: every pending or confirmed appointment in them "
                 "is cancelled with the reason below, and the patients must be told. A session where "
                 "patients have already been seen cannot be cancelled.")
-    def action_cancel_session(self, session, pk, *, actor, data):
+    def action_cancel_session(self, db, pk, *, actor, data):
         """Cancel a whole session and its open appointments."""
-        _, references = appointments.cancel_schedule(session, pk, actor=actor, reason=data["reason"])
+        _, references = appointments.cancel_clinic_session(db, pk, actor=actor, reason=data["reason"])
         return f"{len(references)} appointment{'s' if len(references) != 1 else ''} cancelled"
 
 
@@ -222,4 +222,4 @@ class Icd10CodeView(PortalModelView, model=Icd10Code):
             raise ValueError("The code of an existing ICD-10 entry cannot change; add a new one.")
 
 
-__all__ = ["DepartmentView", "DoctorView", "ScheduleView", "Icd10CodeView", "DoctorDepartment"]
+__all__ = ["DepartmentView", "DoctorView", "ClinicSessionView", "Icd10CodeView", "DoctorDepartment"]

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from models import AppointmentStatus, Role
-from portal.db import transaction
+from portal.core.db import transaction
 from portal.services import dashboard as board
 from portal.services import reports
 from portal.services.dashboard import EXPIRY_ALERT_DAYS
@@ -129,8 +129,8 @@ def _gather(engine, *, role: Role, doctor_id: int | None, day: date, now: dateti
     layout = LAYOUTS.get(role, LAYOUTS[Role.receptionist])
     out: dict[str, Any] = {"layout": layout, "errors": [], "bad_input": False}
     own = doctor_id if role is Role.doctor else None
-    with transaction(engine, write=False) as session:
-        departments = reports.department_choices(session)
+    with transaction(engine, write=False) as db:
+        departments = reports.department_choices(db)
         out["departments"] = departments
         department_id = None
         if department_raw:
@@ -142,18 +142,18 @@ def _gather(engine, *, role: Role, doctor_id: int | None, day: date, now: dateti
         out["department_id"] = department_id
         today = now.date()
         out["summary"] = board.day_summary(
-            session, day=day, now=now.time() if day == today else None, doctor_id=own
+            db, day=day, now=now.time() if day == today else None, doctor_id=own
         )
         if "queues" in layout:
-            out["queues"] = board.session_queues(session, day=day, doctor_id=own, department_id=department_id)
+            out["queues"] = board.session_queues(db, day=day, doctor_id=own, department_id=department_id)
         if "trend" in layout:
             f = ReportFilters(today - timedelta(days=TREND_BACK), today + timedelta(days=TREND_AHEAD), grain=Grain.day)
-            out["trend"] = reports.outpatient_volume(session, f, departments=False)
+            out["trend"] = reports.outpatient_volume(db, f, departments=False)
         if "dispensing" in layout:
             f = ReportFilters(today - timedelta(days=TREND_BACK), today)
-            out["dispensing"] = reports.dispensed_per_day(session, f)
-        out["alerts"] = board.alerts(session, now=now, today=today, doctor_id=own, stock=role in STOCK_ROLES)
-        out["totals"] = board.totals(session)
+            out["dispensing"] = reports.dispensed_per_day(db, f)
+        out["alerts"] = board.alerts(db, now=now, today=today, doctor_id=own, stock=role in STOCK_ROLES)
+        out["totals"] = board.totals(db)
     return out
 
 
@@ -163,11 +163,11 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
     own = doctor_id if role is Role.doctor else None
     s: board.DaySummary = data["summary"]
     on_day = {"session_date_from": day.isoformat(), "session_date_to": day.isoformat(), "doctor_id": own}
-    today_tiles = [Tile("Clinic sessions", s.sessions, _list_url(request, "schedule", held="yes", **on_day),
+    today_tiles = [Tile("Clinic sessions", s.sessions, _list_url(request, "clinic_session", held="yes", **on_day),
                         note="not cancelled")]
     if s.sessions_running is not None:
         today_tiles.append(Tile("Running now", s.sessions_running,
-                                _list_url(request, "schedule", held="now", doctor_id=own)))
+                                _list_url(request, "clinic_session", held="now", doctor_id=own)))
     for key, label in DAY_STATUSES:
         today_tiles.append(Tile(label, s.by_status[key], _list_url(request, "appointment", status=key, **on_day),
                                 tone="warning" if key == "pending" and day <= today else "plain"))
@@ -182,10 +182,10 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
     pharmacy = []
     if a.expired_active is not None:
         pharmacy += [
-            Tile("Past expiry, still active", a.expired_active, _list_url(request, "stock-batch", expiry="past"),
+            Tile("Past expiry, still active", a.expired_active, _list_url(request, "stock_batch", expiry="past"),
                  tone="danger", note="batches with stock to write off"),
             Tile(f"Expiring within {EXPIRY_ALERT_DAYS} days", a.expiring_soon or 0,
-                 _list_url(request, "stock-batch", expiry="soon"), tone="warning", note="active batches with stock"),
+                 _list_url(request, "stock_batch", expiry="soon"), tone="warning", note="active batches with stock"),
             Tile("Below reorder level", a.below_reorder or 0, _list_url(request, "medicine", stock="below_reorder"),
                  tone="warning", note="medicines whose usable stock is low"),
         ]
@@ -198,7 +198,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
         Tile("Doctors", t.doctors, _list_url(request, "doctor")),
         Tile("Departments", t.departments, _list_url(request, "department")),
         Tile("Appointments", t.appointments, _list_url(request, "appointment")),
-        Tile("Clinic sessions", t.schedules, _list_url(request, "schedule")),
+        Tile("Clinic sessions", t.clinic_sessions, _list_url(request, "clinic_session")),
     ]
     sections = {"today": today_tiles, "bookings": bookings, "pharmacy": pharmacy, "totals": totals}
     return {name: [t for t in tiles if _may_follow(role, t, hospital_wide=name == "totals")]
@@ -274,7 +274,7 @@ async def dashboard(admin: Admin, request: Request) -> Response:
         if allowed(role.value, "pharmacy-report", "list") else None,
         "trend_url": str(request.url_for("admin:view-outpatient-volume"))
         if allowed(role.value, "outpatient-volume", "list") else None,
-        "schedule_day_url": _list_url(request, "schedule", held="yes", session_date_from=day.isoformat(),
+        "clinic_session_day_url": _list_url(request, "clinic_session", held="yes", session_date_from=day.isoformat(),
                                       session_date_to=day.isoformat()),
         "statuses": {s.value: s.value.replace("_", " ") for s in AppointmentStatus},
     }

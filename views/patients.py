@@ -8,7 +8,7 @@ from sqladmin.filters import StaticValuesFilter
 from sqlalchemy import select
 
 from models import Appointment, Encounter, Gender, Patient, Prescription
-from portal.settings import get_settings
+from portal.core.settings import get_settings
 from views._access import by_role
 from views._base import PortalModelView, date_range, enum_choices
 

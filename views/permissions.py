@@ -22,42 +22,44 @@ entities they may view (nurses find the day's lists on the dashboard and by filt
 from __future__ import annotations
 
 from models import Role
+from portal.core.vocabulary import Entity as E
 
 A, R, D, N, P = Role.admin, Role.receptionist, Role.doctor, Role.nurse, Role.pharmacist
+L, C = Role.lab_technician, Role.cashier
 
 #: Column order of ``ENTITY_RIGHTS``.
-ROLES: tuple[Role, ...] = (A, R, D, N, P)
+ROLES: tuple[Role, ...] = (A, R, D, N, P, L, C)
 ALL_ROLES = frozenset(ROLES)
 
 #: Every letter a right may have, and the sqladmin action each stands for.
 RIGHT_LETTERS = {"v": "view", "c": "create", "e": "edit", "d": "delete", "x": "export"}
 
 # fmt: off
-#: entity -> rights of (admin, receptionist, doctor, nurse, pharmacist).
-ENTITY_RIGHTS: dict[str, tuple[str, str, str, str, str]] = {
-    #                     admin     receptionist  doctor   nurse  pharmacist
-    "appointment":       ("vx",     "vx",         "vx",    "v",   ""),
-    "patient":           ("vcedx",  "vcex",       "vx",    "v",   ""),
-    "encounter":         ("vcedx",  "",           "vcex",  "",    ""),
-    "schedule":          ("vcedx",  "vcedx",      "vx",    "v",   ""),
-    "doctor":            ("vcedx",  "v",          "v",     "v",   ""),
-    "department":        ("vcedx",  "v",          "v",     "v",   ""),
-    "prescription":      ("vcedx",  "",           "vcex",  "",    "vx"),
-    "prescription-item": ("vcedx",  "",           "vced",  "",    "vx"),
-    "medicine":          ("vcedx",  "",           "v",     "",    "vcedx"),
-    "stock-batch":       ("vx",     "",           "",      "",    "vx"),
-    "stock-movement":    ("vx",     "",           "",      "",    "vx"),
-    "supplier":          ("vcedx",  "",           "",      "",    "vcedx"),
-    "icd10-code":        ("vcex",   "",           "v",     "",    "v"),
-    "staff-user":        ("vcex",   "",           "",      "",    ""),   # deactivate, never delete
-    "audit-event":       ("vx",     "",           "",      "",    ""),   # append-only, even for admins
+#: entity -> rights of (admin, receptionist, doctor, nurse, pharmacist, lab technician, cashier).
+ENTITY_RIGHTS: dict[str, tuple[str, str, str, str, str, str, str]] = {
+    #                    admin    reception doctor   nurse    pharmacy lab      cashier
+    E.appointment:       ("vx",     "vx",     "vx",     "v",      "",       "",      ""),
+    E.patient:           ("vcedx",  "vcex",   "vx",     "v",      "",       "",      ""),
+    E.encounter:         ("vcedx",  "",       "vcex",   "",       "",       "",      ""),
+    E.clinic_session:    ("vcedx",  "vcedx",  "vx",     "v",      "",       "",      ""),
+    E.doctor:            ("vcedx",  "v",      "v",      "v",      "",       "",      ""),
+    E.department:        ("vcedx",  "v",      "v",      "v",      "",       "",      ""),
+    E.prescription:      ("vcedx",  "",       "vcex",   "",       "vx",     "",      ""),
+    E.prescription_item: ("vcedx",  "",       "vced",   "",       "vx",     "",      ""),
+    E.medicine:          ("vcedx",  "",       "v",      "",       "vcedx",  "",      ""),
+    E.stock_batch:       ("vx",     "",       "",       "",       "vx",     "",      ""),
+    E.stock_movement:    ("vx",     "",       "",       "",       "vx",     "",      ""),
+    E.supplier:          ("vcedx",  "",       "",       "",       "vcedx",  "",      ""),
+    E.icd10_code:        ("vcex",   "",       "v",      "",       "v",      "",      ""),
+    E.staff_user:        ("vcex",   "",       "",       "",       "",       "",      ""),   # deactivate, never delete
+    E.audit_event:       ("vx",     "",       "",       "",       "",       "",      ""),   # append-only, even for admins
 }
 
 #: Workflow actions (``views._actions``: a confirm page, then a CSRF-checked POST):
 #: entity -> action slug -> roles. An action also needs ``v`` on its entity, and acts
 #: only on rows within the role's scope (a doctor completes only their own visits).
 ACTIONS: dict[str, dict[str, frozenset[Role]]] = {
-    "appointment": {
+    E.appointment: {
         "book":           frozenset({A, R}),        # front desk booking page
         "confirm":        frozenset({A, R}),
         "check-in":       frozenset({A, R, N}),
@@ -65,17 +67,17 @@ ACTIONS: dict[str, dict[str, frozenset[Role]]] = {
         "cancel":         frozenset({A, R}),
         "no-show":        frozenset({A, R, N}),
     },
-    "schedule": {
+    E.clinic_session: {
         "close":          frozenset({A, R}),
         "reopen":         frozenset({A, R}),
         "cancel-session": frozenset({A, R}),
     },
-    "prescription": {
+    E.prescription: {
         "dispense":         frozenset({A, P}),
         "dispense-partial": frozenset({A, P}),
         "cancel":           frozenset({A, D, P}),
     },
-    "stock-batch": {
+    E.stock_batch: {
         "receive":        frozenset({A, P}),        # receive-stock page
         "count":          frozenset({A, P}),        # stock-count page
         "expire":         frozenset({A, P}),
@@ -87,11 +89,11 @@ ACTIONS: dict[str, dict[str, frozenset[Role]]] = {
 #: Pages of an entity's view (``@expose`` on a ModelView, ``<identity>:<method>``) ->
 #: the action whose roles may open them.
 ENTITY_PAGES: dict[str, str] = {
-    "appointment:page_book":          "book",
-    "appointment:page_book_lookup":   "book",
-    "stock-batch:page_receive":        "receive",
-    "stock-batch:page_receive_lookup": "receive",
-    "stock-batch:page_count":          "count",
+    f"{E.appointment}:page_book":          "book",
+    f"{E.appointment}:page_book_lookup":   "book",
+    f"{E.stock_batch}:page_receive":        "receive",
+    f"{E.stock_batch}:page_receive_lookup": "receive",
+    f"{E.stock_batch}:page_count":          "count",
 }
 
 #: Custom pages (``@expose`` on a BaseView, and the admin's index): identity -> roles.
@@ -106,7 +108,7 @@ PAGES: dict[str, frozenset[Role]] = {
 #: Entities a role sees only in part (its own rows): role -> entities. The rule itself
 #: is the view's ``scope()``; hospital-wide figures of these entities are not shown to it.
 ROW_SCOPED: dict[Role, frozenset[str]] = {
-    D: frozenset({"schedule", "appointment", "patient", "encounter", "prescription", "prescription-item"}),
+    D: frozenset({E.clinic_session, E.appointment, E.patient, E.encounter, E.prescription, E.prescription_item}),
 }
 # fmt: on
 

@@ -26,9 +26,9 @@ from models import (
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from portal.db import run_in_transaction, transaction
+from portal.core.db import run_in_transaction, transaction
 from portal.services import dashboard, dispensing, reports, stock
-from portal.services.errors import DomainError
+from portal.core.errors import DomainError
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import PortalModelView, date_range, enum_choices, money
@@ -123,7 +123,7 @@ class SupplierView(PortalModelView, model=Supplier):
     delete_blockers = [(StockBatch.supplier_id, "stock batch")]
 
 
-def _write_off_preview(view, session, rows, form, user) -> dict[int, str]:
+def _write_off_preview(view, db, rows, form, user) -> dict[int, str]:
     """Per batch: what the write-off removes, and whether it has expired yet."""
     today = stock.hospital_today()
     notes = {}
@@ -185,24 +185,24 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
                 explain="What remains of each selected batch is written off (an expiry write-off in the "
                 "stock ledger) and the batch is never dispensed again. Take the packs off the shelf "
                 "for destruction or return.")
-    def action_expire(self, session, pk, *, actor, data):
+    def action_expire(self, db, pk, *, actor, data):
         """Write off what remains of a batch as expired."""
-        stock.mark_batch_expired(session, batch_id=pk, actor=actor)
+        stock.mark_batch_expired(db, batch_id=pk, actor=actor)
 
     @row_action("quarantine", "Quarantine", done="quarantined", form=PharmacyReasonForm,
                 explain="The selected batches are held back from dispensing (suspected quality problem, "
                 "damaged packaging, cold chain break) until released or written off.")
-    def action_quarantine(self, session, pk, *, actor, data):
+    def action_quarantine(self, db, pk, *, actor, data):
         """Hold a batch back from dispensing."""
-        stock.quarantine_batch(session, batch_id=pk, actor=actor, reason=data["reason"])
+        stock.quarantine_batch(db, batch_id=pk, actor=actor, reason=data["reason"])
 
     @row_action("release", "Release", done="released", form=PharmacyReasonForm,
                 title="Release {count} {noun} from quarantine",
                 explain="The selected quarantined batches can be dispensed again. A batch past its "
                 "expiry date is never released: write it off instead.")
-    def action_release(self, session, pk, *, actor, data):
+    def action_release(self, db, pk, *, actor, data):
         """Release a quarantined batch back to dispensing stock."""
-        stock.release_batch(session, batch_id=pk, actor=actor, reason=data["reason"])
+        stock.release_batch(db, batch_id=pk, actor=actor, reason=data["reason"])
 
     open_count = page_action("count", "Stock count", endpoint="page_count")
 
@@ -293,8 +293,8 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
         }, status_code=status_code)
 
     def _load_batch(self, batch_id: int) -> StockBatch:
-        with transaction(self.engine, write=False) as session:
-            batch = session.get(StockBatch, batch_id, options=[selectinload(StockBatch.medicine)])
+        with transaction(self.engine, write=False) as db:
+            batch = db.get(StockBatch, batch_id, options=[selectinload(StockBatch.medicine)])
             if batch is None:
                 raise HTTPException(status_code=404, detail="This stock batch does not exist.")
             return batch
@@ -376,27 +376,27 @@ class PrescriptionView(ActionsMixin, PortalModelView, model=Prescription):
                 explain="Everything still owed on each selected prescription is taken from usable stock, "
                 "earliest expiry first. A prescription that stock cannot cover in full is skipped and "
                 "nothing is taken for it (use \u201cDispense available\u201d to hand out what there is).")
-    def action_dispense(self, session, pk, *, actor, data):
+    def action_dispense(self, db, pk, *, actor, data):
         """Dispense a prescription in full, or nothing."""
-        result = dispensing.dispense(session, prescription_id=pk, actor=actor, witness_id=data.get("witness_id"))
+        result = dispensing.dispense(db, prescription_id=pk, actor=actor, witness_id=data.get("witness_id"))
         return dispensed_detail(result)
 
     @row_action("dispense-partial", "Dispense available (partial)", done="dispensed as far as stock allows",
                 title="Dispense what is available for {count} {noun}", form=DispenseForm, preview=dispense_preview,
                 explain="Hands out what usable stock allows now, earliest expiry first; the rest stays owed "
                 "and the prescription becomes partially dispensed.")
-    def action_dispense_partial(self, session, pk, *, actor, data):
+    def action_dispense_partial(self, db, pk, *, actor, data):
         """Dispense what usable stock allows; the rest stays owed."""
         result = dispensing.dispense(
-            session, prescription_id=pk, actor=actor, partial=True, witness_id=data.get("witness_id"))
+            db, prescription_id=pk, actor=actor, partial=True, witness_id=data.get("witness_id"))
         return dispensed_detail(result)
 
     @row_action("cancel", "Cancel prescription", done="cancelled", form=PharmacyReasonForm, danger=True,
                 title="Cancel {count} {noun}",
                 explain="Cancels each selected prescription from which nothing has been dispensed yet.")
-    def action_cancel(self, session, pk, *, actor, data):
+    def action_cancel(self, db, pk, *, actor, data):
         """Cancel a prescription from which nothing was dispensed."""
-        dispensing.cancel_prescription(session, prescription_id=pk, actor=actor, reason=data["reason"])
+        dispensing.cancel_prescription(db, prescription_id=pk, actor=actor, reason=data["reason"])
 
 
 class PrescriptionItemView(PortalModelView, model=PrescriptionItem):

@@ -22,9 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from models import AppointmentStatus
-from portal.db import transaction
+from portal.core.db import transaction
 from portal.services import audit, reports
 from portal.services.reports import Grain, ReportFilters
+from portal.core.vocabulary import AuditAction, Entity
 from views import _charts as charts
 from views._format import csv_cell, number, percent, yuan
 from views.auth import actor_for
@@ -164,28 +165,28 @@ class ReportView(BaseView):
     uses_grain: ClassVar[bool] = False
     offers_future: ClassVar[bool] = False
 
-    def build(self, session, filters: ReportFilters, today: date) -> Built:  # pragma: no cover - abstract
+    def build(self, db, filters: ReportFilters, today: date) -> Built:  # pragma: no cover - abstract
         """Compute the report for ``filters`` (in ``session``) and arrange it."""
         raise NotImplementedError
 
     def _load(self, engine, params: dict[str, str], today: date) -> dict[str, Any]:
-        with transaction(engine, write=False) as session:
-            departments = reports.department_choices(session)
+        with transaction(engine, write=False) as db:
+            departments = reports.department_choices(db)
             try:
                 filters = reports.parse_filters(
-                    session, date_from=params.get("date_from"), date_to=params.get("date_to"),
+                    db, date_from=params.get("date_from"), date_to=params.get("date_to"),
                     department=params.get("department"), grain=params.get("grain") if self.uses_grain else None,
                     today=today,
                 )
             except reports.InvalidFilters as exc:
                 return {"departments": departments, "errors": exc.errors, "filters": None, "built": None}
             return {"departments": departments, "errors": {}, "filters": filters,
-                    "built": self.build(session, filters, today)}
+                    "built": self.build(db, filters, today)}
 
     def _audit_export(self, engine, request: Request, table: Table, filters: ReportFilters) -> None:
-        with transaction(engine) as session:
+        with transaction(engine) as db:
             audit.record(
-                session, actor=actor_for(request.state.staff, request), action="export", entity="report",
+                db, actor=actor_for(request.state.staff, request), action=AuditAction.export, entity=Entity.report,
                 entity_id=f"{self.slug}/{table.key}",
                 summary=f"Exported {self.name} \u2013 {table.key} ({len(table.rows)} rows) {_range_text(filters)} as CSV",
                 changes={"date_from": filters.start, "date_to": filters.end,
@@ -280,9 +281,9 @@ class OutpatientVolumeReport(ReportView):
     def _row(r: reports.StatusCounts) -> list[Any]:
         return [r.label, *(r.counts[s.value] for s in AppointmentStatus), r.total, r.no_show_rate, r.cancellation_rate]
 
-    def build(self, session, filters: ReportFilters, today: date) -> Built:
+    def build(self, db, filters: ReportFilters, today: date) -> Built:
         """Count appointments (see ``portal.services.reports.outpatient_volume``) and arrange them."""
-        v = reports.outpatient_volume(session, filters)
+        v = reports.outpatient_volume(db, filters)
         per = "day" if filters.grain is Grain.day else "month"
         labels = [r.label for r in v.by_period]
         series = [charts.Series(STATUS_LABELS[s.value], [r.counts[s.value] for r in v.by_period],
@@ -337,9 +338,9 @@ class DoctorWorkloadReport(ReportView):
         """GET: the report (HTML, or CSV with ``export``)."""
         return await self.show(request)
 
-    def build(self, session, filters: ReportFilters, today: date) -> Built:
+    def build(self, db, filters: ReportFilters, today: date) -> Built:
         """Compute the workload (see ``portal.services.reports.doctor_workload``) and arrange it."""
-        w = reports.doctor_workload(session, filters)
+        w = reports.doctor_workload(db, filters)
 
         def row(d: reports.DoctorLoad) -> list[Any]:
             return [d.doctor_name, d.sessions, d.capacity, d.booked, d.capacity_used, d.completed]
@@ -388,9 +389,9 @@ class PharmacyReportView(ReportView):
         """GET: the report (HTML, or CSV with ``export``)."""
         return await self.show(request)
 
-    def build(self, session, filters: ReportFilters, today: date) -> Built:
+    def build(self, db, filters: ReportFilters, today: date) -> Built:
         """Compute the pharmacy figures (see ``portal.services.reports.pharmacy_report``) and arrange them."""
-        p = reports.pharmacy_report(session, filters, today=today)
+        p = reports.pharmacy_report(db, filters, today=today)
         s = p.stock
         figures = [
             Figure("Dispensed value", yuan(p.dispensed_value), "yuan, at current sale prices"),

@@ -6,9 +6,9 @@ from sqladmin.filters import BooleanFilter, StaticValuesFilter
 from wtforms import PasswordField
 from wtforms.validators import Optional as OptionalValidator
 
+from portal.core import clock
 from models import Role, StaffUser
-from models._types import utcnow
-from portal.security.passwords import check_password_rules, hash_password
+from portal.core.passwords import check_password_rules, hash_password
 from views._base import PortalModelView, date_range, enum_choices
 
 
@@ -21,7 +21,7 @@ class StaffUserView(PortalModelView, model=StaffUser):
     icon = "fa-solid fa-id-badge"
     category = "Administration"
     column_list = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.doctor, StaffUser.is_active, StaffUser.last_login_at]
-    column_details_exclude_list = [StaffUser.password_hash, StaffUser.session_epoch]
+    column_details_exclude_list = [StaffUser.password_hash, StaffUser.login_epoch]
     column_export_list = [StaffUser.username, StaffUser.full_name, StaffUser.role, StaffUser.doctor, StaffUser.is_active, StaffUser.last_login_at, StaffUser.password_changed_at, StaffUser.created_at]
     column_searchable_list = [StaffUser.username, StaffUser.full_name]
     column_labels = {StaffUser.doctor: "Linked doctor", StaffUser.failed_logins: "Failed logins in a row"}
@@ -53,7 +53,7 @@ class StaffUserView(PortalModelView, model=StaffUser):
 
     def validate_model(self, data, model, is_created):
         """Password rules and hashing, doctor link for doctors; a new password or a
-        deactivation ends the account's sessions (raises ``session_epoch``)."""
+        deactivation ends the account's sessions (raises ``login_epoch``)."""
         password = data.pop("new_password", None) or ""
         username = (data.get("username") or getattr(model, "username", "") or "").strip()
         data["username"] = username
@@ -62,12 +62,12 @@ class StaffUserView(PortalModelView, model=StaffUser):
         if password:
             check_password_rules(password, username=username)
             data["password_hash"] = hash_password(password)
-            data["password_changed_at"] = utcnow()
+            data["password_changed_at"] = clock.now()
         role = data.get("role")
         role_value = getattr(role, "value", role)
         if role_value == Role.doctor.value and not data.get("doctor"):
             raise ValueError("A doctor's account must be linked to a doctor.")
         if not is_created and (password or (model.is_active and data.get("is_active") is False)):
-            data["session_epoch"] = (model.session_epoch or 0) + 1
+            data["login_epoch"] = (model.login_epoch or 0) + 1
             data["failed_logins"] = 0
             data["locked_until"] = None

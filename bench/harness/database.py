@@ -29,7 +29,7 @@ BENCH_PASSWORD = "bench-portal-pass-1"
 #: SECRET_KEY of the servers the benchmarks start.
 BENCH_SECRET_KEY = "bench-secret-key-not-for-production"
 #: Tables whose row counts are recorded with the figures.
-COUNTED_TABLES = ("patient", "doctor", "schedule", "appointment", "prescription", "stock_movement")
+COUNTED_TABLES = ("patient", "doctor", "clinic_session", "appointment", "prescription", "stock_movement")
 
 _SEED_MARK = re.compile(r"Demo hospital seeded \(scale (\d+), seed (\d+)\)")
 
@@ -143,7 +143,7 @@ def _unknown_revision(url: str) -> str:
     from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine
 
-    from portal import schema
+    from portal.core import schema
 
     engine = create_engine(url)
     try:

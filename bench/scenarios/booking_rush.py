@@ -63,12 +63,12 @@ from models import (
     DoctorDepartment,
     Gender,
     Patient,
-    Schedule,
-    ScheduleStatus,
+    ClinicSession,
+    ClinicSessionStatus,
 )
-from portal.db import run_in_transaction, transaction
+from portal.core.db import run_in_transaction, transaction
 from portal.services import booking
-from portal.services.actor import Actor
+from portal.core.actor import Actor
 from portal.services.timetable import local_now
 
 SETUP_ACTOR = Actor(username="bench:setup")
@@ -79,7 +79,7 @@ class RushSession:
     """The clinic session the patients race for.
 
     Attributes:
-        schedule_id (int): the session.
+        clinic_session_id (int): the session.
         capacity (int): its capacity (``booked_before + places``).
         places (int): places left when the rush starts.
         booked_before (int): appointments booked in set-up (queue numbers 1..booked_before).
@@ -87,7 +87,7 @@ class RushSession:
         patients (int): how many patients will race.
     """
 
-    schedule_id: int
+    clinic_session_id: int
     capacity: int
     places: int
     booked_before: int
@@ -118,9 +118,9 @@ def prepare(engine: Engine, *, places: int, patients: int, booked_before: int = 
     now = now or datetime.now(UTC)
     day = local_now(now).date() + timedelta(days=1)
     run = random.randrange(10000)
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         if doctor_id is None or department_id is None:
-            pair = session.execute(
+            pair = db.execute(
                 select(DoctorDepartment.doctor_id, DoctorDepartment.department_id)
                 .join(Doctor, Doctor.id == DoctorDepartment.doctor_id)
                 .join(Department, Department.id == DoctorDepartment.department_id)
@@ -130,28 +130,28 @@ def prepare(engine: Engine, *, places: int, patients: int, booked_before: int = 
             if pair is None:
                 raise LookupError("no active doctor in an active department")
             doctor_id, department_id = pair
-        taken = set(session.scalars(select(Schedule.start_time).where(
-            Schedule.doctor_id == doctor_id, Schedule.session_date == day)))
+        taken = set(db.scalars(select(ClinicSession.start_time).where(
+            ClinicSession.doctor_id == doctor_id, ClinicSession.session_date == day)))
     # An evening session at the first free minute from 18:00 (a doctor's sessions differ in start time).
     start = next(t for t in (time(18 + m // 60, m % 60) for m in range(0, 5 * 60)) if t not in taken)
-    schedule = Schedule(
+    clinic_session = ClinicSession(
         doctor_id=doctor_id, department_id=department_id, session_date=day, start_time=start,
         end_time=time(23, 30), slot_minutes=1, capacity=booked_before + places, fee=1000,
-        status=ScheduleStatus.open, note="bench: booking rush",
+        status=ClinicSessionStatus.open, note="bench: booking rush",
     )
-    with transaction(engine) as session:
-        session.add(schedule)
-        session.flush()
-        schedule_id = schedule.id
+    with transaction(engine) as db:
+        db.add(clinic_session)
+        db.flush()
+        clinic_session_id = clinic_session.id
     for i in range(booked_before):
         someone = simulated_patient(run, 9999 - i)
         run_in_transaction(
-            booking.book_online, engine=engine, schedule_id=schedule_id, full_name=someone.full_name,
+            booking.book_online, engine=engine, clinic_session_id=clinic_session_id, full_name=someone.full_name,
             phone=booking.canonical_phone(someone.phone), birth_date=someone.birth_date,
             gender=Gender(someone.gender), national_id=None, reason=None,
-            submission_key=f"bench-setup-{run}-{schedule_id}-{i}", actor=SETUP_ACTOR, now=now,
+            submission_key=f"bench-setup-{run}-{clinic_session_id}-{i}", actor=SETUP_ACTOR, now=now,
         )
-    return RushSession(schedule_id=schedule_id, capacity=booked_before + places, places=places,
+    return RushSession(clinic_session_id=clinic_session_id, capacity=booked_before + places, places=places,
                        booked_before=booked_before, run=run, patients=patients)
 
 
@@ -200,20 +200,20 @@ def check(engine: Engine, rush: RushSession, outcomes: list[str], references: li
     expected = Counter({"booked": rush.places, "just_filled": rush.patients - rush.places})
     if result.outcomes != expected:
         problems.append(f"outcomes {dict(result.outcomes)}, expected {dict(expected)}")
-    with transaction(engine, write=False) as session:
-        schedule = session.get(Schedule, rush.schedule_id)
-        rows = session.execute(
+    with transaction(engine, write=False) as db:
+        clinic_session = db.get(ClinicSession, rush.clinic_session_id)
+        rows = db.execute(
             select(Appointment.id, Appointment.queue_number, Appointment.reference, Appointment.patient_id,
                    Appointment.active_marker)
-            .where(Appointment.schedule_id == rush.schedule_id).order_by(Appointment.queue_number)
+            .where(Appointment.clinic_session_id == rush.clinic_session_id).order_by(Appointment.queue_number)
         ).all()
-        events = session.execute(
+        events = db.execute(
             select(AuditEvent.entity_id, AuditEvent.ip).where(
                 AuditEvent.action == "book", AuditEvent.entity == "appointment",
                 AuditEvent.entity_id.in_([str(r.id) for r in rows] or ["-"]))).all()
         audited = Counter(e.entity_id for e in events)
         phones = [booking.canonical_phone(simulated_patient(rush.run, i).phone) for i in range(rush.patients)]
-        registered = set(session.scalars(select(Patient.id).where(Patient.phone.in_(phones))))
+        registered = set(db.scalars(select(Patient.id).where(Patient.phone.in_(phones))))
     active = [r for r in rows if r.active_marker == 1]
     result.appointments = len(active)
     numbers = [r.queue_number for r in rows]
@@ -224,11 +224,11 @@ def check(engine: Engine, rush: RushSession, outcomes: list[str], references: li
         gaps = sorted(set(range(1, rush.capacity + 1)) - set(numbers))[:10]
         problems.append(f"queue numbers not 1..{rush.capacity}: {len(numbers)} numbers, missing {gaps}, "
                         f"duplicates {[n for n, c in Counter(numbers).items() if c > 1][:10]}")
-    if schedule.booked_count != len(active) or schedule.booked_count != rush.capacity:
-        problems.append(f"booked_count {schedule.booked_count}, active appointments {len(active)}, "
+    if clinic_session.booked_count != len(active) or clinic_session.booked_count != rush.capacity:
+        problems.append(f"booked_count {clinic_session.booked_count}, active appointments {len(active)}, "
                         f"capacity {rush.capacity}")
-    if schedule.last_queue_number != rush.capacity:
-        problems.append(f"last_queue_number {schedule.last_queue_number}, expected {rush.capacity}")
+    if clinic_session.last_queue_number != rush.capacity:
+        problems.append(f"last_queue_number {clinic_session.last_queue_number}, expected {rush.capacity}")
     not_once = [r.id for r in rows if audited[str(r.id)] != 1]
     if not_once:
         problems.append(f"{len(not_once)} appointments without exactly one 'book' audit event: {not_once[:10]}")
@@ -323,12 +323,12 @@ def run(ctx: BenchContext) -> ScenarioResult:
                 if spread:
                     label = f"{label} over {spread_s:g} s"
                 rush = prepare(engine, places=places, patients=patients, booked_before=places // 5)
-                say(f"  {label}: session #{rush.schedule_id}, capacity {rush.capacity}, {rush.booked_before} "
+                say(f"  {label}: session #{rush.clinic_session_id}, capacity {rush.capacity}, {rush.booked_before} "
                     f"booked, {rush.places} places left; {patients} patients")
                 with ServerProfile(server, f"booking-rush-{name}") if profile else nullcontext() as spy:
                     burst = run_burst(LOCUSTFILE, "RushPatient", server.base_url, users=patients,
                                       spread_s=spread_s if spread else 0.0,
-                                      env={"RUSH_SCHEDULE_ID": str(rush.schedule_id), "RUSH_RUN": str(rush.run),
+                                      env={"RUSH_SCHEDULE_ID": str(rush.clinic_session_id), "RUSH_RUN": str(rush.run),
                                            "RUSH_FORWARDED": "1" if forwarded else "0"})
                 booked = [r for r in burst.records if r.get("reference")]
                 result = check(engine, rush, [r.get("outcome", "missing") for r in burst.records],
@@ -357,12 +357,12 @@ def service_times(engine: Engine, server, *, places: int = 30, full: int = 100) 
     try:
         times = [
             service_time.measure("`GET /book/{id}` (the form)",
-                                 lambda i: forms.append(open_booking_form(browser, rush.schedule_id)), places + full, pids),
+                                 lambda i: forms.append(open_booking_form(browser, rush.clinic_session_id)), places + full, pids),
             service_time.measure("`POST /book/{id}`, booked", lambda i: _expect(
-                submit_booking(browser, rush.schedule_id, forms[i], simulated_patient(rush.run, i)), "booked"),
+                submit_booking(browser, rush.clinic_session_id, forms[i], simulated_patient(rush.run, i)), "booked"),
                 places, pids),
             service_time.measure("`POST /book/{id}`, just filled up", lambda i: _expect(submit_booking(
-                browser, rush.schedule_id, forms[places + i], simulated_patient(rush.run, places + i)), "just_filled"),
+                browser, rush.clinic_session_id, forms[places + i], simulated_patient(rush.run, places + i)), "just_filled"),
                 full, pids),
         ]
     finally:

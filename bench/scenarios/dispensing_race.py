@@ -67,11 +67,11 @@ from models import (
     StockBatch,
     StockMovement,
 )
-from portal.db import transaction
-from portal.security.passwords import hash_password
+from portal.core.db import transaction
+from portal.core.passwords import hash_password
 from portal.services import stock
 from portal.services._ledger import hospital_today
-from portal.services.actor import Actor
+from portal.core.actor import Actor
 
 SETUP_ACTOR = Actor(username="bench:setup")
 #: What a refused dispense's flash message must say.
@@ -118,14 +118,14 @@ def ensure_pharmacists(engine: Engine, count: int, password: str) -> tuple[str, 
     """
     names = tuple(f"bench-pharmacist-{k}" for k in range(1, count + 1))
     hashed = hash_password(password)
-    with transaction(engine) as session:
-        existing = set(session.scalars(select(StaffUser.username).where(StaffUser.username.in_(names))))
+    with transaction(engine) as db:
+        existing = set(db.scalars(select(StaffUser.username).where(StaffUser.username.in_(names))))
         for name in names:
             if name in existing:
-                session.execute(update(StaffUser).where(StaffUser.username == name).values(
+                db.execute(update(StaffUser).where(StaffUser.username == name).values(
                     password_hash=hashed, is_active=True, failed_logins=0, locked_until=None))
             else:
-                session.add(StaffUser(username=name, full_name=f"Bench Pharmacist {name.rsplit('-', 1)[1]}",
+                db.add(StaffUser(username=name, full_name=f"Bench Pharmacist {name.rsplit('-', 1)[1]}",
                                       role=Role.pharmacist, password_hash=hashed))
     return names
 
@@ -151,33 +151,33 @@ def prepare(engine: Engine, *, units: int, attempts: int, pharmacists: int, pass
     """
     run = random.randrange(10000)
     today = hospital_today()
-    with transaction(engine) as session:
-        patient_id = patient_id or session.scalar(select(func.min(Patient.id)))
-        doctor_id = doctor_id or session.scalar(select(func.min(Doctor.id)).where(Doctor.is_active))
+    with transaction(engine) as db:
+        patient_id = patient_id or db.scalar(select(func.min(Patient.id)))
+        doctor_id = doctor_id or db.scalar(select(func.min(Doctor.id)).where(Doctor.is_active))
         if patient_id is None or doctor_id is None:
             raise LookupError("a patient and an active doctor are needed")
         medicine = Medicine(name=f"Racetamol {run:04d}", form="Tablet", strength="500 mg", unit="tablet",
                             category="Bench", unit_price=50)
-        session.add(medicine)
-        session.flush()
+        db.add(medicine)
+        db.flush()
         medicine_id, label = medicine.id, str(medicine)
     batch_ids = []
     for k, quantity in enumerate(split_units(units)):
-        with transaction(engine) as session:
+        with transaction(engine) as db:
             batch = stock.receive_stock(
-                session, medicine_id=medicine_id, lot_number=f"RACE{run:04d}-{k + 1}",
+                db, medicine_id=medicine_id, lot_number=f"RACE{run:04d}-{k + 1}",
                 expiry_date=today + timedelta(days=60 * (k + 1)), quantity=quantity, unit_cost=20,
                 actor=SETUP_ACTOR, today=today,
             )
             batch_ids.append(batch.id)
     prescription_ids = []
-    with transaction(engine) as session:
+    with transaction(engine) as db:
         for i in range(attempts):
             rx = Prescription(number=f"RX-RACE-{run:04d}-{i:04d}", patient_id=patient_id, doctor_id=doctor_id,
                               status=PrescriptionStatus.issued, notes="bench: dispensing race")
-            session.add(rx)
-            session.flush()
-            session.add(PrescriptionItem(prescription_id=rx.id, medicine_id=medicine_id, quantity=1,
+            db.add(rx)
+            db.flush()
+            db.add(PrescriptionItem(prescription_id=rx.id, medicine_id=medicine_id, quantity=1,
                                          dosage="1 tablet when needed"))
             prescription_ids.append(rx.id)
     names = ensure_pharmacists(engine, pharmacists, password)
@@ -239,24 +239,24 @@ def check(engine: Engine, race: DispensingRace, outcomes: list[str]) -> RaceResu
     expected = Counter({"dispensed": race.units, "refused": race.attempts - race.units})
     if result.outcomes != expected:
         problems.append(f"outcomes {dict(result.outcomes)}, expected {dict(expected)}")
-    with transaction(engine, write=False) as session:
-        batches = session.execute(
+    with transaction(engine, write=False) as db:
+        batches = db.execute(
             select(StockBatch.id, StockBatch.quantity_on_hand, StockBatch.quantity_received, StockBatch.status)
             .where(StockBatch.medicine_id == race.medicine_id)
         ).all()
-        moves = session.execute(
+        moves = db.execute(
             select(StockMovement.batch_id, StockMovement.quantity, StockMovement.balance_after)
             .where(StockMovement.medicine_id == race.medicine_id, StockMovement.kind == MovementKind.dispense)
         ).all()
-        statuses = Counter(session.scalars(
+        statuses = Counter(db.scalars(
             select(Prescription.status).where(Prescription.id.in_(race.prescription_ids))))
-        dispensed_units = session.scalar(
+        dispensed_units = db.scalar(
             select(func.coalesce(func.sum(PrescriptionItem.quantity_dispensed), 0))
             .where(PrescriptionItem.prescription_id.in_(race.prescription_ids)))
-        audited = session.scalar(select(func.count()).select_from(AuditEvent).where(
+        audited = db.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "dispense", AuditEvent.entity == "prescription",
             AuditEvent.entity_id.in_([str(i) for i in race.prescription_ids])))
-        ledger = [str(p) for p in stock.check_stock_ledger(session)
+        ledger = [str(p) for p in stock.check_stock_ledger(db)
                   if p.batch_id in set(race.batch_ids)]
     result.on_hand = sum(b.quantity_on_hand for b in batches)
     if result.on_hand != 0:

@@ -14,9 +14,9 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from models import BatchStatus, Medicine, MovementKind, StockBatch, StockMovement
-from portal.services.actor import Actor
-from portal.services.errors import ConcurrentChange, NotFound, ValidationFailed
-from portal.settings import get_settings
+from portal.core.actor import Actor
+from portal.core.errors import ConcurrentChange, NotFound, ValidationFailed
+from portal.core.settings import get_settings
 
 #: How many times a conditional UPDATE that lost a race is re-read and tried again
 #: before the service gives up with ConcurrentChange.
@@ -89,13 +89,13 @@ class BatchState:
         return f"batch {self.lot_number} of {self.medicine}"
 
 
-def read_batch(session: Session, batch_id: int) -> BatchState:
+def read_batch(db: Session, batch_id: int) -> BatchState:
     """Read a batch's current state (latest committed, or this transaction's own change).
 
     Raises:
         NotFound: no batch with that id.
     """
-    row = session.execute(
+    row = db.execute(
         select(
             StockBatch.id, StockBatch.medicine_id, StockBatch.lot_number, StockBatch.expiry_date,
             StockBatch.quantity_on_hand, StockBatch.unit_cost, StockBatch.status,
@@ -125,7 +125,7 @@ class Take:
 
 
 def take_from_batch(
-    session: Session, *, batch_id: int, wanted: int, on_hand: int, today: date
+    db: Session, *, batch_id: int, wanted: int, on_hand: int, today: date
 ) -> Take | None:
     """Take up to ``wanted`` units from a usable batch with a conditional UPDATE.
 
@@ -144,7 +144,7 @@ def take_from_batch(
         n = min(wanted, on_hand)
         if n <= 0:
             return None
-        won = session.execute(
+        won = db.execute(
             update(StockBatch)
             .where(
                 StockBatch.id == batch_id,
@@ -155,13 +155,13 @@ def take_from_batch(
             .execution_options(**NO_SYNC)
         ).rowcount
         if won:
-            balance, unit_cost = session.execute(
+            balance, unit_cost = db.execute(
                 select(StockBatch.quantity_on_hand, StockBatch.unit_cost).where(StockBatch.id == batch_id)
             ).one()
             if balance == 0:
-                mark_depleted_if_empty(session, batch_id)
+                mark_depleted_if_empty(db, batch_id)
             return Take(batch_id=batch_id, quantity=n, balance_after=balance, unit_cost=unit_cost)
-        now = session.execute(
+        now = db.execute(
             select(StockBatch.quantity_on_hand, StockBatch.status, StockBatch.expiry_date)
             .where(StockBatch.id == batch_id)
         ).one()
@@ -171,9 +171,9 @@ def take_from_batch(
     raise ConcurrentChange("Stock of this medicine is changing too fast to dispense; please try again.")
 
 
-def mark_depleted_if_empty(session: Session, batch_id: int) -> None:
+def mark_depleted_if_empty(db: Session, batch_id: int) -> None:
     """Set an active batch to ``depleted`` if (and only if) its quantity is now zero."""
-    session.execute(
+    db.execute(
         update(StockBatch)
         .where(
             StockBatch.id == batch_id,
@@ -186,7 +186,7 @@ def mark_depleted_if_empty(session: Session, batch_id: int) -> None:
 
 
 def add_movement(
-    session: Session,
+    db: Session,
     *,
     batch_id: int,
     medicine_id: int,
@@ -204,7 +204,7 @@ def add_movement(
     Call it after the batch's conditional UPDATE, so ``balance_after`` is the balance
     this transaction read back while holding the batch row.
     """
-    result = session.execute(
+    result = db.execute(
         insert(StockMovement).values(
             batch_id=batch_id,
             medicine_id=medicine_id,

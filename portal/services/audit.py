@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from portal.core import clock
 from models import AuditEvent
-from models._types import utcnow
-from portal.services.actor import Actor
+from portal.core.actor import Actor
+from portal.core.vocabulary import AuditAction, Entity
 
 #: Field names whose values never enter the audit trail.
 SECRET_FIELDS = frozenset({"password_hash", "password", "secret_key", "submission_key"})
@@ -44,11 +45,11 @@ def scrub(changes: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def record(
-    session: Session,
+    db: Session,
     *,
     actor: Actor,
-    action: str,
-    entity: str,
+    action: AuditAction,
+    entity: Entity,
     entity_id: Any,
     summary: str,
     changes: dict[str, Any] | None = None,
@@ -58,19 +59,24 @@ def record(
     Args:
         session (Session): the session of the change being recorded.
         actor (Actor): who acted; its username, id and ip are stored.
-        action (str): verb, e.g. ``create``, ``update``, ``confirm``, ``dispense``, ``login``.
-        entity (str): table name of the row, e.g. ``appointment``.
+        action (AuditAction): what happened (``AuditAction.confirm``, ``AuditAction.login``...).
+        entity (Entity): what it happened to (``Entity.appointment``...).
         entity_id (Any): the row's id (stored as text), or None.
         summary (str): one readable line (truncated to 500 characters).
         changes (dict | None): ``{field: [old, new]}`` or ``{field: value}``; secrets scrubbed.
+
+    Raises:
+        ValueError: ``action`` or ``entity`` is not in the vocabulary
+            (``portal.core.vocabulary``): a programming error, caught by the tests.
     """
-    session.execute(
+    action, entity = AuditAction(action), Entity(entity)
+    db.execute(
         insert(AuditEvent).values(
-            occurred_at=utcnow(),
+            occurred_at=clock.now(),
             actor=actor.username[:80],
             actor_id=actor.user_id,
-            action=action[:40],
-            entity=entity[:40],
+            action=action.value,
+            entity=entity.value,
             entity_id=None if entity_id is None else str(entity_id)[:40],
             summary=summary[:500],
             changes=scrub(changes),

@@ -29,13 +29,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import Appointment, AppointmentStatus, Department, Doctor, Gender, Patient, Schedule
+from models import Appointment, AppointmentStatus, Department, Doctor, Gender, Patient, ClinicSession
 from portal.services import appointments, audit
-from portal.services.actor import Actor
+from portal.core.actor import Actor
 from portal.services.appointments import BookingResult
-from portal.services.errors import DomainError
+from portal.core.errors import DomainError
 from portal.services.patients import find_patient, normalise_phone
-from portal.settings import get_settings
+from portal.core.settings import get_settings
+from portal.core.vocabulary import AuditAction, Entity
 
 #: An 11-digit mainland China mobile number typed without its country code.
 _CN_MOBILE = re.compile(r"1[3-9]\d{9}")
@@ -93,7 +94,7 @@ def same_phone(a: str, b: str) -> bool:
 
 
 def _match_or_register(
-    session: Session, *, full_name: str, phone: str, birth_date: date, gender: Gender,
+    db: Session, *, full_name: str, phone: str, birth_date: date, gender: Gender,
     national_id: str | None, actor: Actor,
 ) -> tuple[Patient, bool]:
     """The patient these details belong to, registering a new one if none matches.
@@ -101,9 +102,9 @@ def _match_or_register(
     Returns:
         tuple[Patient, bool]: the patient and whether it was registered just now.
     """
-    patient = find_patient(session, phone=phone, birth_date=birth_date, national_id=national_id)
+    patient = find_patient(db, phone=phone, birth_date=birth_date, national_id=national_id)
     if patient is None and national_id:
-        holder = session.scalar(select(Patient.id).where(Patient.national_id == national_id))
+        holder = db.scalar(select(Patient.id).where(Patient.national_id == national_id))
         if holder is not None:
             raise IdentityMismatch()
     if patient is not None and national_id and patient.national_id and patient.national_id != national_id:
@@ -113,25 +114,25 @@ def _match_or_register(
     patient = Patient(full_name=full_name, phone=phone, birth_date=birth_date, gender=gender,
                       national_id=national_id or None)
     try:
-        with session.begin_nested():
-            session.add(patient)
-            session.flush()
+        with db.begin_nested():
+            db.add(patient)
+            db.flush()
     except IntegrityError:
         # Another request registered this national ID a moment ago: use it if it is the same person.
-        again = find_patient(session, phone=phone, birth_date=birth_date, national_id=national_id)
+        again = find_patient(db, phone=phone, birth_date=birth_date, national_id=national_id)
         if again is None:
             raise IdentityMismatch() from None
         return again, False
-    audit.record(session, actor=actor, action="register", entity="patient", entity_id=patient.id,
+    audit.record(db, actor=actor, action=AuditAction.register, entity=Entity.patient, entity_id=patient.id,
                  summary=f"Registered online: {patient.medical_record_number}",
                  changes={"full_name": full_name, "gender": gender, "birth_date": birth_date})
     return patient, True
 
 
 def book_online(
-    session: Session,
+    db: Session,
     *,
-    schedule_id: int,
+    clinic_session_id: int,
     full_name: str,
     phone: str,
     birth_date: date,
@@ -146,7 +147,7 @@ def book_online(
 
     Args:
         session (Session): open transaction.
-        schedule_id (int): the clinic session.
+        clinic_session_id (int): the clinic session.
         full_name (str): the patient's name, already validated.
         phone (str): canonical phone (:func:`canonical_phone`).
         birth_date (date): date of birth, already validated.
@@ -164,27 +165,27 @@ def book_online(
     Raises:
         IdentityMismatch: the national ID is on file with another phone or birth date.
         NotFound: no such session.
-        ScheduleNotBookable: closed, cancelled or ended.
+        ClinicSessionNotBookable: closed, cancelled or ended.
         SlotFull: no place left.
         DuplicateBooking: this patient already holds a place in the session.
         ValidationFailed: reason too long.
     """
-    earlier = appointments.find_by_submission_key(session, submission_key)
+    earlier = appointments.find_by_submission_key(db, submission_key)
     if earlier is not None:
-        return appointments.book(session, schedule_id=earlier.schedule_id, patient_id=earlier.patient_id,
+        return appointments.book(db, clinic_session_id=earlier.clinic_session_id, patient_id=earlier.patient_id,
                                  actor=actor, submission_key=submission_key, now=now)
-    savepoint = session.begin_nested()
+    savepoint = db.begin_nested()
     patient, registered = _match_or_register(
-        session, full_name=full_name, phone=phone, birth_date=birth_date, gender=gender,
+        db, full_name=full_name, phone=phone, birth_date=birth_date, gender=gender,
         national_id=national_id, actor=actor,
     )
-    result = appointments.book(session, schedule_id=schedule_id, patient_id=patient.id, actor=actor,
+    result = appointments.book(db, clinic_session_id=clinic_session_id, patient_id=patient.id, actor=actor,
                                reason=reason, submission_key=submission_key, now=now)
     if result.repeated and registered:
         # A concurrent copy of this submission booked first: undo our registration.
         savepoint.rollback()
-        earlier = appointments.find_by_submission_key(session, submission_key)
-        return appointments.book(session, schedule_id=earlier.schedule_id, patient_id=earlier.patient_id,
+        earlier = appointments.find_by_submission_key(db, submission_key)
+        return appointments.book(db, clinic_session_id=earlier.clinic_session_id, patient_id=earlier.patient_id,
                                  actor=actor, submission_key=submission_key, now=now)
     savepoint.commit()
     return result
@@ -196,7 +197,7 @@ class BookingDetails:
 
     Attributes:
         appointment (Appointment): the booking (status, reference, queue number).
-        schedule (Schedule): its clinic session.
+        clinic_session (ClinicSession): its clinic session.
         doctor (Doctor): the doctor.
         department (Department): the department (``location`` is where to go).
         patient (Patient): whose booking it is.
@@ -206,7 +207,7 @@ class BookingDetails:
     """
 
     appointment: Appointment
-    schedule: Schedule
+    clinic_session: ClinicSession
     doctor: Doctor
     department: Department
     patient: Patient
@@ -214,7 +215,7 @@ class BookingDetails:
     cancellable: bool
 
 
-def booking_details(session: Session, appointment_id: int, *, now: datetime | None = None) -> BookingDetails | None:
+def booking_details(db: Session, appointment_id: int, *, now: datetime | None = None) -> BookingDetails | None:
     """Load a booking with its session, doctor, department and patient.
 
     Args:
@@ -225,9 +226,9 @@ def booking_details(session: Session, appointment_id: int, *, now: datetime | No
     Returns:
         BookingDetails | None: None when no such appointment exists.
     """
-    row = session.execute(
-        select(Appointment, Schedule, Doctor, Department, Patient)
-        .join(Schedule, Schedule.id == Appointment.schedule_id)
+    row = db.execute(
+        select(Appointment, ClinicSession, Doctor, Department, Patient)
+        .join(ClinicSession, ClinicSession.id == Appointment.clinic_session_id)
         .join(Doctor, Doctor.id == Appointment.doctor_id)
         .join(Department, Department.id == Appointment.department_id)
         .join(Patient, Patient.id == Appointment.patient_id)
@@ -235,17 +236,17 @@ def booking_details(session: Session, appointment_id: int, *, now: datetime | No
     ).first()
     if row is None:
         return None
-    appointment, schedule, doctor, department, patient = row
+    appointment, clinic_session, doctor, department, patient = row
     local_now = (now or datetime.now(UTC)).astimezone(get_settings().tz)
     cancellable = (
         appointment.status in (AppointmentStatus.pending, AppointmentStatus.confirmed)
-        and local_now < appointments.session_start(schedule)
+        and local_now < appointments.session_start(clinic_session)
     )
-    return BookingDetails(appointment, schedule, doctor, department, patient,
-                          appointments.estimated_time(schedule, appointment.queue_number), cancellable)
+    return BookingDetails(appointment, clinic_session, doctor, department, patient,
+                          appointments.estimated_time(clinic_session, appointment.queue_number), cancellable)
 
 
-def find_booking(session: Session, *, reference: str, phone: str) -> int | None:
+def find_booking(db: Session, *, reference: str, phone: str) -> int | None:
     """The id of the appointment with this reference booked with this phone number.
 
     Args:
@@ -257,7 +258,7 @@ def find_booking(session: Session, *, reference: str, phone: str) -> int | None:
         int | None: the appointment id, or None when the reference is unknown OR the phone
         differs (the caller must not tell the two apart).
     """
-    row = session.execute(
+    row = db.execute(
         select(Appointment.id, Patient.phone)
         .join(Patient, Patient.id == Appointment.patient_id)
         .where(Appointment.reference == reference)
@@ -269,7 +270,7 @@ def find_booking(session: Session, *, reference: str, phone: str) -> int | None:
 
 
 def cancel_online(
-    session: Session, appointment_id: int, *, reason: str | None, actor: Actor, now: datetime | None = None,
+    db: Session, appointment_id: int, *, reason: str | None, actor: Actor, now: datetime | None = None,
 ) -> Appointment:
     """Cancel a booking on the patient's behalf (allowed until the session starts).
 
@@ -289,4 +290,4 @@ def cancel_online(
         ValidationFailed: reason too long.
     """
     text = " ".join((reason or "").split()) or DEFAULT_CANCEL_REASON
-    return appointments.cancel(session, appointment_id, actor=actor, reason=text, by_patient=True, now=now)
+    return appointments.cancel(db, appointment_id, actor=actor, reason=text, by_patient=True, now=now)

@@ -18,7 +18,8 @@ from sqlalchemy.orm.base import NO_VALUE
 
 from models import AuditEvent
 from portal.services import audit
-from portal.services.actor import SYSTEM, current_actor
+from portal.core.actor import SYSTEM, current_actor
+from portal.core.vocabulary import AuditAction, Entity
 
 
 def _column_changes(obj: Any) -> dict[str, list[Any]]:
@@ -50,31 +51,31 @@ def _identity(obj: Any) -> str | None:
     return ",".join(str(v) for v in values)
 
 
-def _after_flush(session: Session, _flush_context: Any) -> None:
-    if not session.info.get("audit_changes"):
+def _after_flush(db: Session, _flush_context: Any) -> None:
+    if not db.info.get("audit_changes"):
         return
     actor = current_actor.get() or SYSTEM
-    for obj in list(session.new):
+    for obj in list(db.new):
         if isinstance(obj, AuditEvent):
             continue
         table = obj.__tablename__
         values = {k: v[1] for k, v in _column_changes(obj).items()}
         audit.record(
-            session, actor=actor, action="create", entity=table, entity_id=_identity(obj),
+            db, actor=actor, action=AuditAction.create, entity=Entity.of_table(table), entity_id=_identity(obj),
             summary=f"Created {table} {obj}", changes=values,
         )
-    for obj in list(session.dirty):
-        if isinstance(obj, AuditEvent) or not session.is_modified(obj):
+    for obj in list(db.dirty):
+        if isinstance(obj, AuditEvent) or not db.is_modified(obj):
             continue
         changes = _column_changes(obj)
         if not changes:
             continue
         table = obj.__tablename__
         audit.record(
-            session, actor=actor, action="update", entity=table, entity_id=_identity(obj),
+            db, actor=actor, action=AuditAction.update, entity=Entity.of_table(table), entity_id=_identity(obj),
             summary=f"Edited {table} {obj}: {', '.join(sorted(changes))}", changes=changes,
         )
-    for obj in list(session.deleted):
+    for obj in list(db.deleted):
         table = obj.__tablename__
         state = inspect(obj)
         snapshot = {
@@ -83,7 +84,7 @@ def _after_flush(session: Session, _flush_context: Any) -> None:
             if state.attrs[a.key].loaded_value is not NO_VALUE
         }
         audit.record(
-            session, actor=actor, action="delete", entity=table, entity_id=_identity(obj),
+            db, actor=actor, action=AuditAction.delete, entity=Entity.of_table(table), entity_id=_identity(obj),
             summary=f"Deleted {table} {obj}", changes=snapshot,
         )
 

@@ -42,8 +42,8 @@ from models import (
     Patient,
     Prescription,
     PrescriptionStatus,
-    Schedule,
-    ScheduleStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     StockBatch,
 )
 from portal.services.reports import doctor_name
@@ -70,13 +70,13 @@ def _int(value) -> int:
 
 # -- conditions shared with the admin list filters -----------------------------------------
 def sessions_today_condition(day: date) -> ColumnElement[bool]:
-    """Schedule rows of local ``day`` that are not cancelled."""
-    return and_(Schedule.session_date == day, Schedule.status != ScheduleStatus.cancelled)
+    """Clinic sessions of local ``day`` that are not cancelled."""
+    return and_(ClinicSession.session_date == day, ClinicSession.status != ClinicSessionStatus.cancelled)
 
 
 def sessions_running_condition(day: date, now: time) -> ColumnElement[bool]:
-    """Schedule rows of ``day``, not cancelled, that have started by ``now`` and not ended."""
-    return and_(sessions_today_condition(day), Schedule.start_time <= now, Schedule.end_time > now)
+    """Clinic sessions of ``day``, not cancelled, that have started by ``now`` and not ended."""
+    return and_(sessions_today_condition(day), ClinicSession.start_time <= now, ClinicSession.end_time > now)
 
 
 def below_reorder_condition(today: date) -> ColumnElement[bool]:
@@ -155,7 +155,7 @@ class DaySummary:
         return sum(self.by_status.values())
 
 
-def day_summary(session: Session, *, day: date, now: time | None = None, doctor_id: int | None = None) -> DaySummary:
+def day_summary(db: Session, *, day: date, now: time | None = None, doctor_id: int | None = None) -> DaySummary:
     """Count the sessions and the appointments per status of one day.
 
     Args:
@@ -168,18 +168,18 @@ def day_summary(session: Session, *, day: date, now: time | None = None, doctor_
         DaySummary: the counts.
     """
     running = (
-        func.sum(case((and_(Schedule.start_time <= now, Schedule.end_time > now), 1), else_=0))
+        func.sum(case((and_(ClinicSession.start_time <= now, ClinicSession.end_time > now), 1), else_=0))
         if now is not None else literal_column("NULL")
     )
     stmt = select(func.count(), running).where(sessions_today_condition(day))
     if doctor_id is not None:
-        stmt = stmt.where(Schedule.doctor_id == doctor_id)
-    n_sessions, n_running = session.execute(stmt).one()
+        stmt = stmt.where(ClinicSession.doctor_id == doctor_id)
+    n_sessions, n_running = db.execute(stmt).one()
     by_status = {s.value: 0 for s in AppointmentStatus}
     astmt = select(Appointment.status, func.count()).where(Appointment.session_date == day)
     if doctor_id is not None:
         astmt = astmt.where(Appointment.doctor_id == doctor_id)
-    for status, n in session.execute(astmt.group_by(Appointment.status)):
+    for status, n in db.execute(astmt.group_by(Appointment.status)):
         by_status[AppointmentStatus(status).value] = int(n)
     return DaySummary(day, _int(n_sessions), None if now is None else _int(n_running), by_status)
 
@@ -208,7 +208,7 @@ class SessionQueue:
     """One clinic session of the day with the next patients to be seen.
 
     Attributes:
-        schedule_id (int): the session.
+        clinic_session_id (int): the session.
         start_time (time): local start.
         end_time (time): local end.
         doctor_name (str): e.g. ``Chief Physician Wang Wei``.
@@ -219,7 +219,7 @@ class SessionQueue:
         next_patients (list[QueuedPatient]): the first of them in queue order.
     """
 
-    schedule_id: int
+    clinic_session_id: int
     start_time: time
     end_time: time
     doctor_name: str
@@ -244,7 +244,7 @@ class Queues:
 
 
 def session_queues(
-    session: Session,
+    db: Session,
     *,
     day: date,
     doctor_id: int | None = None,
@@ -267,17 +267,17 @@ def session_queues(
     """
     where = [sessions_today_condition(day)]
     if doctor_id is not None:
-        where.append(Schedule.doctor_id == doctor_id)
+        where.append(ClinicSession.doctor_id == doctor_id)
     if department_id is not None:
-        where.append(Schedule.department_id == department_id)
-    total = _int(session.scalar(select(func.count()).select_from(Schedule).where(*where)))
-    rows = session.execute(
-        select(Schedule.id, Schedule.start_time, Schedule.end_time, Schedule.booked_count, Schedule.capacity,
+        where.append(ClinicSession.department_id == department_id)
+    total = _int(db.scalar(select(func.count()).select_from(ClinicSession).where(*where)))
+    rows = db.execute(
+        select(ClinicSession.id, ClinicSession.start_time, ClinicSession.end_time, ClinicSession.booked_count, ClinicSession.capacity,
                Doctor.title, Doctor.full_name, Department.name)
-        .join(Doctor, Doctor.id == Schedule.doctor_id)
-        .join(Department, Department.id == Schedule.department_id)
+        .join(Doctor, Doctor.id == ClinicSession.doctor_id)
+        .join(Department, Department.id == ClinicSession.department_id)
         .where(*where)
-        .order_by(Schedule.start_time, Department.name, Doctor.full_name, Schedule.id)
+        .order_by(ClinicSession.start_time, Department.name, Doctor.full_name, ClinicSession.id)
         .limit(max_sessions)
     ).all()
     queues = {
@@ -287,28 +287,28 @@ def session_queues(
     }
     if not queues:
         return Queues([], total)
-    waiting = (Appointment.schedule_id.in_(list(queues)), Appointment.status.in_(WAITING_STATUSES))
-    for sid, n in session.execute(
-        select(Appointment.schedule_id, func.count()).where(*waiting).group_by(Appointment.schedule_id)
+    waiting = (Appointment.clinic_session_id.in_(list(queues)), Appointment.status.in_(WAITING_STATUSES))
+    for sid, n in db.execute(
+        select(Appointment.clinic_session_id, func.count()).where(*waiting).group_by(Appointment.clinic_session_id)
     ):
         queues[sid].waiting = int(n)
     ranked = (
         select(
-            Appointment.id, Appointment.schedule_id, Appointment.queue_number, Appointment.status,
+            Appointment.id, Appointment.clinic_session_id, Appointment.queue_number, Appointment.status,
             Appointment.patient_id,
-            func.row_number().over(partition_by=Appointment.schedule_id, order_by=Appointment.queue_number).label("rn"),
+            func.row_number().over(partition_by=Appointment.clinic_session_id, order_by=Appointment.queue_number).label("rn"),
         )
         .where(*waiting)
         .subquery()
     )
-    for r in session.execute(
-        select(ranked.c.id, ranked.c.schedule_id, ranked.c.queue_number, ranked.c.status,
+    for r in db.execute(
+        select(ranked.c.id, ranked.c.clinic_session_id, ranked.c.queue_number, ranked.c.status,
                Patient.full_name, Patient.medical_record_number)
         .join(Patient, Patient.id == ranked.c.patient_id)
         .where(ranked.c.rn <= per_session)
-        .order_by(ranked.c.schedule_id, ranked.c.queue_number)
+        .order_by(ranked.c.clinic_session_id, ranked.c.queue_number)
     ):
-        queues[r.schedule_id].next_patients.append(
+        queues[r.clinic_session_id].next_patients.append(
             QueuedPatient(r.id, r.queue_number, r.full_name, r.medical_record_number, AppointmentStatus(r.status).value)
         )
     return Queues(list(queues.values()), total)
@@ -336,7 +336,7 @@ class Alerts:
 
 
 def alerts(
-    session: Session, *, now: datetime, today: date, doctor_id: int | None = None, stock: bool = True
+    db: Session, *, now: datetime, today: date, doctor_id: int | None = None, stock: bool = True
 ) -> Alerts:
     """Count the dashboard's alerts.
 
@@ -358,19 +358,19 @@ def alerts(
         pending = pending.where(Appointment.doctor_id == doctor_id)
     result = Alerts(
         pending_cutoff=cutoff,
-        pending_overdue=_int(session.scalar(pending)),
-        prescriptions_waiting=_int(session.scalar(
+        pending_overdue=_int(db.scalar(pending)),
+        prescriptions_waiting=_int(db.scalar(
             select(func.count()).select_from(Prescription).where(prescriptions_waiting_condition())
         )),
     )
     if stock:
-        result.below_reorder = _int(session.scalar(
+        result.below_reorder = _int(db.scalar(
             select(func.count()).select_from(Medicine).where(below_reorder_condition(today))
         ))
-        result.expiring_soon = _int(session.scalar(
+        result.expiring_soon = _int(db.scalar(
             select(func.count()).select_from(StockBatch).where(expiring_condition(today))
         ))
-        result.expired_active = _int(session.scalar(
+        result.expired_active = _int(db.scalar(
             select(func.count()).select_from(StockBatch).where(expired_active_condition(today))
         ))
     return result
@@ -382,20 +382,20 @@ class Totals:
 
     Attributes:
         patients (int), doctors (int), departments (int), appointments (int),
-        schedules (int): row counts.
+        clinic_sessions (int): row counts.
     """
 
     patients: int
     doctors: int
     departments: int
     appointments: int
-    schedules: int
+    clinic_sessions: int
 
 
-def totals(session: Session) -> Totals:
+def totals(db: Session) -> Totals:
     """Count patients, doctors, departments, appointments and clinic sessions (one query)."""
-    models = (Patient, Doctor, Department, Appointment, Schedule)
-    row = session.execute(
+    models = (Patient, Doctor, Department, Appointment, ClinicSession)
+    row = db.execute(
         select(*(select(func.count()).select_from(m).scalar_subquery() for m in models))
     ).one()
     return Totals(*(int(n) for n in row))

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
+from portal.core import clock
 from models import (
     Medicine,
     MovementKind,
@@ -28,7 +29,6 @@ from models import (
     StaffUser,
     StockBatch,
 )
-from models._types import utcnow
 from portal.services import audit
 from portal.services._ledger import (
     MAX_RETRIES,
@@ -40,8 +40,8 @@ from portal.services._ledger import (
     take_from_batch,
     usable_batch_clauses,
 )
-from portal.services.actor import Actor
-from portal.services.errors import (
+from portal.core.actor import Actor
+from portal.core.errors import (
     ConcurrentChange,
     InsufficientStock,
     InvalidTransition,
@@ -50,6 +50,7 @@ from portal.services.errors import (
     ValidationFailed,
     WitnessRequired,
 )
+from portal.core.vocabulary import AuditAction, Entity
 
 __all__ = ["BatchTake", "DispenseResult", "DispensedItem", "cancel_prescription", "dispense"]
 
@@ -136,7 +137,7 @@ class DispenseResult:
 
 
 def dispense(
-    session: Session,
+    db: Session,
     *,
     prescription_id: int,
     actor: Actor,
@@ -165,7 +166,7 @@ def dispense(
 
     Args:
         session (Session): the caller's session, inside a transaction. On an error,
-            the caller must roll it back (``portal.db.transaction`` does): stock may
+            the caller must roll it back (``portal.core.db.transaction`` does): stock may
             already have been taken in it.
         prescription_id (int): the Prescription.
         actor (Actor): who dispenses; ``actor.user_id`` is stored on the movements.
@@ -194,8 +195,8 @@ def dispense(
         ConcurrentChange: the prescription or its lines changed under it.
     """
     today = hospital_today(today)
-    number, previous = _claim_for_dispensing(session, prescription_id)
-    lines = session.execute(
+    number, previous = _claim_for_dispensing(db, prescription_id)
+    lines = db.execute(
         select(
             PrescriptionItem.id, PrescriptionItem.medicine_id, PrescriptionItem.quantity,
             PrescriptionItem.quantity_dispensed, Medicine.name, Medicine.strength, Medicine.form,
@@ -211,13 +212,13 @@ def dispense(
     if not owed:
         raise ValidationFailed(f"Prescription {number} has nothing left to dispense.")
     controlled = sorted({_label(line) for line in owed if line.is_controlled})
-    _check_witness(session, actor=actor, witness_id=witness_id, controlled=controlled)
+    _check_witness(db, actor=actor, witness_id=witness_id, controlled=controlled)
 
     taken: list[tuple[Any, list[tuple[Take, str, date]]]] = []  # (line row, its takes)
     shortages: dict[int, list] = {}  # medicine id -> [name, units missing]
     for line in owed:
         need = line.quantity - line.quantity_dispensed
-        takes = _take_fefo(session, medicine_id=line.medicine_id, need=need, today=today)
+        takes = _take_fefo(db, medicine_id=line.medicine_id, need=need, today=today)
         got = sum(t.quantity for t, _, _ in takes)
         if got < need:
             shortage = shortages.setdefault(line.medicine_id, [_label(line), 0])
@@ -232,7 +233,7 @@ def dispense(
     for line, takes in taken:
         got = sum(t.quantity for t, _, _ in takes)
         if got:
-            won = session.execute(
+            won = db.execute(
                 update(PrescriptionItem)
                 .where(
                     PrescriptionItem.id == line.id,
@@ -250,7 +251,7 @@ def dispense(
         batch_takes = []
         for take, lot, expiry in takes:
             movement_id = add_movement(
-                session, batch_id=take.batch_id, medicine_id=line.medicine_id, kind=MovementKind.dispense,
+                db, batch_id=take.batch_id, medicine_id=line.medicine_id, kind=MovementKind.dispense,
                 quantity=-take.quantity, balance_after=take.balance_after, unit_cost=take.unit_cost,
                 actor=actor, note=number, prescription_item_id=line.id, witness_user_id=witness_id,
             )
@@ -268,8 +269,8 @@ def dispense(
     status = PrescriptionStatus.dispensed if complete else PrescriptionStatus.partially_dispensed
     values: dict = {"status": status}
     if complete:
-        values["dispensed_at"] = utcnow()
-    won = session.execute(
+        values["dispensed_at"] = clock.now()
+    won = db.execute(
         update(Prescription)
         .where(Prescription.id == prescription_id, Prescription.status == previous)
         .values(**values)
@@ -284,7 +285,7 @@ def dispense(
             lots = ", ".join(f"lot {t.lot_number} x{t.quantity}" for t in item.takes)
             parts.append(f"{item.dispensed_now} {item.unit} {item.medicine} ({lots})")
     audit.record(
-        session, actor=actor, action="dispense", entity="prescription", entity_id=prescription_id,
+        db, actor=actor, action=AuditAction.dispense, entity=Entity.prescription, entity_id=prescription_id,
         summary=f"Dispensed {number}: " + "; ".join(parts) + f" [{previous.value} -> {status.value}]",
         changes={
             "status": [previous, status],
@@ -309,7 +310,7 @@ def _label(line) -> str:
     return " ".join(p for p in (line.name, line.strength, line.form) if p)
 
 
-def _claim_for_dispensing(session: Session, prescription_id: int) -> tuple[str, PrescriptionStatus]:
+def _claim_for_dispensing(db: Session, prescription_id: int) -> tuple[str, PrescriptionStatus]:
     """Read the prescription's status and claim its row with a conditional no-op UPDATE.
 
     ``UPDATE prescription SET status = :s WHERE id = :id AND status = :s`` matches only
@@ -318,7 +319,7 @@ def _claim_for_dispensing(session: Session, prescription_id: int) -> tuple[str, 
     finds the status changed and re-reads it.
     """
     for _ in range(MAX_RETRIES):
-        row = session.execute(
+        row = db.execute(
             select(Prescription.number, Prescription.status).where(Prescription.id == prescription_id)
         ).one_or_none()
         if row is None:
@@ -329,7 +330,7 @@ def _claim_for_dispensing(session: Session, prescription_id: int) -> tuple[str, 
                 PrescriptionStatus.cancelled: "it was cancelled",
             }.get(row.status, "")
             raise InvalidTransition(f"Prescription {row.number}", row.status.value, "dispensed", why)
-        won = session.execute(
+        won = db.execute(
             update(Prescription)
             .where(Prescription.id == prescription_id, Prescription.status == row.status)
             .values(status=row.status)
@@ -340,7 +341,7 @@ def _claim_for_dispensing(session: Session, prescription_id: int) -> tuple[str, 
     raise ConcurrentChange()
 
 
-def _check_witness(session: Session, *, actor: Actor, witness_id: int | None, controlled: list[str]) -> None:
+def _check_witness(db: Session, *, actor: Actor, witness_id: int | None, controlled: list[str]) -> None:
     """Enforce the two-person rule for controlled medicines; validate any witness given."""
     if controlled and actor.user_id is None:
         raise PermissionDenied("Controlled medicines can only be dispensed by a signed-in staff member.")
@@ -354,16 +355,16 @@ def _check_witness(session: Session, *, actor: Actor, witness_id: int | None, co
         return
     if witness_id == actor.user_id:
         raise WitnessRequired("The witness must be a different staff member from the one dispensing.")
-    witness = session.execute(
+    witness = db.execute(
         select(StaffUser.is_active).where(StaffUser.id == witness_id)
     ).scalar_one_or_none()
     if not witness:
         raise WitnessRequired("The witness must be an active staff member.")
 
 
-def _take_fefo(session: Session, *, medicine_id: int, need: int, today: date) -> list[tuple[Take, str, date]]:
+def _take_fefo(db: Session, *, medicine_id: int, need: int, today: date) -> list[tuple[Take, str, date]]:
     """Take up to ``need`` units of a medicine from its usable batches, earliest expiry first."""
-    batches = session.execute(
+    batches = db.execute(
         select(StockBatch.id, StockBatch.lot_number, StockBatch.expiry_date, StockBatch.quantity_on_hand)
         .where(StockBatch.medicine_id == medicine_id, *usable_batch_clauses(today), StockBatch.quantity_on_hand > 0)
         .order_by(StockBatch.expiry_date, StockBatch.id)
@@ -372,14 +373,14 @@ def _take_fefo(session: Session, *, medicine_id: int, need: int, today: date) ->
     for batch in batches:
         if need == 0:
             break
-        take = take_from_batch(session, batch_id=batch.id, wanted=need, on_hand=batch.quantity_on_hand, today=today)
+        take = take_from_batch(db, batch_id=batch.id, wanted=need, on_hand=batch.quantity_on_hand, today=today)
         if take is not None:
             takes.append((take, batch.lot_number, batch.expiry_date))
             need -= take.quantity
     return takes
 
 
-def cancel_prescription(session: Session, *, prescription_id: int, actor: Actor, reason: str) -> Prescription:
+def cancel_prescription(db: Session, *, prescription_id: int, actor: Actor, reason: str) -> Prescription:
     """Cancel a prescription from which nothing has been dispensed.
 
     Only an ``issued`` prescription none of whose lines has any units dispensed can be
@@ -402,7 +403,7 @@ def cancel_prescription(session: Session, *, prescription_id: int, actor: Actor,
         InvalidTransition: it is not ``issued`` or something was dispensed from it.
     """
     reason = require_text(reason, "reason for cancelling")
-    number = session.execute(
+    number = db.execute(
         select(Prescription.number).where(Prescription.id == prescription_id)
     ).scalar_one_or_none()
     if number is None:
@@ -410,7 +411,7 @@ def cancel_prescription(session: Session, *, prescription_id: int, actor: Actor,
     something_dispensed = exists().where(
         PrescriptionItem.prescription_id == prescription_id, PrescriptionItem.quantity_dispensed > 0
     )
-    won = session.execute(
+    won = db.execute(
         update(Prescription)
         .where(
             Prescription.id == prescription_id,
@@ -421,14 +422,14 @@ def cancel_prescription(session: Session, *, prescription_id: int, actor: Actor,
         .execution_options(**NO_SYNC)
     ).rowcount
     if not won:
-        status = session.execute(
+        status = db.execute(
             select(Prescription.status).where(Prescription.id == prescription_id)
         ).scalar_one()
         why = "it was already cancelled" if status == PrescriptionStatus.cancelled else "medicines have already been dispensed from it"
         raise InvalidTransition(f"Prescription {number}", status.value, "cancelled", why)
     audit.record(
-        session, actor=actor, action="cancel", entity="prescription", entity_id=prescription_id,
+        db, actor=actor, action=AuditAction.cancel, entity=Entity.prescription, entity_id=prescription_id,
         summary=f"Cancelled prescription {number}: {reason}",
         changes={"status": [PrescriptionStatus.issued, PrescriptionStatus.cancelled], "reason": reason},
     )
-    return session.get(Prescription, prescription_id, populate_existing=True)
+    return db.get(Prescription, prescription_id, populate_existing=True)

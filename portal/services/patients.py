@@ -9,7 +9,7 @@ from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
 from models import MRN_FORMAT, Patient
-from portal.services.errors import ValidationFailed
+from portal.core.errors import ValidationFailed
 
 MAX_AGE_YEARS = 130
 _PHONE_STRIP = re.compile(r"[\s\-().]")
@@ -63,7 +63,7 @@ def _assign_mrn(_mapper, connection, target: Patient) -> None:
     target.medical_record_number = mrn
 
 
-def find_patient(session: Session, *, phone: str, birth_date: date, national_id: str | None) -> Patient | None:
+def find_patient(db: Session, *, phone: str, birth_date: date, national_id: str | None) -> Patient | None:
     """Find an existing patient by phone and birth date (and national ID when given).
 
     Args:
@@ -76,11 +76,11 @@ def find_patient(session: Session, *, phone: str, birth_date: date, national_id:
         Patient | None: the oldest matching registration, or None.
     """
     if national_id:
-        found = session.query(Patient).filter(Patient.national_id == national_id).one_or_none()
+        found = db.query(Patient).filter(Patient.national_id == national_id).one_or_none()
         if found is not None:
             return found if (found.phone == phone and found.birth_date == birth_date) else None
     return (
-        session.query(Patient)
+        db.query(Patient)
         .filter(Patient.phone == phone, Patient.birth_date == birth_date)
         .order_by(Patient.id)
         .first()

@@ -10,7 +10,7 @@ sentence on the form, never an error page. Definitions (the pages say the same):
 
 * *No-show rate*: no-shows / (completed + no-shows), the share of settled visits the
   patient missed. *Cancellation rate*: cancelled / all appointments.
-* *Capacity used*: places booked (``Schedule.booked_count``: active appointments, so
+* *Capacity used*: places booked (``ClinicSession.booked_count``: active appointments, so
   neither cancelled nor no-show) / capacity, over sessions that are not cancelled.
 * *Dispensed value*: dispensed quantity x the medicine's current ``unit_price``.
 * *Write-off value*: written-off quantity x the batch cost recorded on the movement.
@@ -36,8 +36,8 @@ from models import (
     MovementKind,
     Prescription,
     PrescriptionItem,
-    Schedule,
-    ScheduleStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     StockBatch,
     StockMovement,
 )
@@ -48,8 +48,8 @@ from portal.services._periods import (
     segments,
     utc_bounds,
 )
-from portal.services.errors import ValidationFailed
-from portal.settings import get_settings
+from portal.core.errors import ValidationFailed
+from portal.core.settings import get_settings
 
 __all__ = [
     "MAX_RANGE_DAYS", "DoctorLoad", "DoctorWorkload", "Grain", "InvalidFilters", "MedicineDispensed",
@@ -78,8 +78,8 @@ def doctor_name(title: str | None, name: str) -> str:
     return f"{title} {name}" if title else name
 
 
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
+def _dialect(db: Session) -> str:
+    return db.get_bind().dialect.name
 
 
 def _int(value) -> int:
@@ -139,7 +139,7 @@ def _parse_date(raw: str | None, name: str, label: str, errors: dict[str, str]) 
 
 
 def parse_filters(
-    session: Session,
+    db: Session,
     *,
     date_from: str | None = None,
     date_to: str | None = None,
@@ -190,7 +190,7 @@ def parse_filters(
             errors["department"] = f"\u201c{dep_text[:40]}\u201d is not a department."
         else:
             department_id = int(dep_text)
-            department_name = session.scalar(select(Department.name).where(Department.id == department_id))
+            department_name = db.scalar(select(Department.name).where(Department.id == department_id))
             if department_name is None:
                 errors["department"] = f"No department has the id {department_id}."
     grain_text = (grain or "").strip().lower()
@@ -206,9 +206,9 @@ def parse_filters(
     return ReportFilters(start, end, department_id, department_name, chosen)
 
 
-def department_choices(session: Session) -> list[tuple[int, str]]:
+def department_choices(db: Session) -> list[tuple[int, str]]:
     """Every department as ``(id, name)``, ordered by name, for filter menus."""
-    return [(r.id, r.name) for r in session.execute(select(Department.id, Department.name).order_by(Department.name))]
+    return [(r.id, r.name) for r in db.execute(select(Department.id, Department.name).order_by(Department.name))]
 
 
 # -- outpatient volume --------------------------------------------------------------------
@@ -268,7 +268,7 @@ class OutpatientVolume:
         return self.total.total == 0
 
 
-def outpatient_volume(session: Session, filters: ReportFilters, *, departments: bool = True) -> OutpatientVolume:
+def outpatient_volume(db: Session, filters: ReportFilters, *, departments: bool = True) -> OutpatientVolume:
     """Count appointments per period and status, and per department and status.
 
     Appointments are dated by their session date (hospital-local); every status,
@@ -291,7 +291,7 @@ def outpatient_volume(session: Session, filters: ReportFilters, *, departments: 
         where.append(Appointment.department_id == filters.department_id)
     periods = {p: StatusCounts(p) for p in period_labels(filters.start, filters.end, filters.grain)}
     total = StatusCounts("Total")
-    for day, status, n in session.execute(
+    for day, status, n in db.execute(
         select(Appointment.session_date, Appointment.status, func.count())
         .where(*where)
         .group_by(Appointment.session_date, Appointment.status)
@@ -301,9 +301,9 @@ def outpatient_volume(session: Session, filters: ReportFilters, *, departments: 
         total.counts[key] += int(n)
     if not departments:
         return OutpatientVolume(filters, list(periods.values()), [], total)
-    names = {r.id: r.name for r in session.execute(select(Department.id, Department.name))}
+    names = {r.id: r.name for r in db.execute(select(Department.id, Department.name))}
     departments: dict[int, StatusCounts] = {}
-    for dep_id, status, n in session.execute(
+    for dep_id, status, n in db.execute(
         select(Appointment.department_id, Appointment.status, func.count())
         .where(*where)
         .group_by(Appointment.department_id, Appointment.status)
@@ -361,7 +361,7 @@ class DoctorWorkload:
         return not self.rows
 
 
-def doctor_workload(session: Session, filters: ReportFilters) -> DoctorWorkload:
+def doctor_workload(db: Session, filters: ReportFilters) -> DoctorWorkload:
     """Sessions, capacity, booked places and completed visits per doctor.
 
     Sessions are dated by their (local) session date; cancelled sessions are left out.
@@ -374,17 +374,17 @@ def doctor_workload(session: Session, filters: ReportFilters) -> DoctorWorkload:
     Returns:
         DoctorWorkload: one row per doctor (one query over two GROUP BY subqueries).
     """
-    s_where = [Schedule.session_date >= filters.start, Schedule.session_date <= filters.end,
-               Schedule.status != ScheduleStatus.cancelled]
+    s_where = [ClinicSession.session_date >= filters.start, ClinicSession.session_date <= filters.end,
+               ClinicSession.status != ClinicSessionStatus.cancelled]
     a_where = [Appointment.session_date >= filters.start, Appointment.session_date <= filters.end,
                Appointment.status == AppointmentStatus.completed]
     if filters.department_id is not None:
-        s_where.append(Schedule.department_id == filters.department_id)
+        s_where.append(ClinicSession.department_id == filters.department_id)
         a_where.append(Appointment.department_id == filters.department_id)
     sched = (
-        select(Schedule.doctor_id.label("doctor_id"), func.count().label("sessions"),
-               func.sum(Schedule.capacity).label("capacity"), func.sum(Schedule.booked_count).label("booked"))
-        .where(*s_where).group_by(Schedule.doctor_id).subquery()
+        select(ClinicSession.doctor_id.label("doctor_id"), func.count().label("sessions"),
+               func.sum(ClinicSession.capacity).label("capacity"), func.sum(ClinicSession.booked_count).label("booked"))
+        .where(*s_where).group_by(ClinicSession.doctor_id).subquery()
     )
     done = (
         select(Appointment.doctor_id.label("doctor_id"), func.count().label("completed"))
@@ -394,7 +394,7 @@ def doctor_workload(session: Session, filters: ReportFilters) -> DoctorWorkload:
     rows = [
         DoctorLoad(r.id, doctor_name(r.title, r.full_name), _int(r.sessions), _int(r.capacity),
                    _int(r.booked), _int(r.completed))
-        for r in session.execute(
+        for r in db.execute(
             select(Doctor.id, Doctor.title, Doctor.full_name, sched.c.sessions, sched.c.capacity,
                    sched.c.booked, completed.label("completed"))
             .select_from(sched)
@@ -544,7 +544,7 @@ def _dispensed(columns: list, filters: ReportFilters, utc_from: datetime, utc_to
     )
 
 
-def dispensed_per_day(session: Session, filters: ReportFilters) -> list[PeriodAmount]:
+def dispensed_per_day(db: Session, filters: ReportFilters) -> list[PeriodAmount]:
     """Units dispensed and their value per hospital-local day.
 
     Args:
@@ -556,7 +556,7 @@ def dispensed_per_day(session: Session, filters: ReportFilters) -> list[PeriodAm
         (quantity x the medicine's current unit price).
     """
     tz = get_settings().tz
-    dialect = _dialect(session)
+    dialect = _dialect(db)
     qty = (-func.sum(StockMovement.quantity)).label("quantity")
     per_day = {p: PeriodAmount(p) for p in period_labels(filters.start, filters.end, Grain.day)}
     for seg in segments(filters.start, filters.end, tz):
@@ -566,7 +566,7 @@ def dispensed_per_day(session: Session, filters: ReportFilters) -> list[PeriodAm
             .group_by(literal_column("period"), StockMovement.medicine_id)
             .subquery()
         )
-        for period, q, v in session.execute(
+        for period, q, v in db.execute(
             select(groups.c.period, func.sum(groups.c.quantity), func.sum(groups.c.quantity * Medicine.unit_price))
             .join(Medicine, Medicine.id == groups.c.medicine_id)
             .group_by(groups.c.period)
@@ -576,7 +576,7 @@ def dispensed_per_day(session: Session, filters: ReportFilters) -> list[PeriodAm
     return list(per_day.values())
 
 
-def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) -> PharmacyReport:
+def pharmacy_report(db: Session, filters: ReportFilters, *, today: date) -> PharmacyReport:
     """Dispensed quantity and value (top medicines, per day), expiry write-offs per month
     and stock value on hand.
 
@@ -594,7 +594,7 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
         PharmacyReport: the figures.
     """
     tz = get_settings().tz
-    dialect = _dialect(session)
+    dialect = _dialect(db)
     utc_from, utc_to = utc_bounds(filters.start, filters.end, tz)
     qty = (-func.sum(StockMovement.quantity)).label("quantity")
     per_med = (
@@ -606,7 +606,7 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
     medicines = [
         MedicineDispensed(r.id, " ".join(p for p in (r.name, r.strength, r.form) if p), r.unit,
                           _int(r.quantity), _int(r.value))
-        for r in session.execute(
+        for r in db.execute(
             select(Medicine.id, Medicine.name, Medicine.strength, Medicine.form, Medicine.unit,
                    per_med.c.quantity, value)
             .join(per_med, per_med.c.medicine_id == Medicine.id)
@@ -619,7 +619,7 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
     wo_value = (-func.sum(StockMovement.quantity * StockMovement.unit_cost)).label("value")
     for seg in segments(filters.start, filters.end, tz):
         month = instant_label(dialect, StockMovement.created_at, Grain.month, seg).label("period")
-        for period, q, v in session.execute(
+        for period, q, v in db.execute(
             select(month, wo_qty, wo_value)
             .where(StockMovement.kind == MovementKind.expiry_write_off,
                    StockMovement.created_at >= seg.utc_start, StockMovement.created_at < seg.utc_end)
@@ -630,7 +630,7 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
 
     past = StockBatch.expiry_date <= today
     held = StockBatch.quantity_on_hand * StockBatch.unit_cost
-    stock = StockValue(*(_int(v) for v in session.execute(
+    stock = StockValue(*(_int(v) for v in db.execute(
         select(func.count(), func.sum(StockBatch.quantity_on_hand), func.sum(held),
                func.sum(case((past, 1), else_=0)),
                func.sum(case((past, StockBatch.quantity_on_hand), else_=0)),
@@ -640,5 +640,5 @@ def pharmacy_report(session: Session, filters: ReportFilters, *, today: date) ->
     return PharmacyReport(
         filters, medicines[:TOP_MEDICINES], len(medicines),
         sum(m.quantity for m in medicines), sum(m.value for m in medicines),
-        dispensed_per_day(session, filters), list(write_offs.values()), stock,
+        dispensed_per_day(db, filters), list(write_offs.values()), stock,
     )

@@ -2,7 +2,7 @@
 adjustments, the ledger check and the stock alerts.
 
 Every change is one function taking the caller's ``session`` (already inside a
-transaction: ``portal.db.transaction()`` or ``portal.db.run_in_transaction``). A
+transaction: ``portal.core.db.transaction()`` or ``portal.core.db.run_in_transaction``). A
 batch's quantity or status changes only through a conditional UPDATE whose rowcount
 says whether the change applied; each quantity change appends a StockMovement (the
 stock ledger) and each action an AuditEvent, in the same transaction. Hence, for every
@@ -36,8 +36,9 @@ from portal.services._ledger import (
     require_text,
     usable_batch_clauses,
 )
-from portal.services.actor import Actor
-from portal.services.errors import BatchNotUsable, ConcurrentChange, NotFound, ValidationFailed
+from portal.core.actor import Actor
+from portal.core.errors import BatchNotUsable, ConcurrentChange, NotFound, ValidationFailed
+from portal.core.vocabulary import AuditAction, Entity
 
 __all__ = [
     "LedgerProblem", "ReorderAlert", "adjust_stock", "batches_expiring_within",
@@ -55,7 +56,7 @@ RECEIVABLE = (BatchStatus.active, BatchStatus.depleted, BatchStatus.quarantined)
 
 
 def receive_stock(
-    session: Session,
+    db: Session,
     *,
     medicine_id: int,
     lot_number: str,
@@ -116,40 +117,40 @@ def receive_stock(
             f"today ({today.isoformat()}) can be received."
         )
     note = (note or "").strip() or None
-    medicine = session.get(Medicine, medicine_id, populate_existing=True)
+    medicine = db.get(Medicine, medicine_id, populate_existing=True)
     if medicine is None:
         raise NotFound(f"Medicine #{medicine_id} does not exist.")
     if not medicine.is_active:
         raise ValidationFailed(f"{medicine} is not an active stock item; reactivate it before receiving stock.")
     if supplier_id is not None:
-        supplier = session.get(Supplier, supplier_id, populate_existing=True)
+        supplier = db.get(Supplier, supplier_id, populate_existing=True)
         if supplier is None:
             raise NotFound(f"Supplier #{supplier_id} does not exist.")
         if not supplier.is_active:
             raise ValidationFailed(f"Supplier {supplier} is inactive; reactivate it before receiving from it.")
 
-    batch_id = _find_lot(session, medicine_id, lot)
+    batch_id = _find_lot(db, medicine_id, lot)
     created = False
     if batch_id is None:
         batch_id = _insert_batch(
-            session, medicine_id=medicine_id, lot=lot, expiry_date=expiry_date,
+            db, medicine_id=medicine_id, lot=lot, expiry_date=expiry_date,
             quantity=quantity, unit_cost=unit_cost, supplier_id=supplier_id,
         )
         created = batch_id is not None
         if not created:  # another delivery of the same lot committed first: add to its batch
-            batch_id = _find_lot(session, medicine_id, lot)
+            batch_id = _find_lot(db, medicine_id, lot)
             if batch_id is None:  # pragma: no cover - the unique constraint said it exists
                 raise ConcurrentChange()
     if created:
         receipt = _Receipt(old_on_hand=0, balance=quantity, old_status=None, old_cost=None, new_cost=unit_cost)
     else:
         receipt = _add_to_batch(
-            session, batch_id=batch_id, expiry_date=expiry_date, quantity=quantity, unit_cost=unit_cost,
+            db, batch_id=batch_id, expiry_date=expiry_date, quantity=quantity, unit_cost=unit_cost,
             supplier_id=supplier_id,
         )
 
     movement_id = add_movement(
-        session, batch_id=batch_id, medicine_id=medicine_id, kind=MovementKind.receipt,
+        db, batch_id=batch_id, medicine_id=medicine_id, kind=MovementKind.receipt,
         quantity=quantity, balance_after=receipt.balance, unit_cost=unit_cost, actor=actor, note=note,
     )
     changes = {
@@ -171,10 +172,10 @@ def receive_stock(
     if not created:
         summary += f", added to the batch in stock ({receipt.old_on_hand} -> {receipt.balance})"
     audit.record(
-        session, actor=actor, action="receive", entity="stock_batch", entity_id=batch_id,
+        db, actor=actor, action=AuditAction.receive, entity=Entity.stock_batch, entity_id=batch_id,
         summary=summary, changes=changes,
     )
-    return session.get(StockBatch, batch_id, populate_existing=True)
+    return db.get(StockBatch, batch_id, populate_existing=True)
 
 
 @dataclass(frozen=True)
@@ -186,17 +187,17 @@ class _Receipt:
     new_cost: int
 
 
-def _find_lot(session: Session, medicine_id: int, lot: str) -> int | None:
-    return session.execute(
+def _find_lot(db: Session, medicine_id: int, lot: str) -> int | None:
+    return db.execute(
         select(StockBatch.id).where(StockBatch.medicine_id == medicine_id, StockBatch.lot_number == lot)
     ).scalar_one_or_none()
 
 
-def _insert_batch(session: Session, *, medicine_id, lot, expiry_date, quantity, unit_cost, supplier_id) -> int | None:
+def _insert_batch(db: Session, *, medicine_id, lot, expiry_date, quantity, unit_cost, supplier_id) -> int | None:
     """Insert a new active batch in a savepoint; None if the lot was inserted concurrently."""
     try:
-        with session.begin_nested():
-            result = session.execute(
+        with db.begin_nested():
+            result = db.execute(
                 insert(StockBatch).values(
                     medicine_id=medicine_id, supplier_id=supplier_id, lot_number=lot,
                     expiry_date=expiry_date, quantity_received=quantity, quantity_on_hand=quantity,
@@ -209,11 +210,11 @@ def _insert_batch(session: Session, *, medicine_id, lot, expiry_date, quantity, 
 
 
 def _add_to_batch(
-    session: Session, *, batch_id: int, expiry_date: date, quantity: int, unit_cost: int, supplier_id: int | None
+    db: Session, *, batch_id: int, expiry_date: date, quantity: int, unit_cost: int, supplier_id: int | None
 ) -> _Receipt:
     """Add ``quantity`` to an existing batch with a conditional UPDATE on its expiry and status."""
     for _ in range(MAX_RETRIES):
-        batch = read_batch(session, batch_id)
+        batch = read_batch(db, batch_id)
         if batch.expiry_date != expiry_date:
             raise ValidationFailed(
                 f"Lot {batch.lot_number} of {batch.medicine} is already in stock with expiry date "
@@ -226,7 +227,7 @@ def _add_to_batch(
                 "stock of this lot cannot be received. Keep the delivery apart and contact the supplier."
             )
         new_status = BatchStatus.active if batch.status == BatchStatus.depleted else batch.status
-        won = session.execute(
+        won = db.execute(
             update(StockBatch)
             .where(
                 StockBatch.id == batch_id,
@@ -247,13 +248,13 @@ def _add_to_batch(
         raise ConcurrentChange()
     # The row is now ours until commit (MySQL row lock; SQLite's writer lock): the
     # balance read back and the cost written below cannot interleave with another change.
-    balance, old_cost = session.execute(
+    balance, old_cost = db.execute(
         select(StockBatch.quantity_on_hand, StockBatch.unit_cost).where(StockBatch.id == batch_id)
     ).one()
     old_on_hand = balance - quantity
     new_cost = _average_cost(old_cost, old_on_hand, unit_cost, quantity)
     if new_cost != old_cost:
-        won = session.execute(
+        won = db.execute(
             update(StockBatch)
             .where(StockBatch.id == batch_id, StockBatch.unit_cost == old_cost, StockBatch.quantity_on_hand == balance)
             .values(unit_cost=new_cost)
@@ -274,7 +275,7 @@ def _average_cost(cost_a: int, qty_a: int, cost_b: int, qty_b: int) -> int:
 
 
 def mark_batch_expired(
-    session: Session, *, batch_id: int, actor: Actor, today: date | None = None
+    db: Session, *, batch_id: int, actor: Actor, today: date | None = None
 ) -> StockBatch:
     """Write off what remains of a batch as expired, and set its status to ``expired``.
 
@@ -303,7 +304,7 @@ def mark_batch_expired(
     """
     today = hospital_today(today)
     for _ in range(MAX_RETRIES):
-        batch = read_batch(session, batch_id)
+        batch = read_batch(db, batch_id)
         if batch.status == BatchStatus.expired:
             raise BatchNotUsable(f"The {batch.label} is already expired and written off.")
         if batch.status == BatchStatus.depleted:
@@ -312,7 +313,7 @@ def mark_batch_expired(
             raise BatchNotUsable(
                 f"The {batch.label} is recalled: record its return or disposal as a stock adjustment."
             )
-        won = session.execute(
+        won = db.execute(
             update(StockBatch)
             .where(
                 StockBatch.id == batch_id,
@@ -331,11 +332,11 @@ def mark_batch_expired(
     movement_ids = []
     if batch.quantity_on_hand:
         movement_ids.append(add_movement(
-            session, batch_id=batch_id, medicine_id=batch.medicine_id, kind=MovementKind.expiry_write_off,
+            db, batch_id=batch_id, medicine_id=batch.medicine_id, kind=MovementKind.expiry_write_off,
             quantity=-batch.quantity_on_hand, balance_after=0, unit_cost=batch.unit_cost, actor=actor, note=note,
         ))
     audit.record(
-        session, actor=actor, action="expire", entity="stock_batch", entity_id=batch_id,
+        db, actor=actor, action=AuditAction.expire, entity=Entity.stock_batch, entity_id=batch_id,
         summary=f"Wrote off {batch.quantity_on_hand} units of the {batch.label} ({when} {batch.expiry_date.isoformat()})",
         changes={
             "status": [batch.status, BatchStatus.expired],
@@ -344,11 +345,11 @@ def mark_batch_expired(
             "movement_ids": movement_ids,
         },
     )
-    return session.get(StockBatch, batch_id, populate_existing=True)
+    return db.get(StockBatch, batch_id, populate_existing=True)
 
 
 def quarantine_batch(
-    session: Session, *, batch_id: int, actor: Actor, reason: str, recall: bool = False
+    db: Session, *, batch_id: int, actor: Actor, reason: str, recall: bool = False
 ) -> StockBatch:
     """Take a batch out of dispensing without writing it off: quarantine or recall.
 
@@ -380,7 +381,7 @@ def quarantine_batch(
     allowed = (BatchStatus.active, BatchStatus.quarantined) if recall else (BatchStatus.active,)
     verb = "recalled" if recall else "quarantined"
     for _ in range(MAX_RETRIES):
-        batch = read_batch(session, batch_id)
+        batch = read_batch(db, batch_id)
         if batch.status == target:
             raise BatchNotUsable(f"The {batch.label} is already {verb}.")
         if batch.status not in allowed:
@@ -389,21 +390,21 @@ def quarantine_batch(
                 + ("or quarantined " if recall else "")
                 + f"batch can be {verb}."
             )
-        won = _set_status(session, batch_id, expected=batch.status, new=target)
+        won = _set_status(db, batch_id, expected=batch.status, new=target)
         if won:
             break
     else:
         raise ConcurrentChange()
     audit.record(
-        session, actor=actor, action="recall" if recall else "quarantine", entity="stock_batch",
+        db, actor=actor, action=AuditAction.recall if recall else AuditAction.quarantine, entity=Entity.stock_batch,
         entity_id=batch_id, summary=f"{verb.capitalize()} the {batch.label}: {reason}",
         changes={"status": [batch.status, target], "reason": reason},
     )
-    return session.get(StockBatch, batch_id, populate_existing=True)
+    return db.get(StockBatch, batch_id, populate_existing=True)
 
 
 def release_batch(
-    session: Session, *, batch_id: int, actor: Actor, reason: str, today: date | None = None
+    db: Session, *, batch_id: int, actor: Actor, reason: str, today: date | None = None
 ) -> StockBatch:
     """Release a quarantined batch back to dispensing stock.
 
@@ -431,7 +432,7 @@ def release_batch(
     reason = require_text(reason, "reason")
     today = hospital_today(today)
     for _ in range(MAX_RETRIES):
-        batch = read_batch(session, batch_id)
+        batch = read_batch(db, batch_id)
         if batch.status != BatchStatus.quarantined:
             raise BatchNotUsable(
                 f"The {batch.label} is {batch.status.value}; only a quarantined batch can be released."
@@ -442,7 +443,7 @@ def release_batch(
                 "Write it off instead."
             )
         new = BatchStatus.active if batch.quantity_on_hand > 0 else BatchStatus.depleted
-        won = session.execute(
+        won = db.execute(
             update(StockBatch)
             .where(
                 StockBatch.id == batch_id,
@@ -458,16 +459,16 @@ def release_batch(
     else:
         raise ConcurrentChange()
     audit.record(
-        session, actor=actor, action="release", entity="stock_batch", entity_id=batch_id,
+        db, actor=actor, action=AuditAction.release, entity=Entity.stock_batch, entity_id=batch_id,
         summary=f"Released the {batch.label} from quarantine: {reason}",
         changes={"status": [BatchStatus.quarantined, new], "reason": reason},
     )
-    return session.get(StockBatch, batch_id, populate_existing=True)
+    return db.get(StockBatch, batch_id, populate_existing=True)
 
 
-def _set_status(session: Session, batch_id: int, *, expected: BatchStatus, new: BatchStatus) -> bool:
+def _set_status(db: Session, batch_id: int, *, expected: BatchStatus, new: BatchStatus) -> bool:
     return bool(
-        session.execute(
+        db.execute(
             update(StockBatch)
             .where(StockBatch.id == batch_id, StockBatch.status == expected)
             .values(status=new)
@@ -480,7 +481,7 @@ def _set_status(session: Session, batch_id: int, *, expected: BatchStatus, new: 
 
 
 def adjust_stock(
-    session: Session, *, batch_id: int, counted_quantity: int, reason: str, actor: Actor
+    db: Session, *, batch_id: int, counted_quantity: int, reason: str, actor: Actor
 ) -> StockMovement | None:
     """Correct a batch's quantity to what a stocktake counted.
 
@@ -510,11 +511,11 @@ def adjust_stock(
     require_count(counted_quantity, "counted quantity", minimum=0)
     reason = require_text(reason, "reason")
     for _ in range(MAX_RETRIES):
-        batch = read_batch(session, batch_id)
+        batch = read_batch(db, batch_id)
         difference = counted_quantity - batch.quantity_on_hand
         if difference == 0:
             audit.record(
-                session, actor=actor, action="stocktake", entity="stock_batch", entity_id=batch_id,
+                db, actor=actor, action=AuditAction.stocktake, entity=Entity.stock_batch, entity_id=batch_id,
                 summary=f"Counted {counted_quantity} units of the {batch.label}: matches stock ({reason})",
                 changes={"counted_quantity": counted_quantity, "reason": reason},
             )
@@ -524,7 +525,7 @@ def adjust_stock(
             new_status = BatchStatus.depleted
         elif batch.status == BatchStatus.depleted and counted_quantity > 0:
             new_status = BatchStatus.active
-        won = session.execute(
+        won = db.execute(
             update(StockBatch)
             .where(
                 StockBatch.id == batch_id,
@@ -539,7 +540,7 @@ def adjust_stock(
     else:
         raise ConcurrentChange()
     movement_id = add_movement(
-        session, batch_id=batch_id, medicine_id=batch.medicine_id, kind=MovementKind.adjustment,
+        db, batch_id=batch_id, medicine_id=batch.medicine_id, kind=MovementKind.adjustment,
         quantity=difference, balance_after=counted_quantity, unit_cost=batch.unit_cost, actor=actor,
         note=reason,
     )
@@ -552,12 +553,12 @@ def adjust_stock(
     if new_status != batch.status:
         changes["status"] = [batch.status, new_status]
     audit.record(
-        session, actor=actor, action="adjust", entity="stock_batch", entity_id=batch_id,
+        db, actor=actor, action=AuditAction.adjust, entity=Entity.stock_batch, entity_id=batch_id,
         summary=f"Stocktake of the {batch.label}: {batch.quantity_on_hand} -> {counted_quantity} "
         f"({difference:+d}): {reason}",
         changes=changes,
     )
-    return session.get(StockMovement, movement_id, populate_existing=True)
+    return db.get(StockMovement, movement_id, populate_existing=True)
 
 
 # ------------------------------------------------------------------------ ledger check
@@ -605,7 +606,7 @@ class LedgerProblem:
         return f"Batch #{self.batch_id} (lot {self.lot_number}): " + "; ".join(self.problems)
 
 
-def check_stock_ledger(session: Session) -> list[LedgerProblem]:
+def check_stock_ledger(db: Session) -> list[LedgerProblem]:
     """Check every batch against the stock ledger, in one aggregate query.
 
     For every StockBatch: ``quantity_on_hand`` must equal the SUM of its movements'
@@ -637,7 +638,7 @@ def check_stock_ledger(session: Session) -> list[LedgerProblem]:
     last = aliased(StockMovement)
     total = func.coalesce(per_batch.c.total, 0)
     foreign = func.coalesce(per_batch.c.foreign, 0)
-    rows = session.execute(
+    rows = db.execute(
         select(
             StockBatch.id, StockBatch.medicine_id, StockBatch.lot_number, StockBatch.quantity_on_hand,
             total.label("total"), per_batch.c.lowest, last.balance_after.label("last_balance"),
@@ -704,7 +705,7 @@ def _usable_per_medicine(today: date):
     )
 
 
-def medicines_below_reorder_level(session: Session, *, today: date | None = None) -> list[ReorderAlert]:
+def medicines_below_reorder_level(db: Session, *, today: date | None = None) -> list[ReorderAlert]:
     """Active medicines whose usable stock is strictly below their reorder level.
 
     Usable stock counts only active batches whose expiry date is after today (what
@@ -722,7 +723,7 @@ def medicines_below_reorder_level(session: Session, *, today: date | None = None
     today = hospital_today(today)
     usable = _usable_per_medicine(today).subquery()
     quantity = func.coalesce(usable.c.quantity, 0)
-    rows = session.execute(
+    rows = db.execute(
         select(Medicine, quantity.label("usable"))
         .outerjoin(usable, usable.c.medicine_id == Medicine.id)
         .where(Medicine.is_active.is_(True), Medicine.reorder_level > 0, quantity < Medicine.reorder_level)
@@ -731,7 +732,7 @@ def medicines_below_reorder_level(session: Session, *, today: date | None = None
     return [ReorderAlert(medicine=row[0], usable_quantity=int(row[1])) for row in rows]
 
 
-def batches_expiring_within(session: Session, *, days: int, today: date | None = None) -> list[StockBatch]:
+def batches_expiring_within(db: Session, *, days: int, today: date | None = None) -> list[StockBatch]:
     """Active batches that expire soon: expiry date in (today, today + days].
 
     For the near-expiry list (use first, move to another ward, or ask the supplier to
@@ -751,7 +752,7 @@ def batches_expiring_within(session: Session, *, days: int, today: date | None =
     require_count(days, "number of days", minimum=0)
     today = hospital_today(today)
     return list(
-        session.scalars(
+        db.scalars(
             select(StockBatch)
             .options(selectinload(StockBatch.medicine))
             .where(
@@ -764,7 +765,7 @@ def batches_expiring_within(session: Session, *, days: int, today: date | None =
     )
 
 
-def expired_active_batches(session: Session, *, today: date | None = None) -> list[StockBatch]:
+def expired_active_batches(db: Session, *, today: date | None = None) -> list[StockBatch]:
     """Batches still ``active`` although their expiry date is today or earlier.
 
     Dispensing already skips them; they should be written off with
@@ -779,7 +780,7 @@ def expired_active_batches(session: Session, *, today: date | None = None) -> li
     """
     today = hospital_today(today)
     return list(
-        session.scalars(
+        db.scalars(
             select(StockBatch)
             .options(selectinload(StockBatch.medicine))
             .where(StockBatch.status == BatchStatus.active, StockBatch.expiry_date <= today)
@@ -789,7 +790,7 @@ def expired_active_batches(session: Session, *, today: date | None = None) -> li
 
 
 def usable_stock_by_medicine(
-    session: Session, medicine_ids: list[int] | None = None, today: date | None = None
+    db: Session, medicine_ids: list[int] | None = None, today: date | None = None
 ) -> dict[int, tuple[int, date | None]]:
     """Usable quantity and next expiry date per medicine (for the medicine list).
 
@@ -815,7 +816,7 @@ def usable_stock_by_medicine(
     stmt = _usable_per_medicine(today)
     if medicine_ids is not None:
         stmt = stmt.where(StockBatch.medicine_id.in_(medicine_ids))
-    found = {row.medicine_id: (int(row.quantity), row.next_expiry) for row in session.execute(stmt)}
+    found = {row.medicine_id: (int(row.quantity), row.next_expiry) for row in db.execute(stmt)}
     if medicine_ids is None:
         return found
     return {mid: found.get(mid, (0, None)) for mid in medicine_ids}

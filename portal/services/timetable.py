@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from models import Department, Doctor, DoctorDepartment, Schedule, ScheduleStatus
+from models import Department, Doctor, DoctorDepartment, ClinicSession, ClinicSessionStatus
 from portal.services.appointments import session_end
-from portal.settings import get_settings
+from portal.core.settings import get_settings
 
 #: How many days ahead (today included) the pages offer sessions.
 HORIZON_DAYS = 14
@@ -47,15 +47,15 @@ def horizon(now: datetime | None = None, days: int = HORIZON_DAYS) -> tuple[date
     return today, today + timedelta(days=days - 1)
 
 
-def session_state(schedule: Schedule, now: datetime | None = None) -> SessionState:
-    """The state a patient sees for ``schedule`` at ``now`` (aware; default: the current time)."""
-    if schedule.status is ScheduleStatus.cancelled:
+def session_state(clinic_session: ClinicSession, now: datetime | None = None) -> SessionState:
+    """The state a patient sees for ``clinic_session`` at ``now`` (aware; default: the current time)."""
+    if clinic_session.status is ClinicSessionStatus.cancelled:
         return SessionState.cancelled
-    if session_end(schedule) <= local_now(now):
+    if session_end(clinic_session) <= local_now(now):
         return SessionState.ended
-    if schedule.status is ScheduleStatus.closed:
+    if clinic_session.status is ClinicSessionStatus.closed:
         return SessionState.closed
-    if schedule.booked_count >= schedule.capacity:
+    if clinic_session.booked_count >= clinic_session.capacity:
         return SessionState.full
     return SessionState.bookable
 
@@ -67,13 +67,13 @@ def next_local_midnight(now: datetime | None = None) -> datetime:
 
 
 def _bookable(now: datetime):
-    """SQL condition: the schedule is open, has a place left and has not ended at ``now``."""
+    """SQL condition: the clinic session is open, has a place left and has not ended at ``now``."""
     at = local_now(now)
     return and_(
-        Schedule.status == ScheduleStatus.open,
-        Schedule.booked_count < Schedule.capacity,
-        or_(Schedule.session_date > at.date(),
-            and_(Schedule.session_date == at.date(), Schedule.end_time > at.time().replace(tzinfo=None))),
+        ClinicSession.status == ClinicSessionStatus.open,
+        ClinicSession.booked_count < ClinicSession.capacity,
+        or_(ClinicSession.session_date > at.date(),
+            and_(ClinicSession.session_date == at.date(), ClinicSession.end_time > at.time().replace(tzinfo=None))),
     )
 
 
@@ -92,7 +92,7 @@ class DepartmentListing:
 
 
 def department_listing(
-    session: Session, *, query: str = "", also_names: tuple[str, ...] = (), now: datetime | None = None,
+    db: Session, *, query: str = "", also_names: tuple[str, ...] = (), now: datetime | None = None,
 ) -> DepartmentListing:
     """Active departments, each with how many bookable sessions it has in the horizon.
 
@@ -113,11 +113,11 @@ def department_listing(
     now = now or datetime.now(UTC)
     first, last = horizon(now)
     counts = (
-        select(Schedule.department_id.label("department_id"), func.count(Schedule.id).label("open_sessions"),
-               func.min(case((Schedule.session_date == first, Schedule.end_time))).label("first_end_today"))
-        .join(Doctor, Doctor.id == Schedule.doctor_id)
-        .where(Doctor.is_active, Schedule.session_date.between(first, last), _bookable(now))
-        .group_by(Schedule.department_id)
+        select(ClinicSession.department_id.label("department_id"), func.count(ClinicSession.id).label("open_sessions"),
+               func.min(case((ClinicSession.session_date == first, ClinicSession.end_time))).label("first_end_today"))
+        .join(Doctor, Doctor.id == ClinicSession.doctor_id)
+        .where(Doctor.is_active, ClinicSession.session_date.between(first, last), _bookable(now))
+        .group_by(ClinicSession.department_id)
         .subquery()
     )
     stmt = (
@@ -133,7 +133,7 @@ def department_listing(
         if also_names:
             wanted.append(Department.name.in_(also_names))
         stmt = stmt.where(or_(*wanted))
-    rows = session.execute(stmt).all()
+    rows = db.execute(stmt).all()
     valid_until = next_local_midnight(now)
     for _dept, _n, end in rows:
         if end is not None:
@@ -152,7 +152,7 @@ def _as_time(value) -> time:
 
 
 def departments_with_open_sessions(
-    session: Session, *, query: str = "", also_names: tuple[str, ...] = (), now: datetime | None = None,
+    db: Session, *, query: str = "", also_names: tuple[str, ...] = (), now: datetime | None = None,
 ) -> list[tuple[Department, int]]:
     """Active departments, each with how many bookable sessions it has in the horizon.
 
@@ -162,7 +162,7 @@ def departments_with_open_sessions(
         list[tuple[Department, int]]: (department, bookable sessions in the next 14 days),
         by name.
     """
-    return department_listing(session, query=query, also_names=also_names, now=now).rows
+    return department_listing(db, query=query, also_names=also_names, now=now).rows
 
 
 @dataclass(frozen=True)
@@ -170,17 +170,17 @@ class SessionSlot:
     """One clinic session as a patient sees it.
 
     Attributes:
-        schedule (Schedule): the session (date, times, fee in fen, places).
+        clinic_session (ClinicSession): the session (date, times, fee in fen, places).
         state (SessionState): bookable, full, closed, cancelled or ended.
     """
 
-    schedule: Schedule
+    clinic_session: ClinicSession
     state: SessionState
 
     @property
     def places_left(self) -> int:
         """Free places (int, >= 0)."""
-        return self.schedule.places_left
+        return self.clinic_session.places_left
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ class DepartmentTimetable:
     valid_until: datetime | None = None
 
 
-def department_timetable(session: Session, code: str, *, now: datetime | None = None, page: int = 1,
+def department_timetable(db: Session, code: str, *, now: datetime | None = None, page: int = 1,
                          per_page: int = DOCTORS_PER_PAGE) -> DepartmentTimetable | None:
     """The active department with ``code`` and one page of its doctors' sessions in the horizon.
 
@@ -244,7 +244,7 @@ def department_timetable(session: Session, code: str, *, now: datetime | None = 
     """
     now = now or datetime.now(UTC)
     code = (code or "").strip().upper()[:16]
-    department = session.scalars(
+    department = db.scalars(
         select(Department).where(func.upper(Department.code) == code, Department.is_active)
     ).first()
     if department is None or page < 1:
@@ -254,28 +254,28 @@ def department_timetable(session: Session, code: str, *, now: datetime | None = 
         .join(DoctorDepartment, DoctorDepartment.doctor_id == Doctor.id)
         .where(DoctorDepartment.department_id == department.id, Doctor.is_active)
     )
-    total = session.scalar(select(func.count()).select_from(of_department.subquery()))
+    total = db.scalar(select(func.count()).select_from(of_department.subquery()))
     pages = max(1, -(-total // per_page))
     if page > pages:
         return None
-    doctors = session.scalars(
+    doctors = db.scalars(
         of_department.order_by(Doctor.full_name, Doctor.id).limit(per_page).offset((page - 1) * per_page)
     ).all()
     first, last = horizon(now)
     valid_until = next_local_midnight(now)
     by_doctor: dict[int, list[SessionSlot]] = {d.id: [] for d in doctors}
     if doctors:
-        schedules = session.scalars(
-            select(Schedule)
-            .where(Schedule.department_id == department.id, Schedule.doctor_id.in_(list(by_doctor)),
-                   Schedule.session_date.between(first, last))
-            .order_by(Schedule.session_date, Schedule.start_time, Schedule.id)
+        clinic_sessions = db.scalars(
+            select(ClinicSession)
+            .where(ClinicSession.department_id == department.id, ClinicSession.doctor_id.in_(list(by_doctor)),
+                   ClinicSession.session_date.between(first, last))
+            .order_by(ClinicSession.session_date, ClinicSession.start_time, ClinicSession.id)
         ).all()
-        for schedule in schedules:
-            state = session_state(schedule, now)
+        for clinic_session in clinic_sessions:
+            state = session_state(clinic_session, now)
             if state not in (SessionState.ended, SessionState.cancelled):
-                valid_until = min(valid_until, session_end(schedule))
-            by_doctor[schedule.doctor_id].append(SessionSlot(schedule, state))
+                valid_until = min(valid_until, session_end(clinic_session))
+            by_doctor[clinic_session.doctor_id].append(SessionSlot(clinic_session, state))
     return DepartmentTimetable(
         department, [DoctorTimetable(d, by_doctor[d.id]) for d in doctors], first, last, page=page, pages=pages,
         doctor_count=total, first_doctor=(page - 1) * per_page + 1 if doctors else 0, valid_until=valid_until)
@@ -286,43 +286,43 @@ class BookableSession:
     """A session with its doctor and department, for the booking form and confirmations.
 
     Attributes:
-        schedule (Schedule): the session.
+        clinic_session (ClinicSession): the session.
         doctor (Doctor): its doctor.
         department (Department): its department.
         state (SessionState): its state now.
     """
 
-    schedule: Schedule
+    clinic_session: ClinicSession
     doctor: Doctor
     department: Department
     state: SessionState
 
 
-def session_with_context(session: Session, schedule_id: int, *, now: datetime | None = None) -> BookableSession | None:
+def session_with_context(db: Session, clinic_session_id: int, *, now: datetime | None = None) -> BookableSession | None:
     """A session with its doctor and department, or None when it does not exist.
 
     Args:
         session (Session): open transaction.
-        schedule_id (int): the session.
+        clinic_session_id (int): the session.
         now (datetime | None): the current time (aware), for tests.
 
     Returns:
         BookableSession | None: the session and its state, None if unknown.
     """
-    row = session.execute(
-        select(Schedule, Doctor, Department)
-        .join(Doctor, Doctor.id == Schedule.doctor_id)
-        .join(Department, Department.id == Schedule.department_id)
-        .where(Schedule.id == schedule_id)
+    row = db.execute(
+        select(ClinicSession, Doctor, Department)
+        .join(Doctor, Doctor.id == ClinicSession.doctor_id)
+        .join(Department, Department.id == ClinicSession.department_id)
+        .where(ClinicSession.id == clinic_session_id)
     ).first()
     if row is None:
         return None
-    schedule, doctor, department = row
-    return BookableSession(schedule, doctor, department, session_state(schedule, now))
+    clinic_session, doctor, department = row
+    return BookableSession(clinic_session, doctor, department, session_state(clinic_session, now))
 
 
 def alternatives(
-    session: Session, schedule: Schedule, *, now: datetime | None = None, limit: int = 5,
+    db: Session, clinic_session: ClinicSession, *, now: datetime | None = None, limit: int = 5,
 ) -> tuple[list[BookableSession], list[BookableSession]]:
     """The nearest other bookable sessions, for a patient whose session is full or closed.
 
@@ -332,7 +332,7 @@ def alternatives(
 
     Args:
         session (Session): open transaction.
-        schedule (Schedule): the session that could not be booked.
+        clinic_session (ClinicSession): the session that could not be booked.
         now (datetime | None): the current time (aware), for tests.
         limit (int): at most this many of each kind.
 
@@ -343,16 +343,16 @@ def alternatives(
     """
     now = now or datetime.now(UTC)
     base = (
-        select(Schedule, Doctor, Department)
-        .join(Doctor, Doctor.id == Schedule.doctor_id)
-        .join(Department, Department.id == Schedule.department_id)
-        .where(Schedule.department_id == schedule.department_id, Schedule.id != schedule.id,
-               Schedule.session_date <= horizon(now)[1], Doctor.is_active, _bookable(now))
-        .order_by(Schedule.session_date, Schedule.start_time, Schedule.id)
+        select(ClinicSession, Doctor, Department)
+        .join(Doctor, Doctor.id == ClinicSession.doctor_id)
+        .join(Department, Department.id == ClinicSession.department_id)
+        .where(ClinicSession.department_id == clinic_session.department_id, ClinicSession.id != clinic_session.id,
+               ClinicSession.session_date <= horizon(now)[1], Doctor.is_active, _bookable(now))
+        .order_by(ClinicSession.session_date, ClinicSession.start_time, ClinicSession.id)
         .limit(limit)
     )
-    same = session.execute(base.where(Schedule.doctor_id == schedule.doctor_id)).all()
-    others = session.execute(base.where(Schedule.doctor_id != schedule.doctor_id)).all()
+    same = db.execute(base.where(ClinicSession.doctor_id == clinic_session.doctor_id)).all()
+    others = db.execute(base.where(ClinicSession.doctor_id != clinic_session.doctor_id)).all()
 
     def wrap(rows) -> list[BookableSession]:
         return [BookableSession(s, d, dep, SessionState.bookable) for s, d, dep in rows]

@@ -1,1 +1,0 @@
-"""Security primitives: password hashing, signed tokens, security headers."""
