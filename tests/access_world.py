@@ -21,6 +21,7 @@ import itsdangerous
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from portal.core import clock
 import models
 from models import (
     Appointment,
@@ -39,7 +40,6 @@ from portal.core.db import transaction
 from portal.core.settings import get_settings
 from tests.factories import (
     _save,
-    local_today,
     make_department,
     make_doctor,
     make_icd10,
@@ -117,7 +117,7 @@ def build_world(engine: Engine) -> World:
     w.medicine_id, w.supplier_id = medicine.id, supplier.id
     batch = _save(engine, StockBatch(
         medicine_id=medicine.id, supplier_id=supplier.id, lot_number="LOT-1",
-        expiry_date=local_today() + timedelta(days=365), quantity_received=100, quantity_on_hand=100,
+        expiry_date=clock.today() + timedelta(days=365), quantity_received=100, quantity_on_hand=100,
         status=BatchStatus.active,
     ))
     movement = _save(engine, StockMovement(
@@ -125,7 +125,7 @@ def build_world(engine: Engine) -> World:
     ))
     rows = {}
     for who, doc in (("own", doctor), ("other", other)):
-        clinic_session = make_clinic_session(engine, doctor=doc, department=department, day=local_today())
+        clinic_session = make_clinic_session(engine, doctor=doc, department=department, day=clock.today())
         patient = make_patient(engine, full_name=f"Patient {who.title()}")
         appointment = make_appointment(engine, clinic_session=clinic_session, patient=patient)
         encounter = make_encounter(engine, appointment=appointment, complaint=f"Complaint {who}")
@@ -155,7 +155,7 @@ def make_disposable(engine: Engine, identity: str, w: World) -> str | None:
     """A fresh row of ``identity`` that nothing refers to (so it can be deleted), within
     the first doctor's scope; None for entities the admin never deletes."""
     n = next(_seq)
-    today = local_today()
+    today = clock.today()
     if identity == "department":
         return str(make_department(engine).id)
     if identity == "doctor":
@@ -208,4 +208,4 @@ def session_cookie(data: dict) -> str:
 
 def today() -> date:
     """Today in the hospital's zone."""
-    return local_today()
+    return clock.today()

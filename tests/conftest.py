@@ -13,11 +13,19 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("PORTAL_TIMEZONE", "Asia/Shanghai")
 os.environ.pop("DATABASE_URL", None)
+
+#: Where the hospital clock stands when the run begins: a Monday morning, hospital time,
+#: far from midnight, so no test depends on the wall clock. Servers that tests start in
+#: other processes inherit ``PORTAL_CLOCK_OFFSET_SECONDS`` and run on the same clock.
+TEST_START = datetime(2026, 6, 15, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+os.environ["PORTAL_CLOCK_OFFSET_SECONDS"] = str((TEST_START - datetime.now(UTC)).total_seconds())
 
 import pytest  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
@@ -25,7 +33,7 @@ from sqlalchemy.engine import Engine, make_url  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import models  # noqa: E402
-from portal.core import schema  # noqa: E402
+from portal.core import clock, schema  # noqa: E402
 from portal.core.db import build_engine  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -54,6 +62,16 @@ def _mysql_server_url() -> str | None:
 def backend_name() -> str:
     """``mysql`` when the run targets MySQL/MariaDB, else ``sqlite``."""
     return "mysql" if _mysql_server_url() else "sqlite"
+
+
+@pytest.fixture(autouse=True)
+def hospital_clock() -> Iterator:
+    """The hospital clock (``portal.core.clock``) for one test: running from where the run's
+    clock stands (``TEST_START`` plus the time the run has taken); a test may ``freeze``,
+    ``travel`` or ``advance`` it, and it is put back afterwards."""
+    clock.reset()
+    yield clock
+    clock.reset()
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from portal.core import clock
 from models import (
     ACTIVE_STATUSES,
     Appointment,
@@ -56,11 +57,6 @@ def fast_hash(password: str) -> str:
     if password not in _hashes:
         _hashes[password] = _FAST_HASHER.hash(password)
     return _hashes[password]
-
-
-def local_today() -> date:
-    """Today in the hospital's time zone."""
-    return datetime.now(get_settings().tz).date()
 
 
 def _save(engine: Engine, obj):
@@ -109,7 +105,7 @@ def make_clinic_session(
     doctor = doctor or make_doctor(engine, department=department)
     return _save(engine, ClinicSession(
         doctor_id=doctor.id, department_id=department.id,
-        session_date=day or local_today() + timedelta(days=1), start_time=start, end_time=end,
+        session_date=day or clock.today() + timedelta(days=1), start_time=start, end_time=end,
         capacity=capacity, status=status, slot_minutes=kw.pop("slot_minutes", 10),
         fee=kw.pop("fee", 2000), **kw,
     ))
@@ -215,7 +211,7 @@ def make_appointment(
         doctor_id=clinic_session.doctor_id, department_id=clinic_session.department_id,
         session_date=clinic_session.session_date, queue_number=queue, status=status,
         active_marker=1 if active else None,
-        booked_at=booked_at or datetime.now(UTC) - timedelta(hours=2), **kw,
+        booked_at=booked_at or clock.now() - timedelta(hours=2), **kw,
     ))
 
 
@@ -242,13 +238,13 @@ def make_batch(
     from portal.services.stock import receive_stock
 
     n = next(_seq)
-    expiry = expiry or local_today() + timedelta(days=365)
+    expiry = expiry or clock.today() + timedelta(days=365)
     with transaction(engine) as db:
         batch = receive_stock(
             db, medicine_id=medicine.id, lot_number=lot_number or f"LOT{n:05d}", expiry_date=expiry,
             quantity=quantity, unit_cost=unit_cost, supplier_id=supplier.id if supplier else None,
             actor=Actor(username="factory"), note=note,
-            today=min(local_today(), expiry - timedelta(days=1)),
+            today=min(clock.today(), expiry - timedelta(days=1)),
         )
         if status != BatchStatus.active:
             db.execute(update(StockBatch).where(StockBatch.id == batch.id).values(status=status))
@@ -317,7 +313,7 @@ def make_received_batch(
     received_at = received_at or datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
     batch = _save(engine, StockBatch(
         medicine_id=medicine.id, lot_number=kw.pop("lot_number", f"LOT{n}"),
-        expiry_date=expiry or local_today() + timedelta(days=365), received_at=received_at,
+        expiry_date=expiry or clock.today() + timedelta(days=365), received_at=received_at,
         quantity_received=quantity, quantity_on_hand=quantity, unit_cost=unit_cost, status=status, **kw,
     ))
     _save(engine, StockMovement(

@@ -10,13 +10,13 @@ and ``admin`` (a client logged in as the administrator) are shared by
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from sqladmin import Admin, ModelView
 from sqlalchemy import create_engine, func, select, update
 from starlette.routing import Mount
 
+from portal.core import clock
 from models import Appointment, ClinicSession
 from portal.core.db import transaction
 from tests.access_world import World, build_world, session_cookie
@@ -84,7 +84,7 @@ def admin(client, world):
     The test fails at the end if the fuzz logged the session out, since the examples
     after that would have tested only the login redirect.
     """
-    now = int(time.time())
+    now = clock.epoch_seconds()
     client.cookies.set("portal_staff", session_cookie({"uid": world.staff["admin"], "epoch": 0, "iat": now,
                                                        "seen": now}))
     assert client.get("/admin/").status_code == 200

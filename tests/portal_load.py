@@ -28,13 +28,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time as dtime, timedelta
+from datetime import date, time as dtime, timedelta
 from html.parser import HTMLParser
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from portal.core import clock
 from models import (
     Department,
     Doctor,
@@ -110,7 +111,7 @@ def build_world(engine: Engine, *, sessions: int, capacity: int, prescriptions: 
         from portal.ops.seed.demo import seed_demo
 
         seed_demo(engine, demo_password=PASSWORD)
-    today = datetime.now(get_settings().tz).date()
+    today = clock.today()
     change_audit.install()
     token = current_actor.set(SETUP)
     try:
@@ -568,7 +569,7 @@ class Load:
         if page.status_code != 200:
             return
         data = form_fields(page.text)
-        today = datetime.now(UTC).date()
+        today = clock.today()
         data.update(medicine_id=str(rng.choice(self.world.medicine_ids)), lot_number=f"D{rng.randrange(10**9)}",
                     expiry_date=(today + timedelta(days=rng.randrange(60, 700))).isoformat(),
                     quantity=str(rng.randrange(20, 200)), unit_cost="0.30", supplier_id=str(self.world.supplier_id),

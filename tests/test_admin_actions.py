@@ -11,6 +11,7 @@ from datetime import time, timedelta
 import itsdangerous
 from sqlalchemy import func, select, update
 
+from portal.core import clock
 from models import (
     Appointment,
     AppointmentStatus,
@@ -31,7 +32,6 @@ from portal.core.actor import Actor
 from tests.factories import (
     PASSWORD,
     assert_ledger_consistent,
-    local_today,
     login,
     make_batch,
     make_medicine,
@@ -107,7 +107,7 @@ def audit_rows(engine, action=None):
 
 
 def todays_clinic_session(engine, **kw):
-    return make_clinic_session(engine, day=local_today(), start=time(0, 0), end=time(23, 59), **kw)
+    return make_clinic_session(engine, day=clock.today(), start=time(0, 0), end=time(23, 59), **kw)
 
 
 def move(engine, fn, appointment_id, **kw):
@@ -466,7 +466,7 @@ def test_booking_pickers_search_sessions_and_patients(client, engine):
     sessions = client.get("/admin/appointment/book/lookup", params={"name": "clinic_session_id", "term": "tomorrow"}).json()
     assert [r["id"] for r in sessions["results"]] == [str(s.id)]
     assert "10 of 10 places left" in sessions["results"][0]["text"]
-    make_clinic_session(engine, day=local_today(), start=time(0, 0), end=time(0, 1))  # already ended
+    make_clinic_session(engine, day=clock.today(), start=time(0, 0), end=time(0, 1))  # already ended
     running = todays_clinic_session(engine)
     today = client.get("/admin/appointment/book/lookup", params={"name": "clinic_session_id", "term": "today"}).json()
     assert [r["id"] for r in today["results"]] == [str(running.id)]  # not the ended one
@@ -568,7 +568,7 @@ def test_cancel_prescription_needs_a_reason(client, engine):
 def test_mark_expired_writes_the_batch_off(client, engine):
     user = staff_login(client, engine, role=Role.pharmacist)
     med = make_medicine(engine, name="Ceftriaxone")
-    batch = make_batch(engine, medicine=med, quantity=12, unit_cost=250, expiry=local_today() - timedelta(days=3))
+    batch = make_batch(engine, medicine=med, quantity=12, unit_cost=250, expiry=clock.today() - timedelta(days=3))
     page, _ = open_action(client, "stock_batch", "expire", [batch.id])
     assert "Write off 1 stock batch as expired" in page.text and "12 tablet will be written off" in page.text
     assert "expired on" in page.text
@@ -607,7 +607,7 @@ def test_receive_stock_form(client, engine):
     page = client.get("/admin/stock_batch/receive")
     assert page.status_code == 200 and "Sinopharm" in page.text
     token = token_from(page.text)
-    expiry = (local_today() + timedelta(days=400)).isoformat()
+    expiry = (clock.today() + timedelta(days=400)).isoformat()
     response = client.post("/admin/stock_batch/receive", data={
         "csrf_token": token, "medicine_id": med.id, "lot_number": "SAL-77", "expiry_date": expiry,
         "quantity": "40", "unit_cost": "12.50", "supplier_id": str(supplier.id), "note": "DN 1234",
@@ -639,7 +639,7 @@ def test_receive_stock_form_errors_keep_the_input_and_write_nothing(client, engi
     assert "Enter the date as YYYY-MM-DD" in response.text
     assert 'value="31/01/2099"' in response.text and "Salbutamol" in response.text
     # the service's refusal: already expired stock, shown at the expiry date
-    past = (local_today() - timedelta(days=1)).isoformat()
+    past = (clock.today() - timedelta(days=1)).isoformat()
     response = client.post("/admin/stock_batch/receive", data={**base, "expiry_date": past})
     assert response.status_code == 400 and "only stock that expires after" in response.text
     assert 'value="LOT-TYPED"' in response.text
@@ -704,7 +704,7 @@ def test_medicine_list_stock_columns_in_one_query_and_filters(client, engine):
     soon = make_medicine(engine, name="Bbb soon", reorder_level=10)
     fine = make_medicine(engine, name="Ccc fine", reorder_level=10)
     make_batch(engine, medicine=low, quantity=30)
-    make_batch(engine, medicine=soon, quantity=50, expiry=local_today() + timedelta(days=10))
+    make_batch(engine, medicine=soon, quantity=50, expiry=clock.today() + timedelta(days=10))
     make_batch(engine, medicine=fine, quantity=500)
     for _ in range(3):
         make_medicine(engine)

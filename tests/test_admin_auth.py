@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from base64 import b64encode
 
 import pytest
@@ -12,6 +11,7 @@ from itsdangerous import TimestampSigner
 from sqlalchemy import func, select
 from starlette.routing import Mount
 
+from portal.core import clock
 from models import AuditEvent, Department, Role, StaffUser
 from portal.core.db import transaction
 from portal.core.settings import get_settings
@@ -205,7 +205,7 @@ def test_deactivating_an_account_ends_its_open_session(engine, app, client):
 @pytest.mark.parametrize("age_field, seconds", [("seen", 31 * 60), ("iat", 13 * 3600)])
 def test_idle_and_overlong_sessions_end(engine, client, age_field, seconds):
     user = make_staff(engine, username="alice")
-    now = int(time.time())
+    now = clock.epoch_seconds()
     data = {"uid": user.id, "epoch": user.login_epoch, "iat": now, "seen": now}
     client.cookies.set(COOKIE, _forge_session(data))
     assert client.get("/admin/patient/list").status_code == 200
@@ -217,7 +217,7 @@ def test_idle_and_overlong_sessions_end(engine, client, age_field, seconds):
 
 def test_a_cookie_signed_with_another_key_is_ignored(engine, client):
     user = make_staff(engine, username="alice")
-    now = int(time.time())
+    now = clock.epoch_seconds()
     payload = b64encode(json.dumps({"uid": user.id, "epoch": 0, "iat": now, "seen": now}).encode())
     client.cookies.set(COOKIE, TimestampSigner("some-other-key").sign(payload).decode())
     assert client.get("/admin/patient/list").status_code == 302

@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from portal.core import clock
 import models
 from models import (
     Appointment,
@@ -51,7 +52,6 @@ from portal.core.db import transaction
 from portal.core.settings import get_settings
 from tests.admin_html import alerts, detail_fields, field_errors, row_texts
 from tests.factories import (
-    local_today,
     login,
     make_appointment,
     make_batch,
@@ -73,7 +73,7 @@ from views import ALL_VIEWS, permissions
 #: The entity screens (sqladmin ModelViews); ALL_VIEWS also holds the reports and pages.
 MODEL_VIEWS = [view for view in ALL_VIEWS if getattr(view, "model", None) is not None]
 
-TODAY = local_today()
+TODAY = clock.today()
 
 
 def _local(day: date, at: time) -> datetime:
@@ -1059,7 +1059,7 @@ def test_database_refusals_become_sentences_on_this_backend(engine, h):
 
     clinic_session = dict(doctor_id=h.chen.id, department_id=h.derm.id, session_date=TODAY + timedelta(days=20),
                     start_time=time(8), end_time=time(12), slot_minutes=10, booked_count=0,
-                    last_queue_number=0, fee=0, status="open", created_at=datetime.now(UTC))
+                    last_queue_number=0, fee=0, status="open", created_at=clock.now())
     clinic_session_view, department_view, icd_view = ClinicSessionView(), DepartmentView(), Icd10CodeView()
     cases = [
         (clinic_session_view, insert(ClinicSession).values(**clinic_session, capacity=0), "Capacity must be at least 1."),

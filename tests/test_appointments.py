@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
+from portal.core import clock
 from models import Appointment, AppointmentStatus, AuditEvent, BookingChannel, ClinicSession, ClinicSessionStatus
 from portal.core.db import transaction
 from portal.services import appointments as svc
@@ -20,7 +21,7 @@ from portal.core.errors import (
     ValidationFailed,
 )
 from portal.core.settings import get_settings
-from tests.factories import local_today, make_patient, make_clinic_session
+from tests.factories import make_patient, make_clinic_session
 
 CLERK = Actor(username="clerk", user_id=None, role="receptionist", ip="10.0.0.9")
 S = AppointmentStatus
@@ -74,13 +75,13 @@ def test_closed_cancelled_and_past_sessions_are_not_bookable(engine):
         s = make_clinic_session(engine, status=status)
         with pytest.raises(ClinicSessionNotBookable):
             book(engine, s, make_patient(engine))
-    past = make_clinic_session(engine, day=local_today() - timedelta(days=1))
+    past = make_clinic_session(engine, day=clock.today() - timedelta(days=1))
     with pytest.raises(ClinicSessionNotBookable, match="ended"):
         book(engine, past, make_patient(engine))
-    today = make_clinic_session(engine, day=local_today(), start=time(8, 0), end=time(12, 0))
+    today = make_clinic_session(engine, day=clock.today(), start=time(8, 0), end=time(12, 0))
     with pytest.raises(ClinicSessionNotBookable, match="ended"):
-        book(engine, today, make_patient(engine), now=local(local_today(), 12, 30))
-    ok = book(engine, today, make_patient(engine), now=local(local_today(), 9, 0))
+        book(engine, today, make_patient(engine), now=local(clock.today(), 12, 30))
+    ok = book(engine, today, make_patient(engine), now=local(clock.today(), 9, 0))
     assert ok.appointment.queue_number == 1
 
 
@@ -152,7 +153,7 @@ def test_front_desk_overbooking_needs_override_and_reason(engine):
 
 
 def test_happy_path_transitions_and_timestamps(engine):
-    s = make_clinic_session(engine, day=local_today(), start=time(0, 0), end=time(23, 59))
+    s = make_clinic_session(engine, day=clock.today(), start=time(0, 0), end=time(23, 59))
     a = book(engine, s, make_patient(engine)).appointment
     a = run(engine, svc.confirm, a.id)
     assert a.status is S.confirmed and a.confirmed_at is not None
@@ -182,7 +183,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("steps, attempt, message", REFUSED)
 def test_refused_transitions_name_current_and_requested(engine, steps, attempt, message):
-    s = make_clinic_session(engine, day=local_today(), start=time(0, 0), end=time(23, 59))
+    s = make_clinic_session(engine, day=clock.today(), start=time(0, 0), end=time(23, 59))
     a = book(engine, s, make_patient(engine)).appointment
     for step in steps:
         if step == "cancel":
@@ -198,14 +199,14 @@ def test_refused_transitions_name_current_and_requested(engine, steps, attempt, 
 
 
 def test_check_in_only_on_the_session_date(engine):
-    s = make_clinic_session(engine, day=local_today() + timedelta(days=2))
+    s = make_clinic_session(engine, day=clock.today() + timedelta(days=2))
     a = book(engine, s, make_patient(engine)).appointment
     with pytest.raises(InvalidTransition, match="only on the day"):
         run(engine, svc.check_in, a.id)
 
 
 def test_no_show_only_after_the_session_ended(engine):
-    s = make_clinic_session(engine, day=local_today() + timedelta(days=1), start=time(8, 0), end=time(12, 0))
+    s = make_clinic_session(engine, day=clock.today() + timedelta(days=1), start=time(8, 0), end=time(12, 0))
     a = book(engine, s, make_patient(engine)).appointment
     run(engine, svc.confirm, a.id)
     with pytest.raises(InvalidTransition, match="session ends at 12:00"):
@@ -217,7 +218,7 @@ def test_no_show_only_after_the_session_ended(engine):
 
 
 def test_patient_may_cancel_only_before_the_session_starts(engine):
-    s = make_clinic_session(engine, day=local_today() + timedelta(days=1), start=time(8, 0))
+    s = make_clinic_session(engine, day=clock.today() + timedelta(days=1), start=time(8, 0))
     a = book(engine, s, make_patient(engine)).appointment
     with pytest.raises(InvalidTransition, match="already started"):
         run(engine, svc.cancel, a.id, reason="late", by_patient=True, now=local(s.session_date, 8, 5))
@@ -244,7 +245,7 @@ def test_close_reopen_and_cancel_a_session(engine):
 
 
 def test_a_session_with_patients_seen_cannot_be_cancelled(engine):
-    s = make_clinic_session(engine, day=local_today(), start=time(0, 0), end=time(23, 59))
+    s = make_clinic_session(engine, day=clock.today(), start=time(0, 0), end=time(23, 59))
     a = book(engine, s, make_patient(engine)).appointment
     run(engine, svc.check_in, a.id)
     with pytest.raises(InvalidTransition, match="already been seen"):
@@ -256,4 +257,4 @@ def test_utc_storage_of_timestamps(engine):
     s = make_clinic_session(engine)
     a = book(engine, s, make_patient(engine)).appointment
     assert a.booked_at.tzinfo is not None
-    assert abs(a.booked_at - datetime.now(UTC)) < timedelta(minutes=1)
+    assert abs(a.booked_at - clock.now()) < timedelta(minutes=1)

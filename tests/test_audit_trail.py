@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from models import AuditEvent, Department, StaffUser
 from portal.core.db import transaction
 from portal.services import appointments as booking
 from portal.core.actor import Actor
 from tests.access_world import build_world, fingerprint, today
-from tests.factories import PASSWORD, login, make_department, make_patient, make_clinic_session, make_staff
+from tests.factories import login, make_department, make_patient, make_clinic_session, make_staff
 
 
 def _events(engine, **where) -> list[AuditEvent]:

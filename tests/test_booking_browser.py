@@ -13,12 +13,13 @@ import socket
 import threading
 import time as _time
 from collections.abc import Iterator
-from datetime import date, time, timedelta
+from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.factories import PASSWORD, local_today, make_department, make_doctor, make_clinic_session, make_staff
+from portal.core import clock
+from tests.factories import PASSWORD, make_department, make_doctor, make_clinic_session, make_staff
 
 pytestmark = pytest.mark.browser
 
@@ -89,7 +90,7 @@ def hospital(engine):
     make_department(engine, code="DERM", name="Dermatology", location="Building C, 1st floor")
     doctor = make_doctor(engine, department=cardiology, full_name="王芳", title="Chief Physician",
                          specialty="Cardiology")
-    tomorrow = local_today() + timedelta(days=1)
+    tomorrow = clock.today() + timedelta(days=1)
     make_clinic_session(engine, doctor=doctor, department=cardiology, day=tomorrow, capacity=12, fee=5000, slot_minutes=12)
     make_clinic_session(engine, doctor=doctor, department=cardiology, day=tomorrow, start=time(13, 30), end=time(17, 0),
                   capacity=2, booked_count=2, fee=5000)

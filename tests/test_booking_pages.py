@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.testclient import TestClient
 
+from portal.core import clock
 from models import Appointment, AppointmentStatus, AuditEvent, Patient, ClinicSession, ClinicSessionStatus, ThrottleBucket
 from portal.patient_pages import routes
 from portal.core.db import transaction
@@ -19,7 +20,6 @@ from portal.core.actor import Actor
 from portal.core.errors import Busy
 from portal.core.settings import get_settings
 from tests.factories import (
-    local_today,
     login,
     make_department,
     make_doctor,
@@ -112,7 +112,7 @@ def clinic(engine):
 
 
 def test_home_lists_active_departments_with_their_free_sessions(client, engine):
-    today = local_today()
+    today = clock.today()
     card = make_department(engine, code="CARD", name="Cardiology", location="Building B")
     doctor = make_doctor(engine, department=card)
     make_clinic_session(engine, doctor=doctor, department=card, day=today + timedelta(days=1))
@@ -171,8 +171,8 @@ def test_search_by_name_code_and_chinese_name(client, engine):
     assert 'value="zzz"' in nothing.text
 
 
-def test_department_page_shows_doctors_and_every_session_state(app, client, engine):
-    today = local_today()
+def test_department_page_shows_doctors_and_every_session_state(hospital_clock, app, client, engine):
+    today = clock.today()
     dept = make_department(engine, code="CARD", name="Cardiology", location="Building B, 3rd floor")
     doctor = make_doctor(engine, department=dept, full_name="Wang Fang", title="Chief Physician",
                          specialty="Interventional cardiology")
@@ -187,7 +187,7 @@ def test_department_page_shows_doctors_and_every_session_state(app, client, engi
     cancelled = make_clinic_session(engine, doctor=doctor, department=dept, day=today + timedelta(days=3),
                               status=ClinicSessionStatus.cancelled)
     ended = make_clinic_session(engine, doctor=doctor, department=dept, day=today, start=time(8, 0), end=time(12, 0))
-    app.state.clock = lambda: local(today, 12, 30).astimezone(UTC)
+    hospital_clock.freeze(local(today, 12, 30))
 
     page = client.get("/departments/CARD")
     assert page.status_code == 200
@@ -363,8 +363,8 @@ def test_birth_dates_in_common_formats(client):
 def test_last_place_then_full_session_shows_alternatives(client, engine, clinic):
     dept, doctor, morning, afternoon = clinic
     other_doctor = make_doctor(engine, department=dept, full_name="Zhou Min")
-    elsewhere = make_clinic_session(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=2))
-    too_far = make_clinic_session(engine, doctor=other_doctor, department=dept, day=local_today() + timedelta(days=14))
+    elsewhere = make_clinic_session(engine, doctor=other_doctor, department=dept, day=clock.today() + timedelta(days=2))
+    too_far = make_clinic_session(engine, doctor=other_doctor, department=dept, day=clock.today() + timedelta(days=14))
     with transaction(engine) as db:
         db.execute(update(ClinicSession).where(ClinicSession.id == morning.id).values(capacity=1))
     tokens = open_form(client, morning.id)  # the form is opened while one place is left...
@@ -397,7 +397,7 @@ def test_last_place_then_full_session_shows_alternatives(client, engine, clinic)
     assert full_page.status_code == 409 and "This session is full" in full_page.text
 
 
-def test_closed_cancelled_and_ended_sessions_are_not_bookable(app, client, engine, clinic):
+def test_closed_cancelled_and_ended_sessions_are_not_bookable(hospital_clock, app, client, engine, clinic):
     dept, doctor, morning, afternoon = clinic
     tokens = open_form(client, morning.id)
     with transaction(engine) as db:
@@ -406,7 +406,7 @@ def test_closed_cancelled_and_ended_sessions_are_not_bookable(app, client, engin
     assert response.status_code == 409 and "This session is closed for booking" in response.text
     assert count(engine, Appointment) == 0 and count(engine, Patient) == 0
 
-    app.state.clock = lambda: local(afternoon.session_date, 17, 30).astimezone(UTC)
+    hospital_clock.freeze(local(afternoon.session_date, 17, 30))
     page = client.get(f"/book/{afternoon.id}")
     assert page.status_code == 409 and "This session has ended" in page.text
 
@@ -534,12 +534,12 @@ def test_cancel_without_reason_records_a_default(client, engine, clinic):
     assert only_appointment(engine).cancel_reason == "Cancelled by the patient online"
 
 
-def test_cancel_after_the_session_started_is_refused(app, client, engine, clinic):
+def test_cancel_after_the_session_started_is_refused(hospital_clock, app, client, engine, clinic):
     _, _, morning, _ = clinic
     location, _ = book_and_follow(client, morning.id)
     manage = location.replace("/booked/", "/booking/")
     tokens = hidden(client.get(manage).text)
-    app.state.clock = lambda: local(morning.session_date, 8, 30).astimezone(UTC)
+    hospital_clock.freeze(local(morning.session_date, 8, 30))
     response = client.post(f"{manage}/cancel", data=tokens)
     assert response.status_code == 409
     assert "can no longer be cancelled online" in response.text and "front desk" in response.text

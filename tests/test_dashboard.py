@@ -1,8 +1,7 @@
 """The dashboard: every figure of a known day checked by hand, each figure's link leads to
 a list holding exactly that many rows, and the page is shaped by the user's role.
 
-"Now" is fixed at 10:00 hospital time today (``portal.services.reports.local_now`` is
-patched), so "running now" and "older than a day" are exact. The data set (``day``):
+"Now" is frozen at 10:00 hospital time today (the ``hospital_clock`` fixture), so "running now" and "older than a day" are exact. The data set (``day``):
 
 Department Cardiology; doctors D1 (with a doctor login) and D2. Sessions today:
   T1 D1 08:00-12:00 (running): completed, checked in, confirmed, pending, cancelled, no-show, confirmed
@@ -28,13 +27,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from portal.core import clock
 from models import AppointmentStatus as S
 from models import BatchStatus, PrescriptionStatus, Role, ClinicSessionStatus
 from portal.core.db import transaction
-from portal.services import dashboard, reports
-from portal.core.settings import get_settings
+from portal.services import dashboard
 from tests.factories import (
-    local_today,
     login,
     make_appointment,
     make_received_batch,
@@ -49,15 +47,15 @@ from tests.factories import (
 
 
 @pytest.fixture
-def now(monkeypatch) -> datetime:
-    fixed = datetime.combine(local_today(), time(10, 0), tzinfo=get_settings().tz)
-    monkeypatch.setattr(reports, "local_now", lambda: fixed)
+def now(hospital_clock) -> datetime:
+    fixed = hospital_clock.at(hospital_clock.today(), time(10, 0))
+    hospital_clock.freeze(fixed)
     return fixed
 
 
 @pytest.fixture
 def day(engine, now):
-    today = local_today()
+    today = clock.today()
     dept = make_department(engine, code="CARD", name="Cardiology")
     d1 = make_doctor(engine, full_name="Dora One", title="Chief Physician", department=dept)
     d2 = make_doctor(engine, full_name="Dan Two", title=None, department=dept)

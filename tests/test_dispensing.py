@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from portal.core import clock
 from models import (
     AuditEvent,
     BatchStatus,
@@ -33,14 +34,13 @@ from portal.core.errors import (
 from tests.factories import (
     actor_for,
     assert_ledger_consistent,
-    local_today,
     make_batch,
     make_medicine,
     make_prescription,
     make_staff,
 )
 
-TODAY = local_today()
+TODAY = clock.today()
 
 
 @pytest.fixture(autouse=True)

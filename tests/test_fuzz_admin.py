@@ -33,10 +33,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import delete, update
 
+from portal.core import clock
 from models import StaffUser, ThrottleBucket
 from portal.core.db import transaction
 from tests.access_world import World
-from tests.factories import PASSWORD, local_today
+from tests.factories import PASSWORD
 from tests.fuzz_targets import (  # noqa: F401 - admin and world are fixtures
     AJAX,
     CREATABLE,
@@ -85,7 +86,7 @@ CREATE_BASELINES = {
     "supplier": {"name": "Fuzz supplies"},
     "medicine": {"name": "fuzzamol"},
     "doctor": {"phone": "+8613911112222"},
-    "clinic_session": {"session_date": (local_today() + timedelta(days=40)).isoformat()},
+    "clinic_session": {"session_date": (clock.today() + timedelta(days=40)).isoformat()},
     "encounter": {"appointment": ""},
 }
 
@@ -101,7 +102,7 @@ def test_create_form_never_fails_on_bad_input(admin, engine, world, identity):
     send = Exchanger(admin, engine)
 
     @fuzz(15)
-    @given(data=form_data(form, baseline=baseline, all_ids=all_ids(world), today=local_today()))
+    @given(data=form_data(form, baseline=baseline, all_ids=all_ids(world), today=clock.today()))
     def run(data):
         send("POST", url, data=data, may_write=True, what=f"create {identity}")
 
@@ -117,7 +118,7 @@ def test_edit_form_never_fails_on_bad_input(admin, engine, world, identity):
         send("POST", url, data=data, may_write=True, what=f"edit {identity}, edge value in {name}")
 
     @fuzz(15)
-    @given(data=form_data(form, all_ids=all_ids(world), today=local_today()))
+    @given(data=form_data(form, all_ids=all_ids(world), today=clock.today()))
     def run(data):
         send("POST", url, data=data, may_write=True, what=f"edit {identity}")
 
@@ -180,7 +181,7 @@ def test_row_action_never_fails_on_bad_input(admin, engine, world, identity, slu
         send("POST", url, data=data, may_write=True, what=f"action {identity}/{slug}, edge value in {name}")
 
     @fuzz(12)
-    @given(data=form_data(form, keep=("csrf_token",), baseline=REASON, all_ids=ids, today=local_today()),
+    @given(data=form_data(form, keep=("csrf_token",), baseline=REASON, all_ids=ids, today=clock.today()),
            get_pks=pk_lists(ids), post=st.booleans())
     def run(data, get_pks, post):
         if post:
@@ -198,7 +199,7 @@ def page_baseline(world: World) -> dict[str, str]:
     return {
         "clinic_session_id": world.sample["clinic_session"], "patient_id": world.foreign["patient"], "channel": "phone",
         "medicine_id": str(world.medicine_id), "lot_number": "L-2027-01",
-        "expiry_date": local_today().replace(year=local_today().year + 1).isoformat(), "quantity": "12",
+        "expiry_date": clock.today().replace(year=clock.today().year + 1).isoformat(), "quantity": "12",
         "unit_cost": "0.35", "supplier_id": str(world.supplier_id), "counted_quantity": "95",
         "reason": "Monthly stocktake",
     }
@@ -215,7 +216,7 @@ def test_custom_page_form_never_fails_on_bad_input(admin, engine, world, identit
 
     @fuzz(20)
     @given(data=form_data(form, keep=("csrf_token",), baseline=baseline, all_ids=all_ids(world),
-                          today=local_today()),
+                          today=clock.today()),
            query=st.fixed_dictionaries({}, optional={"clinic_session_id": url_junk}),
            pk=st.one_of(url_junk, st.sampled_from(all_ids(world))))
     def run(data, query, pk):

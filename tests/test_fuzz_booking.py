@@ -23,13 +23,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
+from portal.core import clock
 from models import ThrottleBucket
 from portal.patient_pages.routes import view_link
 from portal.core.db import transaction
 from portal.services import appointments
 from portal.core.actor import Actor
 from tests.factories import (
-    local_today,
     make_department,
     make_doctor,
     make_patient,
@@ -52,7 +52,7 @@ def clinic(engine):
     dept = make_department(engine, code="CARD", name="Cardiology")
     doctor = make_doctor(engine, department=dept, full_name="Wang Fang")
     tomorrow = make_clinic_session(engine, doctor=doctor, department=dept, capacity=3)
-    make_clinic_session(engine, doctor=doctor, department=dept, day=local_today() - timedelta(days=1))
+    make_clinic_session(engine, doctor=doctor, department=dept, day=clock.today() - timedelta(days=1))
     patient = make_patient(engine, full_name="Zhang Wei", phone="+8613900001111", national_id=VALID_ID)
     with transaction(engine) as db:  # through the service: a real reference
         appointment = appointments.book(db, clinic_session_id=tomorrow.id, patient_id=patient.id,
@@ -120,7 +120,7 @@ def test_booking_form_never_fails_on_bad_input(client, engine, clinic):
         assert response.status_code in (303, 400, 409, 422), response.status_code
 
     @fuzz(30)
-    @given(data=form_data(form, keep=("csrf_token", "submission"), baseline=baseline, today=local_today()),
+    @given(data=form_data(form, keep=("csrf_token", "submission"), baseline=baseline, today=clock.today()),
            step=st.one_of(st.none(), st.just("review"), junk))
     def run(data, step):
         _reset_rate_limits(engine)

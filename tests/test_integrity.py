@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.engine import Engine
 
+from portal.core import clock
 from models import (
     Appointment,
     AuditEvent,
@@ -36,7 +37,6 @@ from portal.services import appointments, booking, dispensing, stock
 from portal.core.actor import Actor
 from tests.factories import (
     actor_for,
-    local_today,
     make_audited_patient,
     make_batch,
     make_medicine,
@@ -77,8 +77,8 @@ def _hospital(engine: Engine) -> Hospital:
 
     medicine = make_medicine(engine)
     first = make_batch(engine, medicine=medicine, quantity=100, lot_number="A1",
-                       expiry=local_today() + timedelta(days=100))
-    make_batch(engine, medicine=medicine, quantity=50, lot_number="A2", expiry=local_today() + timedelta(days=200))
+                       expiry=clock.today() + timedelta(days=100))
+    make_batch(engine, medicine=medicine, quantity=50, lot_number="A2", expiry=clock.today() + timedelta(days=200))
     whole = make_prescription(engine, patient=patient, items=[(medicine, 120)])
     partial = make_prescription(engine, patient=patient, items=[(medicine, 60)])
     run_in_transaction(dispensing.dispense, engine=engine, prescription_id=whole.id, actor=pharmacist)
@@ -87,7 +87,7 @@ def _hospital(engine: Engine) -> Hospital:
                        expiry_date=first.expiry_date, quantity=40, unit_cost=30, actor=pharmacist)
     run_in_transaction(stock.adjust_stock, engine=engine, batch_id=first.id, counted_quantity=38,
                        reason="2 broken", actor=pharmacist)
-    old = make_batch(engine, medicine=make_medicine(engine), quantity=10, expiry=local_today() + timedelta(days=3))
+    old = make_batch(engine, medicine=make_medicine(engine), quantity=10, expiry=clock.today() + timedelta(days=3))
     run_in_transaction(stock.mark_batch_expired, engine=engine, batch_id=old.id, actor=pharmacist)
     return Hospital(
         clinic_session_id=clinic_session.id, confirmed_id=confirmed.id, cancelled_id=online.id,

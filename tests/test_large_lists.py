@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import random
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert, select
 
+from portal.core import clock
 from models import Appointment, AppointmentStatus, Role
 from portal.core.db import transaction
 from portal.services.references import new_reference
@@ -32,7 +33,7 @@ class Hospital:
                           for doc, dep in zip(self.doctors, self.departments, strict=True)]
         patients = [make_patient(engine) for _ in range(18)]
         rng = random.Random(7)
-        rows, now = [], datetime.now(UTC)
+        rows, now = [], clock.now()
         for i in range(36):
             s = self.clinic_sessions[i % 2]
             status = STATUSES[i % 3]

@@ -13,12 +13,13 @@ import importlib
 import re
 import threading
 import time as clock
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from jinja2 import UndefinedError
 from sqlalchemy import delete, event, select, text, update
 
+from portal.core import clock
 from models import Appointment, CatalogVersion, Department, Doctor, DoctorDepartment, ClinicSession, ClinicSessionStatus
 from portal.patient_pages.page_cache import VersionWatch
 from portal.patient_pages.routes import Page
@@ -27,7 +28,7 @@ from portal.services import appointments
 from portal.core.actor import Actor
 from portal.services.timetable import DOCTORS_PER_PAGE
 from portal.core.settings import get_settings
-from tests.factories import local_today, make_department, make_doctor, make_patient, make_clinic_session
+from tests.factories import make_department, make_doctor, make_patient, make_clinic_session
 
 MIGRATION = importlib.import_module("migrations.versions.20261121_0003_catalog_version")
 #: The catalog triggers at head: revision 0003's, those on the clinic session table renamed by 0005.
@@ -202,20 +203,20 @@ def test_pages_read_while_a_session_fills_never_show_it_bookable_after_the_fill(
     assert any(offered for started, offered in seen if started < committed_at[0])
 
 
-def test_a_page_changes_by_itself_when_a_session_ends_or_the_day_changes(app, client, engine, clinic):
+def test_a_page_changes_by_itself_when_a_session_ends_or_the_day_changes(hospital_clock, app, client, engine, clinic):
     dept, _, doctor, _ = clinic
-    today = local_today()
+    today = clock.today()
     tz = get_settings().tz
     later_today = make_clinic_session(engine, doctor=doctor, department=dept, day=today, start=time(14, 0),
                                 end=time(17, 0))
-    app.state.clock = lambda: datetime.combine(today, time(16, 59), tzinfo=tz).astimezone(UTC)
+    hospital_clock.freeze(datetime.combine(today, time(16, 59), tzinfo=tz))
     assert book_link(later_today) in client.get("/departments/CARD").text
     assert "2 sessions with free places" in client.get("/").text
-    app.state.clock = lambda: datetime.combine(today, time(17, 0), tzinfo=tz).astimezone(UTC)
+    hospital_clock.freeze(datetime.combine(today, time(17, 0), tzinfo=tz))
     page = client.get("/departments/CARD").text
     assert book_link(later_today) not in page and "Ended" in page
     assert "1 session with free places" in client.get("/").text
-    app.state.clock = lambda: datetime.combine(today + timedelta(days=1), time(0, 0), tzinfo=tz).astimezone(UTC)
+    hospital_clock.freeze(datetime.combine(today + timedelta(days=1), time(0, 0), tzinfo=tz))
     page = client.get("/departments/CARD").text
     assert book_link(later_today) not in page and "Ended" not in page  # yesterday is off the timetable
 

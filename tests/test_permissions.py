@@ -15,11 +15,9 @@ from sqladmin import BaseView, ModelView
 from sqladmin.exceptions import ImproperlyConfigured
 from starlette.routing import Mount
 
-import models
 import views
 from models import Role
 from views import permissions
-from views.authorization import check_configuration
 from tests.access_world import build_world, fingerprint, make_disposable, row_exists
 from tests.factories import login
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from portal.core import clock
 from models import (
     AuditEvent,
     BatchStatus,
@@ -32,7 +33,6 @@ from portal.core.errors import InsufficientStock, InvalidTransition
 from tests.factories import (
     actor_for,
     assert_ledger_consistent,
-    local_today,
     make_batch,
     make_doctor,
     make_medicine,
@@ -41,7 +41,7 @@ from tests.factories import (
     make_staff,
 )
 
-TODAY = local_today()
+TODAY = clock.today()
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from portal.core import clock
 from models import ThrottleBucket
 from portal.core.db import run_in_transaction, transaction
 from portal.services import rate_limits
@@ -86,7 +87,7 @@ def test_housekeeping_command_purges_stale_buckets(engine, db_url, monkeypatch, 
     import main
     from portal.core.settings import get_settings
 
-    now = datetime.now(UTC)
+    now = clock.now()
     hit(engine, "stale", now=now - timedelta(days=2))
     hit(engine, "fresh", now=now)
     monkeypatch.setenv("DATABASE_URL", db_url)

@@ -32,6 +32,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from portal.core import clock
 from models import AppointmentStatus as S
 from models import BatchStatus, MovementKind, PrescriptionStatus, Role, ClinicSessionStatus
 from portal.core.db import transaction
@@ -39,7 +40,6 @@ from portal.services import reports
 from portal.services.reports import Grain, InvalidFilters, ReportFilters
 from tests.factories import (
     local_datetime,
-    local_today,
     login,
     make_appointment,
     make_received_batch,
@@ -47,7 +47,6 @@ from tests.factories import (
     make_doctor,
     make_medicine,
     make_movement,
-    make_patient,
     make_prescription_lines,
     make_clinic_session,
     make_staff,
@@ -85,7 +84,7 @@ def hospital(engine):
     m1 = make_medicine(engine, name="amoxicillin", strength="500 mg", form="Capsule", unit="capsule", unit_price=150)
     m2 = make_medicine(engine, name="ibuprofen", strength="400 mg", form="Tablet", unit="tablet", unit_price=80)
     m3 = make_medicine(engine, name="insulin", strength="100 IU/ml", form="Injection", unit="vial", unit_price=1000)
-    today = local_today()
+    today = clock.today()
     b1_ = make_received_batch(engine, medicine=m1, quantity=500, unit_cost=100)
     b2 = make_received_batch(engine, medicine=m2, quantity=100, unit_cost=50, expiry=today - timedelta(days=5))
     make_received_batch(engine, medicine=m3, quantity=10, unit_cost=700, expiry=today + timedelta(days=10))
@@ -194,7 +193,7 @@ def test_doctor_workload(engine, hospital):
 
 
 def test_pharmacy_report(engine, hospital):
-    p = _read(engine, reports.pharmacy_report, _filters(), today=local_today())
+    p = _read(engine, reports.pharmacy_report, _filters(), today=clock.today())
     assert [(m.medicine_id, m.name, m.unit, m.quantity, m.value) for m in p.top_medicines] == [
         (hospital.m1.id, "amoxicillin 500 mg Capsule", "capsule", 15, 2250),
         (hospital.m2.id, "ibuprofen 400 mg Tablet", "tablet", 20, 1600),
@@ -212,16 +211,16 @@ def test_pharmacy_report(engine, hospital):
 
 
 def test_pharmacy_report_by_department(engine, hospital):
-    cardio = _read(engine, reports.pharmacy_report, _filters(hospital.cardio.id, "Cardiology"), today=local_today())
+    cardio = _read(engine, reports.pharmacy_report, _filters(hospital.cardio.id, "Cardiology"), today=clock.today())
     assert [(m.name, m.quantity, m.value) for m in cardio.top_medicines] == [
         ("ibuprofen 400 mg Tablet", 20, 1600), ("amoxicillin 500 mg Capsule", 10, 1500)]
     assert {d.label: (d.quantity, d.value) for d in cardio.per_day if d.quantity} == {"2026-03-02": (30, 3100)}
-    derm = _read(engine, reports.pharmacy_report, _filters(hospital.derm.id, "Dermatology"), today=local_today())
+    derm = _read(engine, reports.pharmacy_report, _filters(hospital.derm.id, "Dermatology"), today=clock.today())
     assert (derm.dispensed_quantity, derm.dispensed_value) == (5, 750)
     assert {d.label: (d.quantity, d.value) for d in derm.per_day if d.quantity} == {"2026-03-03": (5, 750)}
     assert derm.write_off_value == 2000  # write-offs and stock are hospital-wide
     empty = _read(engine, reports.pharmacy_report, _filters(start=date(2025, 6, 1), end=date(2025, 6, 30)),
-                  today=local_today())
+                  today=clock.today())
     assert empty.is_empty and empty.top_medicines == [] and empty.write_off_quantity == 0
 
 

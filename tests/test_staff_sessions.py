@@ -3,12 +3,12 @@ expiry, deactivation and password changes ending sessions, cookie flags."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from portal.core import clock
 from models import AuditEvent, StaffUser, ThrottleBucket
 from portal.core.db import transaction
 from portal.services import login_throttle as throttle
@@ -73,7 +73,7 @@ def test_five_failures_lock_a_real_and_an_unknown_username_alike(client, engine)
 
     # When the lock has passed, the right password works and the count starts again.
     with transaction(engine) as db:
-        db.get(StaffUser, user.id).locked_until = datetime.now(UTC) - timedelta(seconds=1)
+        db.get(StaffUser, user.id).locked_until = clock.now() - timedelta(seconds=1)
     assert login(client, "reception1").status_code == 302
     again = _user(engine, user.id)
     assert again.failed_logins == 0 and again.locked_until is None
@@ -132,7 +132,7 @@ def test_address_window_with_a_clock(engine):
 
 # -- session lifetime ---------------------------------------------------------------------
 def _cookie_for(user, *, idle_seconds=0, age_seconds=0, epoch=None):
-    now = int(time.time())
+    now = clock.epoch_seconds()
     return session_cookie({
         "uid": user.id, "epoch": user.login_epoch if epoch is None else epoch,
         "iat": now - age_seconds, "seen": now - idle_seconds,

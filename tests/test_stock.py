@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from portal.core import clock
 from models import AuditEvent, BatchStatus, MovementKind, Role, StockBatch, StockMovement
 from portal.core.db import run_in_transaction, transaction
 from portal.services import stock
@@ -15,14 +16,13 @@ from portal.core.errors import BatchNotUsable, NotFound, ValidationFailed
 from tests.factories import (
     actor_for,
     assert_ledger_consistent,
-    local_today,
     make_batch,
     make_medicine,
     make_staff,
     make_supplier,
 )
 
-TODAY = local_today()
+TODAY = clock.today()
 
 
 @pytest.fixture(autouse=True)

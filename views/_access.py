@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from datetime import date, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -39,7 +38,6 @@ from models import AuditEvent, Role, StaffUser
 from portal.services import audit
 from portal.core.actor import SYSTEM, current_actor
 from portal.core.errors import PermissionDenied
-from portal.core.settings import get_settings
 from portal.core.vocabulary import AuditAction, Entity
 from views._list_params import check_list_params
 from views.authorization import allowed, role_of
@@ -53,11 +51,6 @@ MAX_ID = 2**63 - 1
 def staff_of(request: Request) -> StaffUser | None:
     """The authenticated staff member of ``request`` (set by ``views.auth.load_staff``)."""
     return getattr(request.state, "staff", None)
-
-
-def local_today() -> date:
-    """Today in the hospital's time zone."""
-    return datetime.now(get_settings().tz).date()
 
 
 def by_role(request: Request, stmt: Select, **rules: Callable[[StaffUser], ColumnElement]) -> Select:

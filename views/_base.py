@@ -31,12 +31,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import DetachedInstanceError
 from starlette.requests import Request
 
+from portal.core import clock
 from portal.core.db import MAX_ATTEMPTS, is_retryable, writing
 from portal.web.faults import UNAVAILABLE_MESSAGE
 from portal.services.audit import SECRET_FIELDS
 from portal.core.errors import Busy
 from portal.core.vocabulary import Entity
-from portal.core.settings import get_settings
 from views._access import RowScopedView
 from views._fields import MoneyField, PortalConverter, enum_choices, enum_label, money
 from views._filters import LocalDateTimeFilter, date_range
@@ -57,7 +57,7 @@ def local_datetime(value: datetime | None) -> str:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(get_settings().tz).strftime("%Y-%m-%d %H:%M")
+    return clock.local(value).strftime("%Y-%m-%d %H:%M")
 
 
 def _datetime_formatter(value: datetime) -> Markup:
@@ -239,7 +239,7 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView, metaclass=_Entit
         if isinstance(obj, enum.Enum):
             return obj.value
         if isinstance(obj, datetime) and obj.tzinfo is not None:
-            return obj.astimezone(get_settings().tz)
+            return clock.local(obj)
         if prop in self.money_columns and isinstance(obj, int):
             return (Decimal(obj) / 100).quantize(Decimal("0.01"))
         return obj
@@ -326,7 +326,7 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView, metaclass=_Entit
     async def on_model_change(self, data: dict, model: Any, is_created: bool, request: Request) -> None:
         """Normalise the form data (trimmed text, enum members, aware datetimes), check the
         chosen related rows are in the user's scope, then validate."""
-        tz = get_settings().tz
+        tz = clock.tz()
         columns = self._mapper.columns
         for key, value in list(data.items()):
             if isinstance(value, datetime) and value.tzinfo is None:
@@ -341,7 +341,7 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView, metaclass=_Entit
     async def get_form_data_for_edit(self, obj: Any) -> dict[str, Any]:
         """The edit form's initial data, datetimes in the hospital's zone."""
         data = await super().get_form_data_for_edit(obj)
-        tz = get_settings().tz
+        tz = clock.tz()
         for key, value in list(data.items()):
             if isinstance(value, datetime) and value.tzinfo is not None:
                 data[key] = value.astimezone(tz).replace(tzinfo=None)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 from wtforms import BooleanField, Form, SelectField, TextAreaField, ValidationError
 from wtforms.validators import InputRequired, Length, Optional
 
+from portal.core import clock
 from models import BookingChannel, Department, Doctor, Patient, ClinicSession, ClinicSessionStatus
 from portal.core.db import transaction
 from portal.services import appointments
 from portal.core.actor import Actor
 from portal.core.errors import DomainError, DuplicateBooking, ClinicSessionNotBookable, SlotFull
-from portal.core.settings import get_settings
 from views._forms import LookupField
 
 #: Most choices one search returns.
@@ -124,7 +124,7 @@ def _clinic_session_rows(db: Session, term: str, clinic_session_id: int | None =
     if clinic_session_id is not None:
         stmt = stmt.where(ClinicSession.id == clinic_session_id)
     else:
-        now = datetime.now(get_settings().tz)
+        now = clock.local_now()
         today = now.date()
         not_ended = or_(ClinicSession.session_date > today,
                         and_(ClinicSession.session_date == today, ClinicSession.end_time > now.time().replace(microsecond=0)))

@@ -25,7 +25,7 @@ too large to list in the panel (doctors): a few names and a box to find the othe
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqladmin.filters import (
@@ -40,7 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Select
 from starlette.requests import Request
 
-from portal.core.settings import get_settings
+from portal.core import clock
 
 
 def parse_day(value: Any) -> date | None:
@@ -63,13 +63,13 @@ def parse_instant(value: Any) -> datetime | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=get_settings().tz)
+        moment = moment.replace(tzinfo=clock.tz())
     return moment.astimezone(UTC)
 
 
 def local_midnight(day: date) -> datetime:
     """The start of ``day`` in the hospital's zone, as an aware UTC datetime."""
-    return datetime.combine(day, time(0), tzinfo=get_settings().tz).astimezone(UTC)
+    return clock.start_of_day(day).astimezone(UTC)
 
 
 def _is_plain_date(column: Any) -> bool:
@@ -177,7 +177,7 @@ class LocalDateTimeFilter(OperationColumnFilter):
         except ValueError:
             return None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=get_settings().tz)
+            parsed = parsed.replace(tzinfo=clock.tz())
         return parsed.astimezone(UTC)
 
     async def get_filtered_query(self, query, operation, value, model):

@@ -18,13 +18,14 @@ from starlette.requests import Request
 from wtforms import DateField, DecimalField, Form, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from portal.core import clock
 from models import BatchStatus, Medicine, StockBatch, Supplier
 from portal.core.db import transaction
 from portal.services import stock
 
 # The usable-stock rule (active, expiry after today) is the services' own; the filters
 # below reuse it rather than restate it.
-from portal.services._ledger import MAX_COUNT, hospital_today, usable_batch_clauses
+from portal.services._ledger import MAX_COUNT, usable_batch_clauses
 from portal.core.actor import Actor
 from portal.core.errors import DomainError
 from views._forms import LookupField, WholeNumberRange
@@ -228,7 +229,7 @@ def next_expiry_cell(medicine: Medicine, _attr: Any, request: Request | None) ->
     if found is None or found[1] is None:
         return ""
     expiry = found[1]
-    days = (expiry - hospital_today()).days
+    days = (expiry - clock.today()).days
     if days <= EXPIRY_WINDOW_DAYS:
         return Markup(f'{escape(expiry.isoformat())} <span class="badge bg-orange-lt">in {days} days</span>')
     return expiry.isoformat()
@@ -258,7 +259,7 @@ class BelowReorderLevelFilter:
             return query
         usable = (
             select(func.coalesce(func.sum(StockBatch.quantity_on_hand), 0))
-            .where(StockBatch.medicine_id == Medicine.id, *usable_batch_clauses(hospital_today()))
+            .where(StockBatch.medicine_id == Medicine.id, *usable_batch_clauses(clock.today()))
             .correlate(Medicine)
             .scalar_subquery()
         )
@@ -284,7 +285,7 @@ class ExpiringSoonFilter:
         """Keep medicines with a batch expiring in (today, today + days] when asked."""
         if value != f"{self.days}d":
             return query
-        today = hospital_today()
+        today = clock.today()
         soon = exists().where(and_(
             StockBatch.medicine_id == Medicine.id,
             StockBatch.status == BatchStatus.active,

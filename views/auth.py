@@ -11,7 +11,6 @@ cookie taken before logout is worthless (this also ends the user's other session
 
 from __future__ import annotations
 
-import time
 
 from sqladmin.authentication import AuthenticationBackend
 from sqlalchemy import update
@@ -170,7 +169,7 @@ async def load_staff(request: Request, engine) -> StaffUser | None:
     if not uid:
         return None
     settings = get_settings()
-    now = int(time.time())
+    now = clock.epoch_seconds()
     if now - int(data.get("seen", 0)) > settings.login_idle_minutes * 60 or (
         now - int(data.get("iat", 0)) > settings.login_max_hours * 3600
     ):

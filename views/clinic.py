@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqladmin.filters import BooleanFilter, ForeignKeyFilter, StaticValuesFilter
 from sqlalchemy import func, select
 
+from portal.core import clock
 from models import (
     Appointment,
     AppointmentStatus,
@@ -18,7 +19,7 @@ from models import (
     ClinicSessionStatus,
     StaffUser,
 )
-from portal.services import appointments, dashboard, reports
+from portal.services import appointments, dashboard
 from views._access import by_role
 from views._actions import ActionsMixin, row_action
 from views._base import PortalModelView, date_range, enum_choices
@@ -27,7 +28,7 @@ from views._forms import ReasonForm
 
 
 def _running_now():
-    now = reports.local_now()
+    now = clock.local_now()
     return dashboard.sessions_running_condition(now.date(), now.time())
 
 

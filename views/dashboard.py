@@ -35,6 +35,7 @@ from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import Response
 
+from portal.core import clock
 from models import AppointmentStatus, Role
 from portal.core.db import transaction
 from portal.services import dashboard as board
@@ -172,7 +173,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
         today_tiles.append(Tile(label, s.by_status[key], _list_url(request, "appointment", status=key, **on_day),
                                 tone="warning" if key == "pending" and day <= today else "plain"))
     a: board.Alerts = data["alerts"]
-    local_cutoff = a.pending_cutoff.astimezone(reports.local_now().tzinfo).replace(tzinfo=None)
+    local_cutoff = clock.local(a.pending_cutoff).replace(tzinfo=None)
     bookings = [Tile(
         "Pending bookings older than a day", a.pending_overdue,
         _list_url(request, "appointment", status="pending", booked_at_to=local_cutoff.isoformat(timespec="seconds"),
@@ -227,7 +228,7 @@ async def dashboard(admin: Admin, request: Request) -> Response:
     """
     staff = request.state.staff
     role = Role(staff.role)
-    now = reports.local_now()
+    now = clock.local_now()
     today = now.date()
     day, day_error = _parse_day(request.query_params.get("day"), today)
     data = await run_in_threadpool(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 
 from sqladmin.filters import StaticValuesFilter
 from sqlalchemy import select
 
+from portal.core import clock
 from models import Appointment, Encounter, Gender, Patient, Prescription
-from portal.core.settings import get_settings
 from views._access import by_role
 from views._base import PortalModelView, date_range, enum_choices
 
@@ -60,6 +59,6 @@ class PatientView(PortalModelView, model=Patient):
         if data.get("emergency_contact_phone"):
             data["emergency_contact_phone"] = normalise_phone(data["emergency_contact_phone"])
         if data.get("birth_date"):
-            check_birth_date(data["birth_date"], today=datetime.now(get_settings().tz).date())
+            check_birth_date(data["birth_date"], today=clock.today())
         if data.get("national_id") is not None:
             data["national_id"] = data["national_id"].strip().upper() or None

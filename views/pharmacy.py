@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from portal.core import clock
 from models import (
     BatchStatus,
     Doctor,
@@ -27,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from portal.core.db import run_in_transaction, transaction
-from portal.services import dashboard, dispensing, reports, stock
+from portal.services import dashboard, dispensing, stock
 from portal.core.errors import DomainError
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, page_action, row_action
@@ -125,7 +126,7 @@ class SupplierView(PortalModelView, model=Supplier):
 
 def _write_off_preview(view, db, rows, form, user) -> dict[int, str]:
     """Per batch: what the write-off removes, and whether it has expired yet."""
-    today = stock.hospital_today()
+    today = clock.today()
     notes = {}
     for batch in rows:
         unit = batch.medicine.unit if batch.medicine else "units"
@@ -159,8 +160,8 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
         ForeignKeyFilter(StockBatch.supplier_id, Supplier.name, title="Supplier"),
         PresetFilter("expiry", "Needs attention", {
             "soon": (f"Active, expires within {dashboard.EXPIRY_ALERT_DAYS} days",
-                     lambda: dashboard.expiring_condition(reports.local_now().date())),
-            "past": ("Active, already past expiry", lambda: dashboard.expired_active_condition(reports.local_now().date())),
+                     lambda: dashboard.expiring_condition(clock.today())),
+            "past": ("Active, already past expiry", lambda: dashboard.expired_active_condition(clock.today())),
         }),
     ]
     money_columns = ("unit_cost",)

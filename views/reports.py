@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from portal.core import clock
 from models import AppointmentStatus
 from portal.core.db import transaction
 from portal.services import audit, reports
@@ -213,7 +214,7 @@ class ReportView(BaseView):
     async def show(self, request: Request) -> Response:
         """Render the report page, or its CSV when ``export`` names one of its tables."""
         engine = self._admin_ref.engine
-        today = reports.local_now().date()
+        today = clock.today()
         params = dict(request.query_params)
         data = await run_in_threadpool(self._load, engine, params, today)
         export = params.get("export")

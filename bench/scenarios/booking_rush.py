@@ -35,10 +35,10 @@ import random
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from bench import service_time
@@ -69,7 +69,7 @@ from models import (
 from portal.core.db import run_in_transaction, transaction
 from portal.services import booking
 from portal.core.actor import Actor
-from portal.services.timetable import local_now
+from portal.core import clock
 
 SETUP_ACTOR = Actor(username="bench:setup")
 
@@ -115,8 +115,7 @@ def prepare(engine: Engine, *, places: int, patients: int, booked_before: int = 
     Raises:
         LookupError: no active doctor in an active department.
     """
-    now = now or datetime.now(UTC)
-    day = local_now(now).date() + timedelta(days=1)
+    day = clock.today(now) + timedelta(days=1)
     run = random.randrange(10000)
     with transaction(engine) as db:
         if doctor_id is None or department_id is None:

@@ -70,7 +70,7 @@ from models import (
 from portal.core.db import transaction
 from portal.core.passwords import hash_password
 from portal.services import stock
-from portal.services._ledger import hospital_today
+from portal.core import clock
 from portal.core.actor import Actor
 
 SETUP_ACTOR = Actor(username="bench:setup")
@@ -150,7 +150,7 @@ def prepare(engine: Engine, *, units: int, attempts: int, pharmacists: int, pass
         LookupError: no patient or no active doctor in the database.
     """
     run = random.randrange(10000)
-    today = hospital_today()
+    today = clock.today()
     with transaction(engine) as db:
         patient_id = patient_id or db.scalar(select(func.min(Patient.id)))
         doctor_id = doctor_id or db.scalar(select(func.min(Doctor.id)).where(Doctor.is_active))

@@ -11,15 +11,14 @@ Also runnable alone: ``python bench/reports.py`` (= ``python bench/run.py --only
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import urllib.request
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 import contextlib
 
+from portal.core import clock
 from bench.harness import BenchContext, Check, ScenarioResult, ServerProfile, markdown_table, say
 
 NUMBER = 5
@@ -85,7 +84,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
     """Time every page on a one-worker server; the target is p95 within 1 s per page."""
     n = ctx.args.report_requests or (3 if ctx.quick else 20)
     warmup = ctx.args.report_warmup
-    today = datetime.now(ZoneInfo(os.environ.get("PORTAL_TIMEZONE", "Asia/Shanghai"))).date()
+    today = clock.today()
     plan = pages(today)
     results: list[tuple[str, list[float]]] = []
     with ctx.server(workers=1, name="reports") as server:

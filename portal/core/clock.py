@@ -42,14 +42,19 @@ def now() -> datetime:
     return datetime.now(UTC) + _offset
 
 
-def local_now() -> datetime:
-    """The current instant in the hospital's zone (aware)."""
-    return now().astimezone(tz())
+def local_now(at: datetime | None = None) -> datetime:
+    """The current instant in the hospital's zone (aware).
+
+    Args:
+        at (datetime | None): an "as of" instant a caller was given (aware), used instead
+            of the current one; shown in the hospital's zone.
+    """
+    return (at if at is not None else now()).astimezone(tz())
 
 
-def today() -> date:
-    """The hospital's current date (its local calendar day)."""
-    return local_now().date()
+def today(at: datetime | None = None) -> date:
+    """The hospital's current date (its local calendar day), or that of instant ``at``."""
+    return local_now(at).date()
 
 
 def local(instant: datetime) -> datetime:

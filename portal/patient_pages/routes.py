@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +42,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
+from portal.core import clock
 from models import Gender
 from portal.patient_pages import i18n
 from portal.patient_pages.forms import N_, BookingForm, LookupForm, Message, clean_cancel_reason
@@ -117,12 +118,6 @@ def environment(locale: str) -> Environment:
     )
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)
     return env
-
-
-def now_of(request: Request) -> datetime:
-    """The current time (aware UTC); tests may set ``app.state.clock`` to a callable."""
-    clock = getattr(request.app.state, "clock", None)
-    return clock() if clock else datetime.now(UTC)
 
 
 def client_ip(request: Request) -> str:
@@ -371,7 +366,7 @@ def _write(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
 def _limit(request: Request, what: str, limit: int, window: int) -> int:
     """Count one hit of ``what`` for the client; returns 0, or seconds to wait when over."""
     allowed, retry_after = _write(request, rate_limits.hit, f"{what}-ip:{client_ip(request)}",
-                                  limit=limit, window_seconds=window, now=now_of(request))
+                                  limit=limit, window_seconds=window, now=clock.now())
     return 0 if allowed else retry_after
 
 
@@ -441,7 +436,7 @@ async def _cached(request: Request, page: Page, key: tuple, stamp_of: Callable[[
     """
     versions = await version_watch(request).current()
     cache = page_cache(request)
-    found = cache.get(key, lambda entry: stamp_of(entry, versions), now_of(request))
+    found = cache.get(key, lambda entry: stamp_of(entry, versions), clock.now())
     if found is not None:
         return found
     rendered = await cache.render_once(key, _all_versions(versions),
@@ -469,7 +464,7 @@ async def departments(request: Request) -> Response:
     page = Page.of(request, csrf=False)
 
     def render(versions: Mapping[int, int]) -> Rendered:
-        listing = _read(request, timetable.department_listing, now=now_of(request))
+        listing = _read(request, timetable.department_listing, now=clock.now())
         html = page.html("departments.html", here="/", shared=True, departments=listing.rows, q="",
                          days=timetable.HORIZON_DAYS)
         return Rendered(html.encode(), _all_versions(versions), listing.valid_until)
@@ -480,7 +475,7 @@ async def departments(request: Request) -> Response:
 
 def _search_page(request: Request, page: Page, query: str) -> Response:
     rows = _read(request, timetable.departments_with_open_sessions, query=query,
-                 also_names=page.fmt.data_matches(query), now=now_of(request))
+                 also_names=page.fmt.data_matches(query), now=clock.now())
     return page.render("departments.html", departments=rows, q=query, days=timetable.HORIZON_DAYS)
 
 
@@ -501,7 +496,7 @@ async def department(request: Request) -> Response:
     here = f"/departments/{quote(canonical)}" + (f"?page={number}" if number > 1 else "")
 
     def render(versions: Mapping[int, int]) -> Rendered | None:
-        found = _read(request, timetable.department_timetable, canonical, now=now_of(request), page=number)
+        found = _read(request, timetable.department_timetable, canonical, now=clock.now(), page=number)
         if found is None:
             return None
         html = page.html("department.html", here=here, shared=True, tt=found, days=timetable.HORIZON_DAYS,
@@ -520,7 +515,7 @@ async def department(request: Request) -> Response:
 
 def _unavailable(request: Request, page: Page, context: timetable.BookableSession, *, reason: str,
                  raw: dict[str, str] | None = None, options: tuple[list, list] | None = None) -> Response:
-    same, others = options or _read(request, timetable.alternatives, context.clinic_session, now=now_of(request))
+    same, others = options or _read(request, timetable.alternatives, context.clinic_session, now=clock.now())
     return page.render("unavailable.html", status=409, ctx=context, reason=reason, same=same, others=others,
                        carry={k: v for k, v in (raw or {}).items() if v})
 
@@ -537,7 +532,7 @@ def booking_form(request: Request, clinic_session_id: str) -> Response:
     """The booking form of a session, or the "not bookable" page with other sessions."""
     page = Page.of(request)
     sid = _int(clinic_session_id)
-    context = _read(request, timetable.session_with_context, sid, now=now_of(request)) if sid else None
+    context = _read(request, timetable.session_with_context, sid, now=clock.now()) if sid else None
     if context is None:
         return page.not_found()
     if context.state is not timetable.SessionState.bookable:
@@ -577,7 +572,7 @@ def _submit_booking(request: Request, page: Page, clinic_session_id: str, data: 
     sid = _int(clinic_session_id)
     if not sid:
         return page.not_found()
-    now = now_of(request)
+    now = clock.now()
     if data.get("step") == "review":  # coming from "choose another session": fill the form in, book nothing
         context = _read(request, timetable.session_with_context, sid, now=now)
         if context is None:
@@ -588,7 +583,7 @@ def _submit_booking(request: Request, page: Page, clinic_session_id: str, data: 
         return _booking_page(page, context, form,
                              submission=tokens.new_submission_token(str(sid), purpose=SUBMISSION_PURPOSE))
 
-    form = BookingForm.validate(data, today=timetable.local_now(now).date())
+    form = BookingForm.validate(data, today=clock.local_now(now).date())
     submission = data.get("submission", "")
     key = tokens.read_submission_token(submission, str(sid), purpose=SUBMISSION_PURPOSE,
                                        max_age=SUBMISSION_MAX_AGE)
@@ -656,7 +651,7 @@ def _details(request: Request, token: str) -> booking.BookingDetails | None:
     appointment_id = _appointment_from(token)
     if appointment_id is None:
         return None
-    return _read(request, booking.booking_details, appointment_id, now=now_of(request))
+    return _read(request, booking.booking_details, appointment_id, now=clock.now())
 
 
 @router.get("/booked/{token}")
@@ -726,7 +721,7 @@ def _cancel(request: Request, page: Page, token: str, data: dict[str, str]) -> R
                            reason_raw=data.get("reason", "")[:2000], reason_error=error)
     try:
         _write(request, booking.cancel_online, appointment_id, reason=reason,
-               actor=Actor(username=ONLINE_ACTOR, ip=client_ip(request)), now=now_of(request))
+               actor=Actor(username=ONLINE_ACTOR, ip=client_ip(request)), now=clock.now())
     except NotFound:
         return page.link_expired()
     except InvalidTransition:

@@ -1,4 +1,4 @@
-"""Private helpers of the stock and dispensing services: the hospital's today, the
+"""Private helpers of the stock and dispensing services: the
 usable-batch rule, guarded takes from a batch and ledger (StockMovement) rows.
 
 Everything here runs in the caller's transaction and never commits.
@@ -7,7 +7,7 @@ Everything here runs in the caller's transaction and never commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from models import BatchStatus, Medicine, MovementKind, StockBatch, StockMovement
 from portal.core.actor import Actor
 from portal.core.errors import ConcurrentChange, NotFound, ValidationFailed
-from portal.core.settings import get_settings
 
 #: How many times a conditional UPDATE that lost a race is re-read and tried again
 #: before the service gives up with ConcurrentChange.
@@ -28,11 +27,6 @@ MAX_COUNT = 2**31 - 1
 #: UPDATE options: the services re-read what they return, so the ORM need not
 #: synchronise objects in the session (which would cost an extra SELECT on MySQL).
 NO_SYNC = {"synchronize_session": False}
-
-
-def hospital_today(today: date | None = None) -> date:
-    """Return ``today`` if given, else the current date in the hospital's time zone."""
-    return today if today is not None else datetime.now(get_settings().tz).date()
 
 
 def usable_batch_clauses(today: date) -> tuple[Any, ...]:

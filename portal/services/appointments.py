@@ -25,7 +25,7 @@ Every function runs in the caller's transaction and records its AuditEvent there
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -50,7 +50,6 @@ from portal.core.errors import (
     ValidationFailed,
 )
 from portal.services.references import new_reference
-from portal.core.settings import get_settings
 from portal.core.vocabulary import AuditAction, Entity
 
 S = AppointmentStatus
@@ -91,18 +90,14 @@ def estimated_time(clinic_session: ClinicSession, queue_number: int) -> time:
     return at.time() if at.date() == start.date() else time(23, 59)
 
 
-def _local_now(now: datetime | None) -> datetime:
-    return (now or datetime.now(UTC)).astimezone(get_settings().tz)
-
-
 def session_start(clinic_session: ClinicSession) -> datetime:
     """The session's start as an aware datetime in the hospital's zone."""
-    return datetime.combine(clinic_session.session_date, clinic_session.start_time, tzinfo=get_settings().tz)
+    return clock.at(clinic_session.session_date, clinic_session.start_time)
 
 
 def session_end(clinic_session: ClinicSession) -> datetime:
     """The session's end as an aware datetime in the hospital's zone."""
-    return datetime.combine(clinic_session.session_date, clinic_session.end_time, tzinfo=get_settings().tz)
+    return clock.at(clinic_session.session_date, clinic_session.end_time)
 
 
 def _clean_reason(reason: str | None, *, required: bool, what: str = "a reason") -> str | None:
@@ -178,7 +173,7 @@ def book(
         if earlier is not None:
             return _result(db, earlier, repeated=True)
 
-    local_now = _local_now(now)
+    local_now = clock.local_now(now)
     today = local_now.date()
     clinic_session = _get_clinic_session(db, clinic_session_id)
     from models import Patient  # local: keeps the import list of this module about appointments
@@ -367,7 +362,7 @@ def check_in(db: Session, appointment_id: int, *, actor: Actor, now: datetime | 
         InvalidTransition: wrong status, or today is not the session's date.
     """
     appointment = get_appointment(db, appointment_id)
-    today = _local_now(now).date()
+    today = clock.local_now(now).date()
     if appointment.status in (S.pending, S.confirmed) and appointment.session_date != today:
         raise InvalidTransition(
             f"Appointment {appointment.reference}", appointment.status.value, S.checked_in.value,
@@ -417,7 +412,7 @@ def cancel(
     if appointment.status not in (S.pending, S.confirmed):
         raise InvalidTransition(f"Appointment {appointment.reference}", appointment.status.value, S.cancelled.value)
     clinic_session = _get_clinic_session(db, appointment.clinic_session_id)
-    if by_patient and _local_now(now) >= session_start(clinic_session):
+    if by_patient and clock.local_now(now) >= session_start(clinic_session):
         raise InvalidTransition(
             f"Appointment {appointment.reference}", appointment.status.value, S.cancelled.value,
             why="the session has already started; please contact the front desk",
@@ -446,7 +441,7 @@ def mark_no_show(db: Session, appointment_id: int, *, actor: Actor, now: datetim
     """
     appointment = get_appointment(db, appointment_id)
     clinic_session = _get_clinic_session(db, appointment.clinic_session_id)
-    if appointment.status is S.confirmed and _local_now(now) < session_end(clinic_session):
+    if appointment.status is S.confirmed and clock.local_now(now) < session_end(clinic_session):
         raise InvalidTransition(
             f"Appointment {appointment.reference}", appointment.status.value, S.no_show.value,
             why=f"the session ends at {clinic_session.end_time:%H:%M} on {clinic_session.session_date.isoformat()}",
@@ -494,7 +489,7 @@ def reopen_clinic_session(db: Session, clinic_session_id: int, *, actor: Actor, 
         NotFound, InvalidTransition: not closed, or already ended.
     """
     clinic_session = _get_clinic_session(db, clinic_session_id)
-    if clinic_session.status is ClinicSessionStatus.closed and session_end(clinic_session) <= _local_now(now):
+    if clinic_session.status is ClinicSessionStatus.closed and session_end(clinic_session) <= clock.local_now(now):
         raise InvalidTransition(f"Clinic session #{clinic_session_id}", "closed", "open", why="the session has ended")
     return _move_clinic_session(db, clinic_session_id, to=ClinicSessionStatus.open, allowed_from=(ClinicSessionStatus.closed,),
                           actor=actor, action=AuditAction.reopen)

@@ -23,19 +23,19 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from portal.core import clock
 from models import Appointment, AppointmentStatus, Department, Doctor, Gender, Patient, ClinicSession
 from portal.services import appointments, audit
 from portal.core.actor import Actor
 from portal.services.appointments import BookingResult
 from portal.core.errors import DomainError
 from portal.services.patients import find_patient, normalise_phone
-from portal.core.settings import get_settings
 from portal.core.vocabulary import AuditAction, Entity
 
 #: An 11-digit mainland China mobile number typed without its country code.
@@ -237,7 +237,7 @@ def booking_details(db: Session, appointment_id: int, *, now: datetime | None = 
     if row is None:
         return None
     appointment, clinic_session, doctor, department, patient = row
-    local_now = (now or datetime.now(UTC)).astimezone(get_settings().tz)
+    local_now = clock.local_now(now)
     cancellable = (
         appointment.status in (AppointmentStatus.pending, AppointmentStatus.confirmed)
         and local_now < appointments.session_start(clinic_session)

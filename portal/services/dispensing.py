@@ -35,7 +35,6 @@ from portal.services._ledger import (
     NO_SYNC,
     Take,
     add_movement,
-    hospital_today,
     require_text,
     take_from_batch,
     usable_batch_clauses,
@@ -194,7 +193,7 @@ def dispense(
             units it lacks.
         ConcurrentChange: the prescription or its lines changed under it.
     """
-    today = hospital_today(today)
+    today = today or clock.today()
     number, previous = _claim_for_dispensing(db, prescription_id)
     lines = db.execute(
         select(

@@ -8,6 +8,7 @@ from datetime import date
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
+from portal.core import clock
 from models import MRN_FORMAT, Patient
 from portal.core.errors import ValidationFailed
 
@@ -40,7 +41,7 @@ def check_birth_date(birth_date: date, *, today: date | None = None) -> None:
     Raises:
         ValidationFailed: when out of that range.
     """
-    today = today or date.today()
+    today = today or clock.today()
     if birth_date > today:
         raise ValidationFailed("The birth date cannot be in the future.")
     try:

@@ -32,6 +32,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from portal.core import clock
 from models import ThrottleBucket
 
 MAX_KEY_LENGTH = 120
@@ -80,7 +81,7 @@ def hit(
     """
     if limit < 1 or window_seconds < 1:
         raise ValueError("limit and window_seconds must be at least 1")
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     key = key[:MAX_KEY_LENGTH]
     start = window_start(now, window_seconds)
     table = ThrottleBucket.__table__
@@ -124,7 +125,7 @@ def purge(db: Session, *, older_than_seconds: int, now: datetime | None = None) 
     Returns:
         int: how many buckets were deleted.
     """
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     cutoff = now - timedelta(seconds=older_than_seconds)
     table = ThrottleBucket.__table__
     return db.execute(delete(table).where(table.c.window_start < cutoff)).rowcount

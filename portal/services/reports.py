@@ -26,6 +26,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.orm import Session
 
+from portal.core import clock
 from models import (
     Appointment,
     AppointmentStatus,
@@ -49,12 +50,11 @@ from portal.services._periods import (
     utc_bounds,
 )
 from portal.core.errors import ValidationFailed
-from portal.core.settings import get_settings
 
 __all__ = [
     "MAX_RANGE_DAYS", "DoctorLoad", "DoctorWorkload", "Grain", "InvalidFilters", "MedicineDispensed",
     "OutpatientVolume", "PeriodAmount", "PharmacyReport", "ReportFilters", "StatusCounts", "StockValue",
-    "department_choices", "dispensed_per_day", "doctor_name", "doctor_workload", "local_now",
+    "department_choices", "dispensed_per_day", "doctor_name", "doctor_workload",
     "outpatient_volume", "parse_filters", "pharmacy_report",
 ]
 
@@ -66,11 +66,6 @@ FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2099, 12, 31)
 AUTO_DAY_LIMIT = 92
 #: How many medicines the pharmacy report ranks.
 TOP_MEDICINES = 20
-
-
-def local_now() -> datetime:
-    """The current time in the hospital's zone (aware datetime)."""
-    return datetime.now(get_settings().tz)
 
 
 def doctor_name(title: str | None, name: str) -> str:
@@ -555,7 +550,7 @@ def dispensed_per_day(db: Session, filters: ReportFilters) -> list[PeriodAmount]
         list[PeriodAmount]: every day of the range in order, zeros included; value in fen
         (quantity x the medicine's current unit price).
     """
-    tz = get_settings().tz
+    tz = clock.tz()
     dialect = _dialect(db)
     qty = (-func.sum(StockMovement.quantity)).label("quantity")
     per_day = {p: PeriodAmount(p) for p in period_labels(filters.start, filters.end, Grain.day)}
@@ -593,7 +588,7 @@ def pharmacy_report(db: Session, filters: ReportFilters, *, today: date) -> Phar
     Returns:
         PharmacyReport: the figures.
     """
-    tz = get_settings().tz
+    tz = clock.tz()
     dialect = _dialect(db)
     utc_from, utc_to = utc_bounds(filters.start, filters.end, tz)
     qty = (-func.sum(StockMovement.quantity)).label("quantity")

@@ -25,12 +25,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from models import BatchStatus, Medicine, MovementKind, StockBatch, StockMovement, Supplier
+from portal.core import clock
 from portal.services import audit
 from portal.services._ledger import (
     MAX_RETRIES,
     NO_SYNC,
     add_movement,
-    hospital_today,
     read_batch,
     require_count,
     require_text,
@@ -105,7 +105,7 @@ def receive_stock(
         BatchNotUsable: the lot is in stock but expired or recalled.
         ConcurrentChange: the batch kept changing status while receiving.
     """
-    today = hospital_today(today)
+    today = today or clock.today()
     lot = require_text(lot_number, "lot number", max_length=40).upper()
     require_count(quantity, "quantity received", minimum=1)
     require_count(unit_cost, "unit cost", minimum=0)
@@ -302,7 +302,7 @@ def mark_batch_expired(
             or recalled (record its return or disposal with :func:`adjust_stock`).
         ConcurrentChange: the batch kept changing while writing off.
     """
-    today = hospital_today(today)
+    today = today or clock.today()
     for _ in range(MAX_RETRIES):
         batch = read_batch(db, batch_id)
         if batch.status == BatchStatus.expired:
@@ -430,7 +430,7 @@ def release_batch(
         ConcurrentChange: the batch kept changing while updating.
     """
     reason = require_text(reason, "reason")
-    today = hospital_today(today)
+    today = today or clock.today()
     for _ in range(MAX_RETRIES):
         batch = read_batch(db, batch_id)
         if batch.status != BatchStatus.quarantined:
@@ -720,7 +720,7 @@ def medicines_below_reorder_level(db: Session, *, today: date | None = None) -> 
     Returns:
         list[ReorderAlert]: largest shortfall first, then by name.
     """
-    today = hospital_today(today)
+    today = today or clock.today()
     usable = _usable_per_medicine(today).subquery()
     quantity = func.coalesce(usable.c.quantity, 0)
     rows = db.execute(
@@ -750,7 +750,7 @@ def batches_expiring_within(db: Session, *, days: int, today: date | None = None
         ValidationFailed: ``days`` is not a whole number >= 0.
     """
     require_count(days, "number of days", minimum=0)
-    today = hospital_today(today)
+    today = today or clock.today()
     return list(
         db.scalars(
             select(StockBatch)
@@ -778,7 +778,7 @@ def expired_active_batches(db: Session, *, today: date | None = None) -> list[St
     Returns:
         list[StockBatch]: oldest expiry first, with ``medicine`` loaded.
     """
-    today = hospital_today(today)
+    today = today or clock.today()
     return list(
         db.scalars(
             select(StockBatch)
@@ -808,7 +808,7 @@ def usable_stock_by_medicine(
     Returns:
         dict[int, tuple[int, date | None]]: medicine id -> (units, next expiry date).
     """
-    today = hospital_today(today)
+    today = today or clock.today()
     if medicine_ids is not None:
         medicine_ids = list(medicine_ids)
         if not medicine_ids:

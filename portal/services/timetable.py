@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from portal.core import clock
 from models import Department, Doctor, DoctorDepartment, ClinicSession, ClinicSessionStatus
 from portal.services.appointments import session_end
-from portal.core.settings import get_settings
 
 #: How many days ahead (today included) the pages offer sessions.
 HORIZON_DAYS = 14
@@ -36,14 +36,9 @@ class SessionState(str, enum.Enum):
     ended = "ended"
 
 
-def local_now(now: datetime | None = None) -> datetime:
-    """``now`` (default: the current time) in the hospital's zone, as an aware datetime."""
-    return (now or datetime.now(UTC)).astimezone(get_settings().tz)
-
-
 def horizon(now: datetime | None = None, days: int = HORIZON_DAYS) -> tuple[date, date]:
     """First and last local date (inclusive) of the booking horizon: today and ``days - 1`` after."""
-    today = local_now(now).date()
+    today = clock.local_now(now).date()
     return today, today + timedelta(days=days - 1)
 
 
@@ -51,7 +46,7 @@ def session_state(clinic_session: ClinicSession, now: datetime | None = None) ->
     """The state a patient sees for ``clinic_session`` at ``now`` (aware; default: the current time)."""
     if clinic_session.status is ClinicSessionStatus.cancelled:
         return SessionState.cancelled
-    if session_end(clinic_session) <= local_now(now):
+    if session_end(clinic_session) <= clock.local_now(now):
         return SessionState.ended
     if clinic_session.status is ClinicSessionStatus.closed:
         return SessionState.closed
@@ -62,13 +57,13 @@ def session_state(clinic_session: ClinicSession, now: datetime | None = None) ->
 
 def next_local_midnight(now: datetime | None = None) -> datetime:
     """The start of the next local day (aware): the booking horizon moves on then."""
-    today = local_now(now).date()
-    return datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=get_settings().tz)
+    today = clock.local_now(now).date()
+    return clock.start_of_day(today + timedelta(days=1))
 
 
 def _bookable(now: datetime):
     """SQL condition: the clinic session is open, has a place left and has not ended at ``now``."""
-    at = local_now(now)
+    at = clock.local_now(now)
     return and_(
         ClinicSession.status == ClinicSessionStatus.open,
         ClinicSession.booked_count < ClinicSession.capacity,
@@ -110,7 +105,7 @@ def department_listing(
     Returns:
         DepartmentListing: the departments by name, with their counts and time bound.
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     first, last = horizon(now)
     counts = (
         select(ClinicSession.department_id.label("department_id"), func.count(ClinicSession.id).label("open_sessions"),
@@ -137,7 +132,7 @@ def department_listing(
     valid_until = next_local_midnight(now)
     for _dept, _n, end in rows:
         if end is not None:
-            valid_until = min(valid_until, datetime.combine(first, _as_time(end), tzinfo=get_settings().tz))
+            valid_until = min(valid_until, clock.at(first, _as_time(end)))
     return DepartmentListing([(dept, int(n)) for dept, n, _end in rows], valid_until)
 
 
@@ -242,7 +237,7 @@ def department_timetable(db: Session, code: str, *, now: datetime | None = None,
         DepartmentTimetable | None: None when no active department has this code, or the
         page is past the last one (page 1 always exists).
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     code = (code or "").strip().upper()[:16]
     department = db.scalars(
         select(Department).where(func.upper(Department.code) == code, Department.is_active)
@@ -341,7 +336,7 @@ def alternatives(
         doctor in the same department, sessions of other active doctors of the department),
         each by date and start time.
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     base = (
         select(ClinicSession, Doctor, Department)
         .join(Doctor, Doctor.id == ClinicSession.doctor_id)

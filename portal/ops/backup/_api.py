@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from portal.core import clock
 from portal.core import schema
 from portal.ops.backup import _mysql, _sqlite
 from portal.ops.backup._common import (
@@ -47,7 +48,7 @@ def default_backup_path(now: datetime | None = None) -> Path:
     Returns:
         Path: relative to the working directory, e.g. ``backups/portal-20261121T021500Z``.
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     return Path("backups") / f"portal-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
@@ -71,7 +72,7 @@ def backup(url: str, path: Path | str | None = None, *, progress: Progress = qui
             at ``path`` then.
     """
     started = time.perf_counter()
-    created = datetime.now(UTC)
+    created = clock.now()
     backend = backend_of(url)
     final = _backup_target(Path(path) if path is not None else None, created)
     archive = final.name.endswith(ARCHIVE_SUFFIXES)
@@ -93,7 +94,7 @@ def backup(url: str, path: Path | str | None = None, *, progress: Progress = qui
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created_at": utc_iso(created),
-            "finished_at": utc_iso(datetime.now(UTC)),
+            "finished_at": utc_iso(clock.now()),
             "backend": backend,
             "source": display_url(url),
             "server_version": snapshot["server_version"],

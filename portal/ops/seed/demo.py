@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
+from portal.core import clock
 from models import (
     Appointment,
     AuditEvent,
@@ -120,7 +121,7 @@ class SeedReport:
 
 
 def _utc(day: date, at: time) -> datetime:
-    return datetime.combine(day, at, tzinfo=get_settings().tz).astimezone(UTC)
+    return clock.at(day, at).astimezone(UTC)
 
 
 def _name(rng: random.Random) -> str:
@@ -193,7 +194,7 @@ def seed_demo(
         raise ValueError("the database already holds hospital data; seed only an empty database")
     started = _time.perf_counter()
     settings = get_settings()
-    today = today or datetime.now(settings.tz).date()
+    today = today or clock.today()
     rng = random.Random(seed)
     report = SeedReport()
     w = _Writer(engine, report, progress, bulk=bulk)
@@ -493,7 +494,7 @@ def seed_demo(
     report.seconds = _time.perf_counter() - started
     with transaction(engine) as db:
         db.execute(insert(AuditEvent).values(
-            occurred_at=datetime.now(UTC), actor="system", action=AuditAction.seed, entity=Entity.hospital,
+            occurred_at=clock.now(), actor="system", action=AuditAction.seed, entity=Entity.hospital,
             entity_id=None, summary=f"Demo hospital seeded (scale {scale}, seed {seed})",
             changes={k: v for k, v in report.counts.items()},
         ))
