@@ -6,12 +6,12 @@ The screens call ``portal.services.stock``; nothing here changes stock.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from markupsafe import Markup, escape
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -23,15 +23,12 @@ from models import BatchStatus, Medicine, StockBatch, Supplier
 from portal.core.db import transaction
 from portal.services import stock
 
-# The usable-stock rule (active, expiry after today) is the services' own; the filters
-# below reuse it rather than restate it.
-from portal.services._ledger import MAX_COUNT, usable_batch_clauses
+from portal.services import stock_terms
+from portal.services._ledger import MAX_COUNT
 from portal.core.actor import Actor
 from portal.core.errors import DomainError
 from views._forms import LookupField, WholeNumberRange
 
-#: "Expiring soon" on the medicine list, in days.
-EXPIRY_WINDOW_DAYS = 30
 LOOKUP_LIMIT = 20
 #: Largest unit cost (in currency units) that fits the stock columns in smallest units.
 MAX_COST = Decimal(MAX_COUNT) / 100
@@ -230,7 +227,7 @@ def next_expiry_cell(medicine: Medicine, _attr: Any, request: Request | None) ->
         return ""
     expiry = found[1]
     days = (expiry - clock.today()).days
-    if days <= EXPIRY_WINDOW_DAYS:
+    if days <= stock_terms.expiry_window_days():
         return Markup(f'{escape(expiry.isoformat())} <span class="badge bg-orange-lt">in {days} days</span>')
     return expiry.isoformat()
 
@@ -238,8 +235,8 @@ def next_expiry_cell(medicine: Medicine, _attr: Any, request: Request | None) ->
 class BelowReorderLevelFilter:
     """Medicine list filter: active medicines whose usable stock is below their reorder level.
 
-    Same definition as ``stock.medicines_below_reorder_level``, as one correlated
-    aggregate subquery so it composes with sqladmin's search, sort and paging.
+    ``stock_terms.medicine_below_reorder_level``: one correlated aggregate subquery,
+    so it composes with sqladmin's search, sort and paging.
     """
 
     has_operator = False
@@ -257,13 +254,7 @@ class BelowReorderLevelFilter:
         """Keep medicines below their reorder level when ``value`` asks for it."""
         if value != "below_reorder":
             return query
-        usable = (
-            select(func.coalesce(func.sum(StockBatch.quantity_on_hand), 0))
-            .where(StockBatch.medicine_id == Medicine.id, *usable_batch_clauses(clock.today()))
-            .correlate(Medicine)
-            .scalar_subquery()
-        )
-        return query.where(Medicine.is_active.is_(True), Medicine.reorder_level > 0, usable < Medicine.reorder_level)
+        return query.where(stock_terms.medicine_below_reorder_level(clock.today()))
 
 
 class ExpiringSoonFilter:
@@ -272,8 +263,8 @@ class ExpiringSoonFilter:
     has_operator = False
     template = "sqladmin/filters/lookup_filter.html"
 
-    def __init__(self, days: int = EXPIRY_WINDOW_DAYS, title: str = "Expiry", parameter_name: str = "expiring") -> None:
-        self.days = days
+    def __init__(self, days: int | None = None, title: str = "Expiry", parameter_name: str = "expiring") -> None:
+        self.days = stock_terms.expiry_window_days() if days is None else days
         self.title = title
         self.parameter_name = parameter_name
 
@@ -285,13 +276,5 @@ class ExpiringSoonFilter:
         """Keep medicines with a batch expiring in (today, today + days] when asked."""
         if value != f"{self.days}d":
             return query
-        today = clock.today()
-        soon = exists().where(and_(
-            StockBatch.medicine_id == Medicine.id,
-            StockBatch.status == BatchStatus.active,
-            StockBatch.expiry_date > today,
-            StockBatch.expiry_date <= today + timedelta(days=self.days),
-            StockBatch.quantity_on_hand > 0,
-        ))
-        return query.where(soon)
+        return query.where(stock_terms.medicine_has_batch_expiring_within(clock.today(), self.days))
 

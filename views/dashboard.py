@@ -39,8 +39,7 @@ from portal.core import clock
 from models import AppointmentStatus, Role
 from portal.core.db import transaction
 from portal.services import dashboard as board
-from portal.services import reports
-from portal.services.dashboard import EXPIRY_ALERT_DAYS
+from portal.services import reports, stock_terms
 from portal.services.reports import Grain, ReportFilters
 from views import _charts as charts
 from views import permissions
@@ -185,7 +184,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
         pharmacy += [
             Tile("Past expiry, still active", a.expired_active, _list_url(request, "stock_batch", expiry="past"),
                  tone="danger", note="batches with stock to write off"),
-            Tile(f"Expiring within {EXPIRY_ALERT_DAYS} days", a.expiring_soon or 0,
+            Tile(f"Expiring within {stock_terms.expiry_window_days()} days", a.expiring_soon or 0,
                  _list_url(request, "stock_batch", expiry="soon"), tone="warning", note="active batches with stock"),
             Tile("Below reorder level", a.below_reorder or 0, _list_url(request, "medicine", stock="below_reorder"),
                  tone="warning", note="medicines whose usable stock is low"),

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from portal.core.db import run_in_transaction, transaction
-from portal.services import dashboard, dispensing, stock
+from portal.services import dashboard, dispensing, stock, stock_terms
 from portal.core.errors import DomainError
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, page_action, row_action
@@ -159,9 +159,9 @@ class StockBatchView(ActionsMixin, PortalModelView, model=StockBatch):
         *date_range(StockBatch.expiry_date, "Expiry date"),
         ForeignKeyFilter(StockBatch.supplier_id, Supplier.name, title="Supplier"),
         PresetFilter("expiry", "Needs attention", {
-            "soon": (f"Active, expires within {dashboard.EXPIRY_ALERT_DAYS} days",
-                     lambda: dashboard.expiring_condition(clock.today())),
-            "past": ("Active, already past expiry", lambda: dashboard.expired_active_condition(clock.today())),
+            "soon": (f"Active, expires within {stock_terms.expiry_window_days()} days",
+                     lambda: stock_terms.batch_expiring_within(clock.today())),
+            "past": ("Active, already past expiry", lambda: stock_terms.batch_expired_but_active(clock.today())),
         }),
     ]
     money_columns = ("unit_cost",)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
             (comma-separated, e.g. ``127.0.0.1``) whose ``X-Forwarded-For`` and
             ``X-Forwarded-Proto`` are trusted, so rate limits and the audit see the real
             client; empty (the default): the headers are ignored.
+        expiry_window_days (int): days ahead within which a stock batch counts as
+            "expiring soon" (30): the dashboard tile, the list filters and the pharmacy
+            report all use it (``portal.services.stock_terms``).
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -80,6 +83,7 @@ class Settings(BaseSettings):
     booking_rate_limit: int = Field(default=5, ge=1)
     lookup_rate_limit: int = Field(default=10, ge=1)
     forwarded_allow_ips: str = ""
+    expiry_window_days: int = Field(default=30, ge=0, le=3650)
 
     @field_validator("portal_timezone")
     @classmethod

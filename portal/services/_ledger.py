@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from models import BatchStatus, Medicine, MovementKind, StockBatch, StockMovement
 from portal.core.actor import Actor
 from portal.core.errors import ConcurrentChange, NotFound, ValidationFailed
+from portal.services.stock_terms import usable_batch
 
 #: How many times a conditional UPDATE that lost a race is re-read and tried again
 #: before the service gives up with ConcurrentChange.
@@ -27,15 +28,6 @@ MAX_COUNT = 2**31 - 1
 #: UPDATE options: the services re-read what they return, so the ORM need not
 #: synchronise objects in the session (which would cost an extra SELECT on MySQL).
 NO_SYNC = {"synchronize_session": False}
-
-
-def usable_batch_clauses(today: date) -> tuple[Any, ...]:
-    """WHERE clauses of a usable batch: status ``active`` and expiry date after ``today``.
-
-    A batch that expires today is no longer dispensed (WHO good storage and
-    distribution practice: expired stock is never issued).
-    """
-    return (StockBatch.status == BatchStatus.active, StockBatch.expiry_date > today)
 
 
 def require_count(value: Any, what: str, *, minimum: int, maximum: int = MAX_COUNT) -> int:
@@ -143,7 +135,7 @@ def take_from_batch(
             .where(
                 StockBatch.id == batch_id,
                 StockBatch.quantity_on_hand >= n,
-                *usable_batch_clauses(today),
+                *usable_batch(today),
             )
             .values(quantity_on_hand=StockBatch.quantity_on_hand - n)
             .execution_options(**NO_SYNC)

@@ -8,19 +8,13 @@ arguments and return small dataclasses. Definitions (the page says the same):
   started and not yet ended (hospital-local wall-clock time).
 * *Waiting*: appointments still to be seen, i.e. pending, confirmed or checked in.
 * *Pending older than a day*: still pending, booked more than 24 hours ago.
-* *Usable stock* of a medicine: ``quantity_on_hand`` of its active batches whose expiry
-  date is after today. A medicine is *below its reorder level* when it is active, has a
-  reorder level above 0 and its usable stock is below it.
-* *Expiring soon*: active batches with stock that expire after today and within
-  ``EXPIRY_ALERT_DAYS`` days; *past expiry*: active batches with stock whose expiry date is
-  today or earlier (they can no longer be dispensed and should be written off).
+* The stock terms (*usable stock*, *below reorder level*, *expiring within the window*,
+  *past expiry, still active*) are those of ``portal.services.stock_terms``.
 * *Waiting prescriptions*: issued or partially dispensed.
 
-The admin list filters (``views/_filters.py``) use the ``*_condition`` functions below,
-so a dashboard figure and the list it links to always hold the same rows. The stock
-conditions live here until ``portal.services.stock`` (being written) provides
-``medicines_below_reorder_level``, ``batches_expiring_within`` and
-``expired_active_batches``; the counts should then call those.
+The admin list filters use the ``*_condition`` functions below and the terms of
+``portal.services.stock_terms``, so a dashboard figure and the list it links to always
+hold the same rows.
 """
 
 from __future__ import annotations
@@ -35,7 +29,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from models import (
     Appointment,
     AppointmentStatus,
-    BatchStatus,
     Department,
     Doctor,
     Medicine,
@@ -46,18 +39,17 @@ from models import (
     ClinicSessionStatus,
     StockBatch,
 )
+from portal.services import stock_terms
 from portal.services.reports import doctor_name
 
 __all__ = [
-    "EXPIRY_ALERT_DAYS", "WAITING_STATUSES", "Alerts", "DaySummary", "QueuedPatient", "Queues",
-    "SessionQueue", "Totals", "alerts", "below_reorder_condition", "day_summary",
-    "expired_active_condition", "expiring_condition", "pending_cutoff",
+    "WAITING_STATUSES", "Alerts", "DaySummary", "QueuedPatient", "Queues",
+    "SessionQueue", "Totals", "alerts", "day_summary",
+    "pending_cutoff",
     "prescriptions_waiting_condition", "session_queues", "sessions_running_condition",
     "sessions_today_condition", "totals",
 ]
 
-#: Days ahead within which an active batch counts as "expiring soon".
-EXPIRY_ALERT_DAYS = 30
 #: Appointment statuses of patients not yet seen, in queue order.
 WAITING_STATUSES = (AppointmentStatus.pending, AppointmentStatus.confirmed, AppointmentStatus.checked_in)
 #: Prescription statuses still waiting for the pharmacy.
@@ -77,40 +69,6 @@ def sessions_today_condition(day: date) -> ColumnElement[bool]:
 def sessions_running_condition(day: date, now: time) -> ColumnElement[bool]:
     """Clinic sessions of ``day``, not cancelled, that have started by ``now`` and not ended."""
     return and_(sessions_today_condition(day), ClinicSession.start_time <= now, ClinicSession.end_time > now)
-
-
-def below_reorder_condition(today: date) -> ColumnElement[bool]:
-    """Medicine rows that are active and whose usable stock is below their reorder level."""
-    usable = (
-        select(func.coalesce(func.sum(StockBatch.quantity_on_hand), 0))
-        .where(
-            StockBatch.medicine_id == Medicine.id,
-            StockBatch.status == BatchStatus.active,
-            StockBatch.expiry_date > today,
-        )
-        .correlate(Medicine)
-        .scalar_subquery()
-    )
-    return and_(Medicine.is_active.is_(True), Medicine.reorder_level > 0, usable < Medicine.reorder_level)
-
-
-def expiring_condition(today: date, days: int = EXPIRY_ALERT_DAYS) -> ColumnElement[bool]:
-    """StockBatch rows that are active, hold stock and expire after today, within ``days``."""
-    return and_(
-        StockBatch.status == BatchStatus.active,
-        StockBatch.quantity_on_hand > 0,
-        StockBatch.expiry_date > today,
-        StockBatch.expiry_date <= today + timedelta(days=days),
-    )
-
-
-def expired_active_condition(today: date) -> ColumnElement[bool]:
-    """StockBatch rows still active with stock whose expiry date is today or earlier."""
-    return and_(
-        StockBatch.status == BatchStatus.active,
-        StockBatch.quantity_on_hand > 0,
-        StockBatch.expiry_date <= today,
-    )
 
 
 def prescriptions_waiting_condition() -> ColumnElement[bool]:
@@ -323,7 +281,7 @@ class Alerts:
         pending_overdue (int): pending appointments booked before ``pending_cutoff``.
         prescriptions_waiting (int): prescriptions issued or partially dispensed.
         below_reorder (int | None): medicines below their reorder level (None: not computed).
-        expiring_soon (int | None): active batches expiring within ``EXPIRY_ALERT_DAYS`` days.
+        expiring_soon (int | None): active batches expiring within the window (``stock_terms``).
         expired_active (int | None): active batches with stock already past expiry.
     """
 
@@ -365,13 +323,13 @@ def alerts(
     )
     if stock:
         result.below_reorder = _int(db.scalar(
-            select(func.count()).select_from(Medicine).where(below_reorder_condition(today))
+            select(func.count()).select_from(Medicine).where(stock_terms.medicine_below_reorder_level(today))
         ))
         result.expiring_soon = _int(db.scalar(
-            select(func.count()).select_from(StockBatch).where(expiring_condition(today))
+            select(func.count()).select_from(StockBatch).where(stock_terms.batch_expiring_within(today))
         ))
         result.expired_active = _int(db.scalar(
-            select(func.count()).select_from(StockBatch).where(expired_active_condition(today))
+            select(func.count()).select_from(StockBatch).where(stock_terms.batch_expired_but_active(today))
         ))
     return result
 

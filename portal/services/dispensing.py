@@ -30,6 +30,7 @@ from models import (
     StockBatch,
 )
 from portal.services import audit
+from portal.services.stock_terms import usable_batch
 from portal.services._ledger import (
     MAX_RETRIES,
     NO_SYNC,
@@ -37,7 +38,6 @@ from portal.services._ledger import (
     add_movement,
     require_text,
     take_from_batch,
-    usable_batch_clauses,
 )
 from portal.core.actor import Actor
 from portal.core.errors import (
@@ -365,7 +365,7 @@ def _take_fefo(db: Session, *, medicine_id: int, need: int, today: date) -> list
     """Take up to ``need`` units of a medicine from its usable batches, earliest expiry first."""
     batches = db.execute(
         select(StockBatch.id, StockBatch.lot_number, StockBatch.expiry_date, StockBatch.quantity_on_hand)
-        .where(StockBatch.medicine_id == medicine_id, *usable_batch_clauses(today), StockBatch.quantity_on_hand > 0)
+        .where(StockBatch.medicine_id == medicine_id, *usable_batch(today), StockBatch.quantity_on_hand > 0)
         .order_by(StockBatch.expiry_date, StockBatch.id)
     ).all()
     takes = []

@@ -42,6 +42,7 @@ from models import (
     StockBatch,
     StockMovement,
 )
+from portal.services import stock_terms
 from portal.services._periods import (
     Grain,
     instant_label,
@@ -623,7 +624,7 @@ def pharmacy_report(db: Session, filters: ReportFilters, *, today: date) -> Phar
             write_offs[period].quantity += _int(q)
             write_offs[period].value += _int(v)
 
-    past = StockBatch.expiry_date <= today
+    past = stock_terms.batch_expired_but_active(today)
     held = StockBatch.quantity_on_hand * StockBatch.unit_cost
     stock = StockValue(*(_int(v) for v in db.execute(
         select(func.count(), func.sum(StockBatch.quantity_on_hand), func.sum(held),

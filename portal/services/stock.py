@@ -18,7 +18,7 @@ first-expiry-first-out (see ``portal.services.dispensing``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, aliased, selectinload
 
 from models import BatchStatus, Medicine, MovementKind, StockBatch, StockMovement, Supplier
 from portal.core import clock
-from portal.services import audit
+from portal.services import audit, stock_terms
 from portal.services._ledger import (
     MAX_RETRIES,
     NO_SYNC,
@@ -34,7 +34,6 @@ from portal.services._ledger import (
     read_batch,
     require_count,
     require_text,
-    usable_batch_clauses,
 )
 from portal.core.actor import Actor
 from portal.core.errors import BatchNotUsable, ConcurrentChange, NotFound, ValidationFailed
@@ -700,7 +699,7 @@ def _usable_per_medicine(today: date):
             func.sum(StockBatch.quantity_on_hand).label("quantity"),
             func.min(StockBatch.expiry_date).label("next_expiry"),
         )
-        .where(*usable_batch_clauses(today), StockBatch.quantity_on_hand > 0)
+        .where(*stock_terms.usable_batch(today), StockBatch.quantity_on_hand > 0)
         .group_by(StockBatch.medicine_id)
     )
 
@@ -726,21 +725,23 @@ def medicines_below_reorder_level(db: Session, *, today: date | None = None) -> 
     rows = db.execute(
         select(Medicine, quantity.label("usable"))
         .outerjoin(usable, usable.c.medicine_id == Medicine.id)
-        .where(Medicine.is_active.is_(True), Medicine.reorder_level > 0, quantity < Medicine.reorder_level)
+        .where(stock_terms.medicine_below_reorder_level(today))
         .order_by((Medicine.reorder_level - quantity).desc(), Medicine.name, Medicine.id)
     ).all()
     return [ReorderAlert(medicine=row[0], usable_quantity=int(row[1])) for row in rows]
 
 
-def batches_expiring_within(db: Session, *, days: int, today: date | None = None) -> list[StockBatch]:
-    """Active batches that expire soon: expiry date in (today, today + days].
+def batches_expiring_within(db: Session, *, days: int | None = None, today: date | None = None) -> list[StockBatch]:
+    """Batches expiring within the window (``stock_terms.batch_expiring_within``): active,
+    holding stock, expiry date in (today, today + days].
 
     For the near-expiry list (use first, move to another ward, or ask the supplier to
     take back), as first-expiry-first-out practice recommends.
 
     Args:
         session (Session): any session (read only).
-        days (int): window length in days, >= 0.
+        days (int | None): window length in days, >= 0; the ``EXPIRY_WINDOW_DAYS``
+            setting when None.
         today (date | None): the hospital-local date; for tests.
 
     Returns:
@@ -749,24 +750,22 @@ def batches_expiring_within(db: Session, *, days: int, today: date | None = None
     Raises:
         ValidationFailed: ``days`` is not a whole number >= 0.
     """
-    require_count(days, "number of days", minimum=0)
+    if days is not None:
+        require_count(days, "number of days", minimum=0)
     today = today or clock.today()
     return list(
         db.scalars(
             select(StockBatch)
             .options(selectinload(StockBatch.medicine))
-            .where(
-                StockBatch.status == BatchStatus.active,
-                StockBatch.expiry_date > today,
-                StockBatch.expiry_date <= today + timedelta(days=days),
-            )
+            .where(stock_terms.batch_expiring_within(today, days))
             .order_by(StockBatch.expiry_date, StockBatch.id)
         )
     )
 
 
 def expired_active_batches(db: Session, *, today: date | None = None) -> list[StockBatch]:
-    """Batches still ``active`` although their expiry date is today or earlier.
+    """Batches still ``active``, holding stock, although their expiry date is today or earlier
+    (``stock_terms.batch_expired_but_active``).
 
     Dispensing already skips them; they should be written off with
     :func:`mark_batch_expired` (expired stock is removed from saleable stock).
@@ -783,7 +782,7 @@ def expired_active_batches(db: Session, *, today: date | None = None) -> list[St
         db.scalars(
             select(StockBatch)
             .options(selectinload(StockBatch.medicine))
-            .where(StockBatch.status == BatchStatus.active, StockBatch.expiry_date <= today)
+            .where(stock_terms.batch_expired_but_active(today))
             .order_by(StockBatch.expiry_date, StockBatch.id)
         )
     )
