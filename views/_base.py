@@ -10,10 +10,8 @@ transaction by the admin session's change hook (``portal.services.change_audit``
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
-import random
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time
@@ -32,7 +30,7 @@ from sqlalchemy.orm.exc import DetachedInstanceError
 from starlette.requests import Request
 
 from portal.core import clock
-from portal.core.db import MAX_ATTEMPTS, is_retryable, writing
+from portal.core.db import conflict_retries_async, writing
 from portal.web.faults import UNAVAILABLE_MESSAGE
 from portal.services.audit import SECRET_FIELDS
 from portal.core.errors import Busy
@@ -354,8 +352,7 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView, metaclass=_Entit
         sqladmin shows whatever a save raises as the form's error (status 400), so nothing
         may leave here with a driver's text in it. A lock conflict (MySQL deadlock or
         lock-wait timeout, SQLite "database is locked") rolls the attempt back and runs it
-        again, up to ``portal.core.db.MAX_ATTEMPTS`` times with a short random back-off, as
-        ``portal.core.db.run_in_transaction`` does for the services. On SQLite the save's
+        again, with the one retry policy of the services (``portal.core.db.conflict_retries``). On SQLite the save's
         transaction takes the write lock first (``portal.core.db.writing``), so it queues behind
         other writers instead of failing to upgrade its read.
 
@@ -373,21 +370,18 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView, metaclass=_Entit
                 attempt (``Busy``'s "try again" sentence); or the database could not be
                 reached (the 503 page's sentence). Nothing was saved.
         """
-        for n in range(1, MAX_ATTEMPTS + 1):
-            try:
-                with writing():  # on SQLite: take the write lock before reading the row
+        try:
+            async for conflict in conflict_retries_async():  # the services' retry policy
+                with conflict, writing():  # on SQLite: take the write lock before reading the row
                     return await attempt()
-            except IntegrityError as exc:
-                raise ValueError(integrity_message or self.describe_integrity_error(exc)) from None
-            except DBAPIError as exc:
-                if not is_retryable(exc):
-                    log.warning("database error while saving in the admin: %s", exc.orig)
-                    raise ValueError(f"{UNAVAILABLE_MESSAGE} Nothing was saved.") from None
-                log.info("retrying an admin save after a lock conflict (attempt %d): %s", n, exc.orig)
-                if n == MAX_ATTEMPTS:
-                    raise ValueError(f"{Busy().message} Nothing was saved.") from None
-                await asyncio.sleep(random.uniform(0.005, 0.03) * n)  # back-off, not synchronisation
-        raise AssertionError("unreachable")
+        except IntegrityError as exc:
+            raise ValueError(integrity_message or self.describe_integrity_error(exc)) from None
+        except Busy as exc:
+            raise ValueError(f"{exc.message} Nothing was saved.") from None
+        except DBAPIError as exc:
+            log.warning("database error while saving in the admin: %s", exc.orig)
+            raise ValueError(f"{UNAVAILABLE_MESSAGE} Nothing was saved.") from None
+        raise AssertionError("unreachable: the last conflict raises Busy")
 
     async def insert_model(self, request: Request, data: dict) -> Any:
         """Insert; a database refusal becomes a ``ValueError`` sentence (HTTP 400 on the form)."""

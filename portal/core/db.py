@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -271,14 +271,85 @@ def transaction(engine: Engine | None = None, *, write: bool = True) -> Iterator
         db.close()
 
 
+class ConflictAttempt:
+    """One attempt of a transaction under :func:`conflict_retries`: a context manager that
+    swallows a lock conflict (MySQL deadlock 1213, lock-wait timeout 1205, a Galera
+    certification failure reported as 1213 at COMMIT, SQLite "database is locked") so
+    the caller's loop runs the whole transaction again, and turns the last one into
+    ``Busy``. Any other error passes through.
+
+    Attributes:
+        number (int): 1 for the first attempt.
+        conflicted (bool): this attempt ended in a lock conflict (it will be retried).
+    """
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.conflicted = False
+
+    def __enter__(self) -> "ConflictAttempt":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or not isinstance(exc, DBAPIError) or not is_retryable(exc):
+            return False
+        from portal.core.errors import Busy
+
+        log.info("retrying after lock conflict (attempt %d): %s", self.number, exc.orig)
+        if self.number >= MAX_ATTEMPTS:
+            raise Busy() from exc
+        self.conflicted = True
+        return True
+
+    @property
+    def backoff_seconds(self) -> float:
+        """A short random pause before the next attempt (back-off, not synchronisation)."""
+        return random.uniform(0.005, 0.03) * self.number
+
+
+def conflict_retries() -> Iterator[ConflictAttempt]:
+    """The one retry policy for lock conflicts: up to ``MAX_ATTEMPTS`` attempts.
+
+    Use it around a whole transaction; each attempt starts from the beginning::
+
+        for attempt in conflict_retries():
+            with attempt, transaction(engine) as db:
+                return change(db)
+
+    The loop ends when an attempt finishes without a conflict (return or break inside
+    it); after a conflict it pauses briefly and yields the next attempt; the last
+    conflict raises ``Busy``. :func:`conflict_retries_async` is the same for coroutines.
+
+    Yields:
+        ConflictAttempt: the attempt's context manager.
+    """
+    for number in range(1, MAX_ATTEMPTS + 1):
+        attempt = ConflictAttempt(number)
+        yield attempt
+        if not attempt.conflicted:
+            return
+        time.sleep(attempt.backoff_seconds)
+
+
+async def conflict_retries_async() -> AsyncIterator[ConflictAttempt]:
+    """:func:`conflict_retries` for async code (the admin's own saves): the pause awaits."""
+    import asyncio
+
+    for number in range(1, MAX_ATTEMPTS + 1):
+        attempt = ConflictAttempt(number)
+        yield attempt
+        if not attempt.conflicted:
+            return
+        await asyncio.sleep(attempt.backoff_seconds)
+
+
 def run_in_transaction(
     fn: Callable[..., T], *args: Any, engine: Engine | None = None, **kwargs: Any
 ) -> T:
-    """Call ``fn(session, *args, **kwargs)`` in a transaction, retrying lock conflicts.
+    """Call ``fn(db, *args, **kwargs)`` in a transaction, retrying lock conflicts.
 
-    A MySQL deadlock (1213) or lock-wait timeout (1205), or SQLite "database is
-    locked", rolls the whole attempt back and runs ``fn`` again, up to
-    ``MAX_ATTEMPTS`` times with a short random back-off.
+    The whole attempt is rolled back and run again on a lock conflict
+    (:func:`conflict_retries`).
 
     Returns:
         T: what ``fn`` returned, after the commit.
@@ -287,17 +358,7 @@ def run_in_transaction(
         portal.core.errors.Busy: the conflict persisted after every attempt.
         DomainError: whatever ``fn`` raised (nothing is committed).
     """
-    from portal.core.errors import Busy  # services import db, not the reverse at load
-
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            with transaction(engine) as db:
-                return fn(db, *args, **kwargs)
-        except DBAPIError as exc:
-            if not is_retryable(exc):
-                raise
-            log.info("retrying after lock conflict (attempt %d): %s", attempt, exc.orig)
-            if attempt == MAX_ATTEMPTS:
-                raise Busy() from exc
-            time.sleep(random.uniform(0.005, 0.03) * attempt)  # back-off, not synchronisation
-    raise AssertionError("unreachable")
+    for attempt in conflict_retries():
+        with attempt, transaction(engine) as db:
+            return fn(db, *args, **kwargs)
+    raise AssertionError("unreachable: the last conflict raises Busy")

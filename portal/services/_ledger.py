@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -18,12 +19,43 @@ from portal.core.actor import Actor
 from portal.core.errors import ConcurrentChange, NotFound, ValidationFailed
 from portal.services.stock_terms import usable_batch
 
+R = TypeVar("R")
+
 #: How many times a conditional UPDATE that lost a race is re-read and tried again
 #: before the service gives up with ConcurrentChange.
 MAX_RETRIES = 5
 
 #: Largest count or amount a stock column stores (an INTEGER: 32 bits on MariaDB).
 MAX_COUNT = 2**31 - 1
+
+def fresh_reads(read: Callable[[], R], *, attempts: int = MAX_RETRIES,
+                gave_up: ConcurrentChange | None = None) -> Iterator[R]:
+    """The read / conditional UPDATE / retry loop of every stock change, in one place.
+
+    Yields ``read()`` afresh up to ``attempts`` times. The caller checks what it read
+    (raising its domain error when the change is not allowed), runs its conditional
+    UPDATE (``WHERE`` the row is still as read) and ``break``s when it matched; when it
+    lost the race it simply continues, and the row is read again. Asking for another
+    read after the last one raises ``gave_up`` (default ``ConcurrentChange()``)::
+
+        for batch in fresh_reads(lambda: read_batch(db, batch_id)):
+            if batch.status is not BatchStatus.active:
+                raise BatchNotUsable(...)
+            if db.execute(update(StockBatch).where(..., StockBatch.status == batch.status)...).rowcount:
+                break
+
+    Args:
+        read (Callable[[], R]): reads the row (or the values the change depends on).
+        attempts (int): how many reads before giving up.
+        gave_up (ConcurrentChange | None): raised after the last attempt.
+
+    Raises:
+        ConcurrentChange: the row kept changing between the read and the UPDATE.
+    """
+    for _ in range(attempts):
+        yield read()
+    raise gave_up or ConcurrentChange()
+
 
 #: UPDATE options: the services re-read what they return, so the ORM need not
 #: synchronise objects in the session (which would cost an extra SELECT on MySQL).

@@ -32,7 +32,7 @@ from models import (
 from portal.services import audit
 from portal.services.stock_terms import usable_batch
 from portal.services._ledger import (
-    MAX_RETRIES,
+    fresh_reads,
     NO_SYNC,
     Take,
     add_movement,
@@ -317,10 +317,12 @@ def _claim_for_dispensing(db: Session, prescription_id: int) -> tuple[str, Presc
     transaction ends; a concurrent dispense of the same prescription waits here, then
     finds the status changed and re-reads it.
     """
-    for _ in range(MAX_RETRIES):
-        row = db.execute(
+    def read():
+        return db.execute(
             select(Prescription.number, Prescription.status).where(Prescription.id == prescription_id)
         ).one_or_none()
+
+    for row in fresh_reads(read):
         if row is None:
             raise NotFound(f"Prescription #{prescription_id} does not exist.")
         if row.status not in DISPENSABLE:
@@ -337,7 +339,7 @@ def _claim_for_dispensing(db: Session, prescription_id: int) -> tuple[str, Presc
         ).rowcount
         if won:
             return row.number, row.status
-    raise ConcurrentChange()
+    raise AssertionError("unreachable: fresh_reads raises when it gives up")
 
 
 def _check_witness(db: Session, *, actor: Actor, witness_id: int | None, controlled: list[str]) -> None:

@@ -28,7 +28,7 @@ from models import BatchStatus, Medicine, MovementKind, StockBatch, StockMovemen
 from portal.core import clock
 from portal.services import audit, stock_terms
 from portal.services._ledger import (
-    MAX_RETRIES,
+    fresh_reads,
     NO_SYNC,
     add_movement,
     read_batch,
@@ -212,8 +212,7 @@ def _add_to_batch(
     db: Session, *, batch_id: int, expiry_date: date, quantity: int, unit_cost: int, supplier_id: int | None
 ) -> _Receipt:
     """Add ``quantity`` to an existing batch with a conditional UPDATE on its expiry and status."""
-    for _ in range(MAX_RETRIES):
-        batch = read_batch(db, batch_id)
+    for batch in fresh_reads(lambda: read_batch(db, batch_id)):
         if batch.expiry_date != expiry_date:
             raise ValidationFailed(
                 f"Lot {batch.lot_number} of {batch.medicine} is already in stock with expiry date "
@@ -243,8 +242,6 @@ def _add_to_batch(
         ).rowcount
         if won:
             break
-    else:
-        raise ConcurrentChange()
     # The row is now ours until commit (MySQL row lock; SQLite's writer lock): the
     # balance read back and the cost written below cannot interleave with another change.
     balance, old_cost = db.execute(
@@ -302,8 +299,7 @@ def mark_batch_expired(
         ConcurrentChange: the batch kept changing while writing off.
     """
     today = today or clock.today()
-    for _ in range(MAX_RETRIES):
-        batch = read_batch(db, batch_id)
+    for batch in fresh_reads(lambda: read_batch(db, batch_id)):
         if batch.status == BatchStatus.expired:
             raise BatchNotUsable(f"The {batch.label} is already expired and written off.")
         if batch.status == BatchStatus.depleted:
@@ -324,8 +320,6 @@ def mark_batch_expired(
         ).rowcount
         if won:
             break
-    else:
-        raise ConcurrentChange()
     when = "expired" if batch.expiry_date <= today else "expires"
     note = f"Expiry write-off ({when} {batch.expiry_date.isoformat()})"
     movement_ids = []
@@ -379,8 +373,7 @@ def quarantine_batch(
     target = BatchStatus.recalled if recall else BatchStatus.quarantined
     allowed = (BatchStatus.active, BatchStatus.quarantined) if recall else (BatchStatus.active,)
     verb = "recalled" if recall else "quarantined"
-    for _ in range(MAX_RETRIES):
-        batch = read_batch(db, batch_id)
+    for batch in fresh_reads(lambda: read_batch(db, batch_id)):
         if batch.status == target:
             raise BatchNotUsable(f"The {batch.label} is already {verb}.")
         if batch.status not in allowed:
@@ -392,8 +385,6 @@ def quarantine_batch(
         won = _set_status(db, batch_id, expected=batch.status, new=target)
         if won:
             break
-    else:
-        raise ConcurrentChange()
     audit.record(
         db, actor=actor, action=AuditAction.recall if recall else AuditAction.quarantine, entity=Entity.stock_batch,
         entity_id=batch_id, summary=f"{verb.capitalize()} the {batch.label}: {reason}",
@@ -430,8 +421,7 @@ def release_batch(
     """
     reason = require_text(reason, "reason")
     today = today or clock.today()
-    for _ in range(MAX_RETRIES):
-        batch = read_batch(db, batch_id)
+    for batch in fresh_reads(lambda: read_batch(db, batch_id)):
         if batch.status != BatchStatus.quarantined:
             raise BatchNotUsable(
                 f"The {batch.label} is {batch.status.value}; only a quarantined batch can be released."
@@ -455,8 +445,6 @@ def release_batch(
         ).rowcount
         if won:
             break
-    else:
-        raise ConcurrentChange()
     audit.record(
         db, actor=actor, action=AuditAction.release, entity=Entity.stock_batch, entity_id=batch_id,
         summary=f"Released the {batch.label} from quarantine: {reason}",
@@ -509,8 +497,7 @@ def adjust_stock(
     """
     require_count(counted_quantity, "counted quantity", minimum=0)
     reason = require_text(reason, "reason")
-    for _ in range(MAX_RETRIES):
-        batch = read_batch(db, batch_id)
+    for batch in fresh_reads(lambda: read_batch(db, batch_id)):
         difference = counted_quantity - batch.quantity_on_hand
         if difference == 0:
             audit.record(
@@ -536,8 +523,6 @@ def adjust_stock(
         ).rowcount
         if won:
             break
-    else:
-        raise ConcurrentChange()
     movement_id = add_movement(
         db, batch_id=batch_id, medicine_id=batch.medicine_id, kind=MovementKind.adjustment,
         quantity=difference, balance_after=counted_quantity, unit_cost=batch.unit_cost, actor=actor,
