@@ -34,7 +34,7 @@ def _error_of(response) -> str:
 def test_the_slow_password_check_holds_no_database_connection(client, engine, monkeypatch):
     """Many staff logging in at once must not run the connection pool dry: argon2 runs
     between the login's two short transactions, with every connection back in the pool."""
-    import views.auth
+    from portal.services import staff_login
 
     user = make_staff(engine, username="pharm1")
     held = []
@@ -43,7 +43,7 @@ def test_the_slow_password_check_holds_no_database_connection(client, engine, mo
         held.append(engine.pool.checkedout())
         return verify_password(password_hash, password)
 
-    monkeypatch.setattr(views.auth, "verify_password", verify)
+    monkeypatch.setattr(staff_login, "verify_password", verify)
     assert login(client, "pharm1", "not-the-password").status_code == 400
     assert login(client, "pharm1").status_code == 302
     assert held == [0, 0]

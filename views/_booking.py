@@ -17,8 +17,8 @@ from models import BookingChannel, Department, Doctor, Patient, ClinicSession, C
 from portal.core.db import transaction
 from portal.services import appointments
 from portal.core.actor import Actor
-from portal.core.errors import DomainError, DuplicateBooking, ClinicSessionNotBookable, SlotFull
-from views._forms import LookupField
+from portal.core.errors import DomainError, SlotFull
+from views._forms import LookupField, attach_service_error
 
 #: Most choices one search returns.
 LOOKUP_LIMIT = 20
@@ -60,15 +60,11 @@ class BookForm(Form):
             raise ValidationError("Give a reason for overbooking, or untick Overbook.")
 
     def attach_service_error(self, exc: DomainError) -> None:
-        """Show a refusal of the booking service next to the field it is about."""
-        text = exc.message.lower()
-        if isinstance(exc, (SlotFull, ClinicSessionNotBookable)) or "session" in text:
-            extra = " Choose another session, or tick Overbook and give a reason." if isinstance(exc, SlotFull) else ""
-            self.clinic_session_id.errors = [*self.clinic_session_id.errors, exc.message + extra]
-        elif isinstance(exc, DuplicateBooking) or "patient" in text:
-            self.patient_id.errors = [*self.patient_id.errors, exc.message]
-        else:
-            self.form_errors.append(exc.message)
+        """Show a refusal of the booking service next to the field it names."""
+        if isinstance(exc, SlotFull):
+            exc = SlotFull(exc.message + " Choose another session, or tick Overbook and give a reason.",
+                           field=exc.field)
+        attach_service_error(self, exc)
 
 
 def book_from_form(db: Session, *, actor: Actor, data: dict[str, Any]) -> tuple[int, str]:

@@ -174,3 +174,16 @@ def reason_form(*, max_length: int = 500, label: str = "Reason", description: st
 
 #: The reason asked when cancelling appointments or clinic sessions.
 ReasonForm = reason_form(description="Recorded in the audit log and on each cancelled appointment.")
+
+
+def attach_service_error(form: Any, exc: Any, *, fields: dict[str, str] | None = None) -> None:
+    """Show a service's refusal (a ``DomainError``) on ``form``: next to the field it names
+    (``exc.field``, the service's argument; ``fields`` maps an argument to a differently
+    named form field), else at the top of the form. Never parses the message's words.
+    """
+    name = (fields or {}).get(exc.field, exc.field) if exc.field else None
+    field = getattr(form, name, None) if name else None
+    if field is None or not hasattr(field, "errors"):
+        form.form_errors.append(exc.message)
+    else:
+        field.errors = [*field.errors, exc.message]

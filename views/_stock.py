@@ -27,7 +27,7 @@ from portal.services import stock_terms
 from portal.services._ledger import MAX_COUNT
 from portal.core.actor import Actor
 from portal.core.errors import DomainError
-from views._forms import LookupField, WholeNumberRange
+from views._forms import LookupField, WholeNumberRange, attach_service_error
 
 LOOKUP_LIMIT = 20
 #: Largest unit cost (in currency units) that fits the stock columns in smallest units.
@@ -89,20 +89,8 @@ class ReceiveForm(Form):
                        description="Optional: the delivery note or invoice number.")
 
     def attach_service_error(self, exc: DomainError) -> None:
-        """Show a refusal of ``stock.receive_stock`` next to the field it is about."""
-        text = exc.message.lower()
-        for words, field in (
-            (("supplier",), self.supplier_id),
-            (("quantity",), self.quantity),
-            (("cost",), self.unit_cost),
-            (("expir",), self.expiry_date),
-            (("lot",), self.lot_number),
-            (("medicine", "stock item"), self.medicine_id),
-        ):
-            if any(w in text for w in words):
-                field.errors = [*field.errors, exc.message]
-                return
-        self.form_errors.append(exc.message)
+        """Show a refusal of ``stock.receive_stock`` next to the field it names."""
+        attach_service_error(self, exc)
 
 
 class CountForm(Form):
@@ -121,13 +109,8 @@ class CountForm(Form):
     )
 
     def attach_service_error(self, exc: DomainError) -> None:
-        """Show a refusal of ``stock.adjust_stock`` next to the field it is about."""
-        text = exc.message.lower()
-        field = self.counted_quantity if "count" in text else self.reason if "reason" in text else None
-        if field is None:
-            self.form_errors.append(exc.message)
-        else:
-            field.errors = [*field.errors, exc.message]
+        """Show a refusal of ``stock.adjust_stock`` next to the field it names."""
+        attach_service_error(self, exc)
 
 
 def fill_receive_choices(engine: Engine, form: ReceiveForm) -> None:

@@ -1,31 +1,27 @@
-"""Staff login for the admin: signed-cookie sessions checked against the database.
+"""Staff login for the admin: the signed login cookie, checked against the database.
 
-The session cookie (itsdangerous-signed by Starlette's SessionMiddleware; HttpOnly,
-SameSite=strict, Secure when configured) carries the user id, the account's
-``login_epoch``, the login time and the last activity time. Every request reloads
-the account, so a deactivated user or a reset password ends the session at once;
-sessions also end after ``LOGIN_IDLE_MINUTES`` of inactivity and
-``LOGIN_MAX_HOURS`` after login. Logging out raises the epoch too, so a copy of the
-cookie taken before logout is worthless (this also ends the user's other sessions).
+The login cookie (itsdangerous-signed by Starlette's SessionMiddleware, which calls it a
+"session"; HttpOnly, SameSite=strict, Secure when configured) carries the user id, the
+account's ``login_epoch``, the login time and the last activity time. Every request
+reloads the account, so a deactivated user or a reset password ends the login at once;
+logins also end after ``LOGIN_IDLE_MINUTES`` of inactivity and ``LOGIN_MAX_HOURS`` after
+they began. Checking the password, the throttle, the audit and logging out are the
+service's (``portal.services.staff_login``); this module keeps the cookie.
 """
 
 from __future__ import annotations
 
 
 from sqladmin.authentication import AuthenticationBackend
-from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from portal.core import clock
 from models import StaffUser
 from portal.core.db import transaction
-from portal.services import login_throttle
-from portal.core.passwords import verify_password
-from portal.services import audit
 from portal.core.actor import Actor, current_actor
 from portal.core.settings import get_settings
-from portal.core.vocabulary import AuditAction, Entity
+from portal.services import staff_login
 
 
 def client_ip(request: Request) -> str | None:
@@ -35,13 +31,7 @@ def client_ip(request: Request) -> str | None:
 
 def actor_for(user: StaffUser, request: Request) -> Actor:
     """Build the service-layer Actor for a logged-in staff member."""
-    return Actor(
-        username=user.username,
-        user_id=user.id,
-        role=user.role.value,
-        doctor_id=user.doctor_id,
-        ip=client_ip(request),
-    )
+    return staff_login.actor_of(user, client_ip(request))
 
 
 class AdminAuth(AuthenticationBackend):
@@ -70,74 +60,25 @@ class AdminAuth(AuthenticationBackend):
         return await run_in_threadpool(self._login_sync, request, username, password)
 
     def _login_sync(self, request: Request, username: str, password: str) -> bool:
-        ip = client_ip(request)
-        now = clock.now()
-        # Two short transactions around the password check: argon2 is slow on purpose
-        # (about 0.1-0.6 s of CPU), and a pooled connection held through it runs the pool
-        # dry when many staff log in at once (the shift change).
-        with transaction(self.engine, write=False) as db:
-            user = db.query(StaffUser).filter(StaffUser.username == username).one_or_none()
-            wait = login_throttle.wait_time(db, username=username, user=user, ip=ip, now=now)
-        ok = wait is None and verify_password(user.password_hash if user else None, password)
-        with transaction(self.engine) as db:
-            # Still active, with the password just checked (not reset or deactivated meanwhile).
-            current = ok and user is not None and user.is_active and db.execute(
-                update(StaffUser)
-                .where(StaffUser.id == user.id, StaffUser.is_active.is_(True),
-                       StaffUser.login_epoch == user.login_epoch)
-                .values(last_login_at=now)
-            ).rowcount == 1
-            if not current:
-                if wait is None:
-                    wait = login_throttle.record_failure(db, username=username, user=user, ip=ip, now=now)
-                    why = "" if user is None or user.is_active or not ok else " (account inactive)"
-                else:
-                    why = " (refused: too many failed attempts)"
-                audit.record(
-                    db,
-                    actor=Actor(username=username or "(blank)", user_id=user.id if user else None, ip=ip),
-                    action=AuditAction.login_failed, entity=Entity.staff_user,
-                    entity_id=user.id if user else None,
-                    summary="Failed login" + why,
-                )
-                if wait is not None:
-                    request.state.login_refusal = login_throttle.refusal_message(wait)
-                return False
-            login_throttle.record_success(db, user=user)
-            audit.record(
-                db, actor=actor_for(user, request), action=AuditAction.login, entity=Entity.staff_user,
-                entity_id=user.id, summary=f"{user.username} logged in",
-            )
-            stamp = int(now.timestamp())
-            request.session.clear()
-            request.session.update(
-                {"uid": user.id, "epoch": user.login_epoch, "iat": stamp, "seen": stamp}
-            )
+        outcome = staff_login.log_in(username=username, password=password, ip=client_ip(request),
+                                     engine=self.engine)
+        if not outcome.ok:
+            if outcome.refusal:
+                request.state.login_refusal = outcome.refusal
+            return False
+        user, stamp = outcome.user, clock.epoch_seconds()
+        request.session.clear()
+        request.session.update({"uid": user.id, "epoch": user.login_epoch, "iat": stamp, "seen": stamp})
         return True
 
     async def logout(self, request: Request) -> bool:
-        """Audit the logout and clear the session."""
-        await run_in_threadpool(self._logout_sync, request)
+        """End the login (every copy of its cookie) and clear the cookie."""
+        uid, epoch = request.session.get("uid"), request.session.get("epoch")
+        if uid and epoch is not None:
+            await run_in_threadpool(staff_login.log_out, user_id=uid, login_epoch=epoch, ip=client_ip(request),
+                                    engine=self.engine)
         request.session.clear()
         return True
-
-    def _logout_sync(self, request: Request) -> None:
-        # The cookie is the whole session, so clearing it in this browser is not enough:
-        # a copy of it would stay valid. Raising the epoch ends it (and the user's other
-        # sessions) on the server side.
-        uid = request.session.get("uid")
-        if uid and request.session.get("epoch") is not None:
-            with transaction(self.engine) as db:
-                user = db.get(StaffUser, uid)
-                if user is not None and user.login_epoch == request.session["epoch"]:
-                    db.execute(
-                        update(StaffUser).where(StaffUser.id == user.id)
-                        .values(login_epoch=StaffUser.login_epoch + 1)
-                    )
-                    audit.record(
-                        db, actor=actor_for(user, request), action=AuditAction.logout,
-                        entity=Entity.staff_user, entity_id=user.id, summary=f"{user.username} logged out",
-                    )
 
     async def authenticate(self, request: Request) -> bool:
         """True when the request carries a still valid staff session (see ``load_staff``)."""

@@ -8,13 +8,17 @@ class DomainError(Exception):
 
     Attributes:
         message (str): a sentence fit to show to the user.
+        field (str | None): the input the refusal is about, named as the service's
+            argument is (``quantity``, ``expiry_date``, ``new_password``); a form marks
+            that field with the message. None when it is about the request as a whole.
     """
 
     status_code = 409
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class NotFound(DomainError):

@@ -62,29 +62,32 @@ def fresh_reads(read: Callable[[], R], *, attempts: int = MAX_RETRIES,
 NO_SYNC = {"synchronize_session": False}
 
 
-def require_count(value: Any, what: str, *, minimum: int, maximum: int = MAX_COUNT) -> int:
+def require_count(value: Any, what: str, *, field: str, minimum: int, maximum: int = MAX_COUNT) -> int:
     """Return ``value`` if it is a whole number from ``minimum`` to ``maximum``.
+
+    ``what`` names the value in the message ("quantity received"), ``field`` the argument
+    it came in (``quantity``), which the error carries for the form.
 
     Raises:
         ValidationFailed: not a whole number, below ``minimum``, or above ``maximum``
             (by default :data:`MAX_COUNT`, the most the stock columns store).
     """
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationFailed(f"The {what} must be a whole number.")
+        raise ValidationFailed(f"The {what} must be a whole number.", field=field)
     if value < minimum:
-        raise ValidationFailed(f"The {what} must be at least {minimum}.")
+        raise ValidationFailed(f"The {what} must be at least {minimum}.", field=field)
     if value > maximum:
-        raise ValidationFailed(f"The {what} must be at most {maximum:,}.")
+        raise ValidationFailed(f"The {what} must be at most {maximum:,}.", field=field)
     return value
 
 
-def require_text(value: str | None, what: str, *, max_length: int = 255) -> str:
-    """Return ``value`` stripped; ValidationFailed when blank or longer than ``max_length``."""
+def require_text(value: str | None, what: str, *, field: str, max_length: int = 255) -> str:
+    """Return ``value`` stripped; ValidationFailed (about ``field``) when blank or longer than ``max_length``."""
     text = (value or "").strip()
     if not text:
-        raise ValidationFailed(f"Enter the {what}.")
+        raise ValidationFailed(f"Enter the {what}.", field=field)
     if len(text) > max_length:
-        raise ValidationFailed(f"The {what} can have at most {max_length} characters.")
+        raise ValidationFailed(f"The {what} can have at most {max_length} characters.", field=field)
     return text
 
 

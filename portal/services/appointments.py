@@ -100,19 +100,19 @@ def session_end(clinic_session: ClinicSession) -> datetime:
     return clock.at(clinic_session.session_date, clinic_session.end_time)
 
 
-def _clean_reason(reason: str | None, *, required: bool, what: str = "a reason") -> str | None:
+def _clean_reason(reason: str | None, *, required: bool, what: str = "a reason", field: str = "reason") -> str | None:
     text = " ".join((reason or "").split())
     if required and not text:
-        raise ValidationFailed(f"Give {what}.")
+        raise ValidationFailed(f"Give {what}.", field=field)
     if len(text) > MAX_REASON:
-        raise ValidationFailed(f"Keep {what} under {MAX_REASON} characters.")
+        raise ValidationFailed(f"Keep {what} under {MAX_REASON} characters.", field=field)
     return text or None
 
 
 def _get_clinic_session(db: Session, clinic_session_id: int) -> ClinicSession:
     clinic_session = db.get(ClinicSession, clinic_session_id, populate_existing=True)
     if clinic_session is None:
-        raise NotFound("This clinic session does not exist.")
+        raise NotFound("This clinic session does not exist.", field="clinic_session_id")
     return clinic_session
 
 
@@ -166,8 +166,9 @@ def book(
     reason = _clean_reason(reason, required=False, what="the reason for the visit")
     if overbook_reason is not None:
         if channel is BookingChannel.online:
-            raise ValidationFailed("Online bookings cannot overbook a session.")
-        overbook_reason = _clean_reason(overbook_reason, required=True, what="a reason for overbooking")
+            raise ValidationFailed("Online bookings cannot overbook a session.", field="overbook_reason")
+        overbook_reason = _clean_reason(overbook_reason, required=True, what="a reason for overbooking",
+                                        field="overbook_reason")
     if submission_key:
         earlier = find_by_submission_key(db, submission_key)
         if earlier is not None:
@@ -179,7 +180,7 @@ def book(
     from models import Patient  # local: keeps the import list of this module about appointments
 
     if db.get(Patient, patient_id) is None:
-        raise NotFound("This patient does not exist.")
+        raise NotFound("This patient does not exist.", field="patient_id")
     _check_bookable(clinic_session, local_now)
     active = db.scalar(
         select(Appointment.reference).where(
@@ -189,7 +190,7 @@ def book(
         )
     )
     if active:
-        raise DuplicateBooking(f"This patient already has appointment {active} in this session.")
+        raise DuplicateBooking(f"This patient already has appointment {active} in this session.", field="patient_id")
 
     for _attempt in range(3):
         try:
@@ -214,7 +215,7 @@ def book(
                 if earlier is not None:
                     return _result(db, earlier, repeated=True)
             if "active" in text or "patient_id" in text:
-                raise DuplicateBooking("This patient already has an appointment in this session.") from None
+                raise DuplicateBooking("This patient already has an appointment in this session.", field="patient_id") from None
             if "reference" in text:
                 continue  # 50 random bits collided: draw another reference
             raise
@@ -236,11 +237,11 @@ def book(
 
 def _check_bookable(clinic_session: ClinicSession, local_now: datetime) -> None:
     if clinic_session.status is ClinicSessionStatus.cancelled:
-        raise ClinicSessionNotBookable("This clinic session has been cancelled.")
+        raise ClinicSessionNotBookable("This clinic session has been cancelled.", field="clinic_session_id")
     if clinic_session.status is ClinicSessionStatus.closed:
-        raise ClinicSessionNotBookable("This clinic session is closed for booking.")
+        raise ClinicSessionNotBookable("This clinic session is closed for booking.", field="clinic_session_id")
     if clinic_session.session_date < local_now.date() or session_end(clinic_session) <= local_now:
-        raise ClinicSessionNotBookable("This clinic session has already ended.")
+        raise ClinicSessionNotBookable("This clinic session has already ended.", field="clinic_session_id")
 
 
 def _take_place(db: Session, clinic_session: ClinicSession, today: date, overbook: bool) -> bool:
@@ -260,9 +261,9 @@ def _take_place(db: Session, clinic_session: ClinicSession, today: date, overboo
         return False
     current = _get_clinic_session(db, clinic_session.id)
     if current.status is not ClinicSessionStatus.open or current.session_date < today:
-        raise ClinicSessionNotBookable("This clinic session is no longer open for booking.")
+        raise ClinicSessionNotBookable("This clinic session is no longer open for booking.", field="clinic_session_id")
     if not overbook:
-        raise SlotFull("This clinic session has just filled up.")
+        raise SlotFull("This clinic session has just filled up.", field="clinic_session_id")
     taken = db.execute(
         update(ClinicSession)
         .where(*bookable)
@@ -271,7 +272,7 @@ def _take_place(db: Session, clinic_session: ClinicSession, today: date, overboo
         .execution_options(synchronize_session=False)
     ).rowcount
     if taken != 1:
-        raise ClinicSessionNotBookable("This clinic session is no longer open for booking.")
+        raise ClinicSessionNotBookable("This clinic session is no longer open for booking.", field="clinic_session_id")
     return True
 
 

@@ -403,7 +403,7 @@ def cancel_prescription(db: Session, *, prescription_id: int, actor: Actor, reas
         NotFound: unknown prescription.
         InvalidTransition: it is not ``issued`` or something was dispensed from it.
     """
-    reason = require_text(reason, "reason for cancelling")
+    reason = require_text(reason, "reason for cancelling", field="reason")
     number = db.execute(
         select(Prescription.number).where(Prescription.id == prescription_id)
     ).scalar_one_or_none()

@@ -105,28 +105,30 @@ def receive_stock(
         ConcurrentChange: the batch kept changing status while receiving.
     """
     today = today or clock.today()
-    lot = require_text(lot_number, "lot number", max_length=40).upper()
-    require_count(quantity, "quantity received", minimum=1)
-    require_count(unit_cost, "unit cost", minimum=0)
+    lot = require_text(lot_number, "lot number", field="lot_number", max_length=40).upper()
+    require_count(quantity, "quantity received", field="quantity", minimum=1)
+    require_count(unit_cost, "unit cost", field="unit_cost", minimum=0)
     if not isinstance(expiry_date, date) or isinstance(expiry_date, datetime):
-        raise ValidationFailed("Enter the expiry date printed on the pack.")
+        raise ValidationFailed("Enter the expiry date printed on the pack.", field="expiry_date")
     if expiry_date <= today:
         raise ValidationFailed(
             f"Lot {lot} expires on {expiry_date.isoformat()}: only stock that expires after "
-            f"today ({today.isoformat()}) can be received."
+            f"today ({today.isoformat()}) can be received.", field="expiry_date",
         )
     note = (note or "").strip() or None
     medicine = db.get(Medicine, medicine_id, populate_existing=True)
     if medicine is None:
-        raise NotFound(f"Medicine #{medicine_id} does not exist.")
+        raise NotFound(f"Medicine #{medicine_id} does not exist.", field="medicine_id")
     if not medicine.is_active:
-        raise ValidationFailed(f"{medicine} is not an active stock item; reactivate it before receiving stock.")
+        raise ValidationFailed(f"{medicine} is not an active stock item; reactivate it before receiving stock.",
+                               field="medicine_id")
     if supplier_id is not None:
         supplier = db.get(Supplier, supplier_id, populate_existing=True)
         if supplier is None:
-            raise NotFound(f"Supplier #{supplier_id} does not exist.")
+            raise NotFound(f"Supplier #{supplier_id} does not exist.", field="supplier_id")
         if not supplier.is_active:
-            raise ValidationFailed(f"Supplier {supplier} is inactive; reactivate it before receiving from it.")
+            raise ValidationFailed(f"Supplier {supplier} is inactive; reactivate it before receiving from it.",
+                                   field="supplier_id")
 
     batch_id = _find_lot(db, medicine_id, lot)
     created = False
@@ -217,12 +219,13 @@ def _add_to_batch(
             raise ValidationFailed(
                 f"Lot {batch.lot_number} of {batch.medicine} is already in stock with expiry date "
                 f"{batch.expiry_date.isoformat()}, not {expiry_date.isoformat()}. Check the pack: "
-                "one lot has one expiry date."
+                "one lot has one expiry date.", field="expiry_date",
             )
         if batch.status not in RECEIVABLE:
             raise BatchNotUsable(
                 f"Lot {batch.lot_number} of {batch.medicine} is {batch.status.value}; "
-                "stock of this lot cannot be received. Keep the delivery apart and contact the supplier."
+                "stock of this lot cannot be received. Keep the delivery apart and contact the supplier.",
+                field="lot_number",
             )
         new_status = BatchStatus.active if batch.status == BatchStatus.depleted else batch.status
         won = db.execute(
@@ -369,7 +372,7 @@ def quarantine_batch(
         BatchNotUsable: the batch is already in that status, expired or depleted.
         ConcurrentChange: the batch kept changing while updating.
     """
-    reason = require_text(reason, "reason")
+    reason = require_text(reason, "reason", field="reason")
     target = BatchStatus.recalled if recall else BatchStatus.quarantined
     allowed = (BatchStatus.active, BatchStatus.quarantined) if recall else (BatchStatus.active,)
     verb = "recalled" if recall else "quarantined"
@@ -419,7 +422,7 @@ def release_batch(
             released), or its expiry date is today or earlier.
         ConcurrentChange: the batch kept changing while updating.
     """
-    reason = require_text(reason, "reason")
+    reason = require_text(reason, "reason", field="reason")
     today = today or clock.today()
     for batch in fresh_reads(lambda: read_batch(db, batch_id)):
         if batch.status != BatchStatus.quarantined:
@@ -495,8 +498,8 @@ def adjust_stock(
         NotFound: unknown batch.
         ConcurrentChange: the batch kept changing while adjusting.
     """
-    require_count(counted_quantity, "counted quantity", minimum=0)
-    reason = require_text(reason, "reason")
+    require_count(counted_quantity, "counted quantity", field="counted_quantity", minimum=0)
+    reason = require_text(reason, "reason", field="reason")
     for batch in fresh_reads(lambda: read_batch(db, batch_id)):
         difference = counted_quantity - batch.quantity_on_hand
         if difference == 0:
@@ -736,7 +739,7 @@ def batches_expiring_within(db: Session, *, days: int | None = None, today: date
         ValidationFailed: ``days`` is not a whole number >= 0.
     """
     if days is not None:
-        require_count(days, "number of days", minimum=0)
+        require_count(days, "number of days", field="days", minimum=0)
     today = today or clock.today()
     return list(
         db.scalars(
