@@ -10,9 +10,8 @@ import sys
 from sqlalchemy.engine import make_url
 
 from portal.core import schema
-from portal.core.db import get_engine, transaction
+from portal.core.db import get_engine
 from portal.core.settings import get_settings
-from portal.core.vocabulary import AuditAction, Entity
 
 
 def _say(message: str) -> None:
@@ -55,11 +54,11 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def cmd_create_staff(args: argparse.Namespace) -> int:
     """Create a staff account, asking for its password twice."""
-    from models import Role, StaffUser
-    from portal.core.passwords import check_password_rules, hash_password
-    from portal.services import audit
+    from models import Role
     from portal.core.actor import SYSTEM
-    from portal.core.errors import ValidationFailed
+    from portal.core.db import run_in_transaction
+    from portal.core.errors import DomainError
+    from portal.services import staff_accounts
 
     schema.upgrade(get_settings().database_url)
     if args.role == "doctor" and not args.doctor_id:
@@ -70,22 +69,13 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
         _say("The passwords differ; nothing was created.")
         return 2
     try:
-        check_password_rules(password, username=args.username)
-    except ValidationFailed as exc:
-        _say(exc.message)
-        return 2
-    with transaction() as db:
-        if db.query(StaffUser).filter(StaffUser.username == args.username).first():
-            _say(f"The username {args.username!r} is taken; nothing was created.")
-            return 2
-        user = StaffUser(
-            username=args.username, full_name=args.full_name or args.username, role=Role(args.role),
-            password_hash=hash_password(password), doctor_id=args.doctor_id,
+        run_in_transaction(
+            staff_accounts.create_account, username=args.username, full_name=args.full_name or args.username,
+            role=Role(args.role), password=password, doctor_id=args.doctor_id, actor=SYSTEM,
         )
-        db.add(user)
-        db.flush()
-        audit.record(db, actor=SYSTEM, action=AuditAction.create, entity=Entity.staff_user, entity_id=user.id,
-                     summary=f"Created staff account {user.username} ({user.role.value}) from the command line")
+    except DomainError as exc:
+        _say(f"{exc.message} Nothing was created.")
+        return 2
     _say(f"Created {args.username} ({args.role}).")
     return 0
 

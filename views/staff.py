@@ -1,14 +1,22 @@
-"""Admin screen for staff accounts: create, deactivate, reset passwords."""
+"""Admin screen for staff accounts: create, deactivate, reset passwords (through
+``portal.services.staff_accounts``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqladmin.filters import BooleanFilter, StaticValuesFilter
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from wtforms import PasswordField
 from wtforms.validators import Optional as OptionalValidator
 
-from portal.core import clock
 from models import Role, StaffUser
-from portal.core.passwords import check_password_rules, hash_password
+from portal.core.actor import SYSTEM, current_actor
+from portal.core.db import run_in_transaction
+from portal.core.errors import DomainError
+from portal.services import staff_accounts
 from views._base import PortalModelView, date_range, enum_choices
 
 
@@ -51,23 +59,43 @@ class StaffUserView(PortalModelView, model=StaffUser):
 
         return StaffForm
 
-    def validate_model(self, data, model, is_created):
-        """Password rules and hashing, doctor link for doctors; a new password or a
-        deactivation ends the account's sessions (raises ``login_epoch``)."""
-        password = data.pop("new_password", None) or ""
-        username = (data.get("username") or getattr(model, "username", "") or "").strip()
-        data["username"] = username
-        if is_created and not password:
-            raise ValueError("Set a password for the new account.")
-        if password:
-            check_password_rules(password, username=username)
-            data["password_hash"] = hash_password(password)
-            data["password_changed_at"] = clock.now()
-        role = data.get("role")
-        role_value = getattr(role, "value", role)
-        if role_value == Role.doctor.value and not data.get("doctor"):
-            raise ValueError("A doctor's account must be linked to a doctor.")
-        if not is_created and (password or (model.is_active and data.get("is_active") is False)):
-            data["login_epoch"] = (model.login_epoch or 0) + 1
-            data["failed_logins"] = 0
-            data["locked_until"] = None
+    # -- saving: through the staff account services, never by setting columns here ----------
+    async def insert_model(self, request: Request, data: dict) -> Any:
+        """Create the account with ``staff_accounts.create_account`` (password hashed there)."""
+        data = dict(data)
+        await self.on_model_change(data, None, True, request)
+        return await self._through_service(
+            staff_accounts.create_account, username=data.get("username") or "", full_name=data.get("full_name") or "",
+            role=data.get("role"), password=data.get("new_password") or "", doctor_id=_id(data.get("doctor")),
+            is_active=bool(data.get("is_active")),
+        )
+
+    async def update_model(self, request: Request, pk: str, data: dict) -> Any:
+        """Edit the account with ``staff_accounts.update_account``: a new password (a reset)
+        or a deactivation ends the account's logins; each is audited."""
+        if not await self._in_scope(request, pk):
+            raise HTTPException(status_code=404)
+        data = dict(data)
+        model = await self.get_object_for_edit(request)
+        await self.on_model_change(data, model, False, request)
+        return await self._through_service(
+            staff_accounts.update_account, int(pk), full_name=data.get("full_name") or "", role=data.get("role"),
+            doctor_id=_id(data.get("doctor")), is_active=bool(data.get("is_active")),
+            new_password=data.get("new_password") or None,
+        )
+
+    async def _through_service(self, fn, *args, **kwargs) -> Any:
+        """Run a staff account service in one transaction (lock conflicts retried); a refusal
+        becomes the form's message (sqladmin shows a ``ValueError`` on the form)."""
+        engine = self.session_maker.kw["bind"]
+        actor = current_actor.get() or SYSTEM
+        try:
+            return await run_in_threadpool(run_in_transaction, fn, *args, engine=engine, actor=actor, **kwargs)
+        except DomainError as exc:
+            raise ValueError(exc.message) from None
+
+
+def _id(value: Any) -> int | None:
+    """The id a relation field posted (an id string, a row, or nothing)."""
+    value = getattr(value, "id", value)
+    return int(value) if value not in (None, "") else None
