@@ -15,13 +15,13 @@ from models.appointments import (
 from models.audit import AuditEvent
 from models.catalog import CatalogVersion
 from models.clinic import (
+    ClinicSession,
+    ClinicSessionStatus,
     Department,
     Doctor,
     DoctorDepartment,
     Gender,
     Icd10Code,
-    ClinicSession,
-    ClinicSessionStatus,
 )
 from models.patients import MRN_FORMAT, Patient
 from models.pharmacy import (

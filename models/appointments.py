@@ -8,10 +8,10 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship, SQLModel
 
-from portal.core import clock
 from models._types import UTCDateTime, enum_type
-from models.clinic import Department, Doctor, Icd10Code, ClinicSession
+from models.clinic import ClinicSession, Department, Doctor, Icd10Code
 from models.patients import Patient
+from portal.core import clock
 
 
 class AppointmentStatus(str, enum.Enum):

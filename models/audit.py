@@ -7,8 +7,8 @@ from typing import Any, Optional
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from portal.core import clock
 from models._types import UTCDateTime
+from portal.core import clock
 
 
 class AuditEvent(SQLModel, table=True):

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Optional
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship, SQLModel
 
-from portal.core import clock
 from models._types import UTCDateTime, enum_type
+from portal.core import clock
 
 if TYPE_CHECKING:
     from models.appointments import Appointment

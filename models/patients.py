@@ -7,9 +7,9 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from portal.core import clock
 from models._types import UTCDateTime, enum_type
 from models.clinic import Gender
+from portal.core import clock
 
 MRN_FORMAT = "MRN-{:08d}"
 

@@ -8,11 +8,11 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship, SQLModel
 
-from portal.core import clock
 from models._types import UTCDateTime, enum_type
 from models.appointments import Appointment
 from models.clinic import Doctor, Icd10Code
 from models.patients import Patient
+from portal.core import clock
 
 
 class Medicine(SQLModel, table=True):

@@ -7,9 +7,9 @@ from typing import Optional
 
 from sqlmodel import Field, Relationship, SQLModel
 
-from portal.core import clock
 from models._types import UTCDateTime, enum_type
 from models.clinic import Doctor
+from portal.core import clock
 
 
 class Role(str, enum.Enum):

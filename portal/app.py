@@ -1,4 +1,8 @@
-"""The ASGI application: the staff admin at /admin and the patient pages at /.
+"""The composition root: builds the ASGI application from its two faces, the staff
+admin (``views``) at /admin and the patient pages (``portal.patient_pages``) at /.
+
+It is the only module that imports both faces; the faces import the services and the
+core, never each other (``tests/test_layers.py`` checks every import of the tree).
 
 Around it: :class:`portal.web.faults.FaultBarrier` (outermost; a fault is a 503 or plain
 500 page, never a hang or a traceback), :class:`portal.web.limits.BodySizeLimit`
@@ -16,9 +20,9 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.engine import Engine
 
 from portal.core.db import get_engine
+from portal.core.settings import get_settings
 from portal.web.faults import FaultBarrier, install_error_handlers
 from portal.web.limits import BodySizeLimit
-from portal.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,10 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         (strict security headers on every path outside ``/admin``), fault pages and the
         request body limit.
     """
+    # The two faces, imported here only: this is the one module that knows both.
     from portal import patient_pages
     from portal.web.headers import SecurityHeadersMiddleware
-    from views import create_admin  # views import services; keep app import light
+    from views import create_admin
 
     engine = engine or get_engine()
     settings = get_settings()

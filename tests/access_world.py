@@ -21,7 +21,6 @@ import itsdangerous
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from portal.core import clock
 import models
 from models import (
     Appointment,
@@ -36,16 +35,17 @@ from models import (
     StockBatch,
     StockMovement,
 )
+from portal.core import clock
 from portal.core.db import transaction
 from portal.core.settings import get_settings
 from tests.factories import (
     _save,
+    make_clinic_session,
     make_department,
     make_doctor,
     make_icd10,
     make_medicine,
     make_patient,
-    make_clinic_session,
     make_staff,
     make_supplier,
 )

@@ -13,12 +13,13 @@ from argon2 import PasswordHasher
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from portal.core import clock
 from models import (
     ACTIVE_STATUSES,
     Appointment,
     AppointmentStatus,
     BatchStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     Department,
     Doctor,
     Encounter,
@@ -31,15 +32,14 @@ from models import (
     PrescriptionItem,
     PrescriptionStatus,
     Role,
-    ClinicSession,
-    ClinicSessionStatus,
     StaffUser,
     StockBatch,
     StockMovement,
     Supplier,
 )
-from portal.core.db import transaction
+from portal.core import clock
 from portal.core.actor import Actor
+from portal.core.db import transaction
 from portal.core.settings import get_settings
 
 PASSWORD = "correct-horse-battery"
@@ -123,9 +123,9 @@ def make_patient(engine: Engine, **kw) -> Patient:
 def make_audited_patient(engine: Engine, **kw) -> Patient:
     """A patient created as the admin creates one, with its ``create`` audit event (so
     ``portal.ops.integrity``'s audit rule holds for it)."""
+    from portal.core.actor import current_actor
     from portal.core.db import session_factory
     from portal.services import change_audit
-    from portal.core.actor import current_actor
 
     n = next(_seq)
     kw.setdefault("full_name", f"Patient {n}")

@@ -10,19 +10,17 @@ and ``admin`` (a client logged in as the administrator) are shared by
 
 from __future__ import annotations
 
-
 import pytest
 from sqladmin import Admin, ModelView
 from sqlalchemy import create_engine, func, select, update
 from starlette.routing import Mount
 
-from portal.core import clock
 from models import Appointment, ClinicSession
+from portal.core import clock
 from portal.core.db import transaction
 from tests.access_world import World, build_world, session_cookie
 from tests.fuzzing import forms_on
 from views._actions import ActionsMixin
-
 
 # -- what the admin offers ----------------------------------------------------------------
 

@@ -28,15 +28,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, time as dtime, timedelta
+from datetime import date, timedelta
+from datetime import time as dtime
 from html.parser import HTMLParser
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from portal.core import clock
 from models import (
+    ClinicSession,
     Department,
     Doctor,
     DoctorDepartment,
@@ -46,17 +47,17 @@ from models import (
     Prescription,
     PrescriptionItem,
     Role,
-    ClinicSession,
     StaffUser,
     Supplier,
 )
-from portal.patient_pages import routes as booking_routes
-from portal.core.db import run_in_transaction, session_factory, transaction
-from portal.web import tokens
-from portal.core.passwords import hash_password
-from portal.services import change_audit, stock
+from portal.core import clock
 from portal.core.actor import Actor, current_actor
+from portal.core.db import run_in_transaction, session_factory, transaction
+from portal.core.passwords import hash_password
 from portal.core.settings import get_settings
+from portal.patient_pages import routes as booking_routes
+from portal.services import change_audit, stock
+from portal.web import tokens
 
 PASSWORD = "load-test-password-1"
 SETUP = Actor(username="load-setup")

@@ -11,33 +11,33 @@ from datetime import time, timedelta
 import itsdangerous
 from sqlalchemy import func, select, update
 
-from portal.core import clock
 from models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
     BatchStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     MovementKind,
     Prescription,
     PrescriptionStatus,
     Role,
-    ClinicSession,
-    ClinicSessionStatus,
     StockBatch,
     StockMovement,
 )
+from portal.core import clock
+from portal.core.actor import Actor
 from portal.core.db import transaction
 from portal.services import appointments as svc
-from portal.core.actor import Actor
 from tests.factories import (
     PASSWORD,
     assert_ledger_consistent,
     login,
     make_batch,
+    make_clinic_session,
     make_medicine,
     make_patient,
     make_prescription,
-    make_clinic_session,
     make_staff,
     make_supplier,
 )

@@ -11,8 +11,8 @@ from itsdangerous import TimestampSigner
 from sqlalchemy import func, select
 from starlette.routing import Mount
 
-from portal.core import clock
 from models import AuditEvent, Department, Role, StaffUser
+from portal.core import clock
 from portal.core.db import transaction
 from portal.core.settings import get_settings
 from tests.admin_html import field_errors

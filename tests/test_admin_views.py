@@ -19,11 +19,10 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from starlette.testclient import TestClient
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from starlette.testclient import TestClient
 
-from portal.core import clock
 import models
 from models import (
     Appointment,
@@ -31,6 +30,8 @@ from models import (
     AuditEvent,
     BatchStatus,
     BookingChannel,
+    ClinicSession,
+    ClinicSessionStatus,
     Department,
     Doctor,
     Encounter,
@@ -43,11 +44,10 @@ from models import (
     PrescriptionItem,
     PrescriptionStatus,
     Role,
-    ClinicSession,
-    ClinicSessionStatus,
     StaffUser,
     Supplier,
 )
+from portal.core import clock
 from portal.core.db import transaction
 from portal.core.settings import get_settings
 from tests.admin_html import alerts, detail_fields, field_errors, row_texts
@@ -55,6 +55,7 @@ from tests.factories import (
     login,
     make_appointment,
     make_batch,
+    make_clinic_session,
     make_department,
     make_doctor,
     make_encounter,
@@ -64,7 +65,6 @@ from tests.factories import (
     make_patient,
     make_prescription,
     make_prescription_item,
-    make_clinic_session,
     make_staff,
     make_supplier,
 )
@@ -1055,7 +1055,7 @@ def _integrity_error(engine, stmt) -> IntegrityError:
 
 
 def test_database_refusals_become_sentences_on_this_backend(engine, h):
-    from views.clinic import DepartmentView, Icd10CodeView, ClinicSessionView
+    from views.clinic import ClinicSessionView, DepartmentView, Icd10CodeView
 
     clinic_session = dict(doctor_id=h.chen.id, department_id=h.derm.id, session_date=TODAY + timedelta(days=20),
                     start_time=time(8), end_time=time(12), slot_minutes=10, booked_count=0,

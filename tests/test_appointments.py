@@ -7,21 +7,21 @@ from datetime import datetime, time, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from portal.core import clock
 from models import Appointment, AppointmentStatus, AuditEvent, BookingChannel, ClinicSession, ClinicSessionStatus
-from portal.core.db import transaction
-from portal.services import appointments as svc
+from portal.core import clock
 from portal.core.actor import Actor
+from portal.core.db import transaction
 from portal.core.errors import (
+    ClinicSessionNotBookable,
     DuplicateBooking,
     InvalidTransition,
     NotFound,
-    ClinicSessionNotBookable,
     SlotFull,
     ValidationFailed,
 )
 from portal.core.settings import get_settings
-from tests.factories import make_patient, make_clinic_session
+from portal.services import appointments as svc
+from tests.factories import make_clinic_session, make_patient
 
 CLERK = Actor(username="clerk", user_id=None, role="receptionist", ip="10.0.0.9")
 S = AppointmentStatus

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from models import AuditEvent, Department, StaffUser
+from portal.core.actor import Actor
 from portal.core.db import transaction
 from portal.services import appointments as booking
-from portal.core.actor import Actor
 from tests.access_world import build_world, fingerprint, today
-from tests.factories import login, make_department, make_patient, make_clinic_session, make_staff
+from tests.factories import login, make_clinic_session, make_department, make_patient, make_staff
 
 
 def _events(engine, **where) -> list[AuditEvent]:

@@ -16,16 +16,14 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 import main
-from portal.core import clock
 from models import AuditEvent
-from portal.ops import backup as backups
-from portal.core import schema
-from portal.ops.backup import BackupError, DumpScanner, iter_dump_statements
+from portal.core import clock, schema
 from portal.core.db import build_engine, dispose_engines, transaction
-from portal.ops.seed.demo import seed_demo
 from portal.core.settings import get_settings
-from tests.factories import make_patient, make_clinic_session, make_staff
-
+from portal.ops import backup as backups
+from portal.ops.backup import BackupError, DumpScanner, iter_dump_statements
+from portal.ops.seed.demo import seed_demo
+from tests.factories import make_clinic_session, make_patient, make_staff
 
 # --------------------------------------------------------------------------- helpers
 

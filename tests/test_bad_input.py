@@ -291,10 +291,10 @@ def test_the_stock_services_refuse_counts_the_columns_cannot_hold(engine, world)
     """The services' own check, behind the forms: a typed ValidationFailed, not a database error."""
     from datetime import date
 
-    from portal.core.db import transaction
-    from portal.services import stock
     from portal.core.actor import Actor
+    from portal.core.db import transaction
     from portal.core.errors import ValidationFailed
+    from portal.services import stock
 
     for kwargs in ({"quantity": 2**31, "unit_cost": 1}, {"quantity": 1, "unit_cost": 10**30}):
         with pytest.raises(ValidationFailed, match="at most 2,147,483,647"), transaction(engine) as db:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from portal.core import clock
-from tests.factories import PASSWORD, make_department, make_doctor, make_clinic_session, make_staff
+from tests.factories import PASSWORD, make_clinic_session, make_department, make_doctor, make_staff
 
 pytestmark = pytest.mark.browser
 
@@ -197,9 +197,9 @@ def test_a_session_that_fills_up_while_the_form_is_open_offers_other_sessions(se
     from sqlalchemy import select, update
 
     from models import ClinicSession
+    from portal.core.actor import Actor
     from portal.core.db import transaction
     from portal.services import appointments
-    from portal.core.actor import Actor
     from tests.factories import make_patient
 
     ARTIFACTS.mkdir(exist_ok=True)

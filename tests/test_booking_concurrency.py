@@ -8,11 +8,11 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from models import Appointment, ClinicSession
-from portal.core.db import run_in_transaction
-from portal.services import appointments as svc
 from portal.core.actor import Actor
+from portal.core.db import run_in_transaction
 from portal.core.errors import SlotFull
-from tests.factories import make_patient, make_clinic_session
+from portal.services import appointments as svc
+from tests.factories import make_clinic_session, make_patient
 
 PATIENT = Actor(username="patient:online")
 

@@ -11,20 +11,28 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.testclient import TestClient
 
+from models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEvent,
+    ClinicSession,
+    ClinicSessionStatus,
+    Patient,
+    ThrottleBucket,
+)
 from portal.core import clock
-from models import Appointment, AppointmentStatus, AuditEvent, Patient, ClinicSession, ClinicSessionStatus, ThrottleBucket
-from portal.patient_pages import routes
-from portal.core.db import transaction
-from portal.services import appointments as appointment_service
 from portal.core.actor import Actor
+from portal.core.db import transaction
 from portal.core.errors import Busy
 from portal.core.settings import get_settings
+from portal.patient_pages import routes
+from portal.services import appointments as appointment_service
 from tests.factories import (
     login,
+    make_clinic_session,
     make_department,
     make_doctor,
     make_patient,
-    make_clinic_session,
     make_staff,
 )
 

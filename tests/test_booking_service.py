@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from models import Appointment, Gender, Patient
-from portal.core.db import run_in_transaction, transaction
-from portal.services import booking
 from portal.core.actor import Actor
+from portal.core.db import run_in_transaction, transaction
 from portal.core.errors import SlotFull
-from tests.factories import make_patient, make_clinic_session
+from portal.services import booking
+from tests.factories import make_clinic_session, make_patient
 
 ONLINE = Actor(username="patient:online", ip="203.0.113.5")
 ID_1 = "11010519491231002X"

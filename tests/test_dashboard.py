@@ -27,21 +27,21 @@ from types import SimpleNamespace
 
 import pytest
 
-from portal.core import clock
 from models import AppointmentStatus as S
-from models import BatchStatus, PrescriptionStatus, Role, ClinicSessionStatus
+from models import BatchStatus, ClinicSessionStatus, PrescriptionStatus, Role
+from portal.core import clock
 from portal.core.db import transaction
 from portal.services import dashboard
 from tests.factories import (
     login,
     make_appointment,
-    make_received_batch,
+    make_clinic_session,
     make_department,
     make_doctor,
     make_medicine,
     make_patient,
     make_prescription_lines,
-    make_clinic_session,
+    make_received_batch,
     make_staff,
 )
 

@@ -28,8 +28,8 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from portal.core import schema
 from portal.app import create_app
+from portal.core import schema
 from portal.core.db import build_engine
 from portal.web.faults import UNAVAILABLE_MESSAGE
 from tests.factories import login, make_staff

@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from portal.core import clock
 from models import (
     AuditEvent,
     BatchStatus,
@@ -20,9 +19,9 @@ from models import (
     StockBatch,
     StockMovement,
 )
-from portal.core.db import run_in_transaction, transaction
-from portal.services import dispensing, stock
+from portal.core import clock
 from portal.core.actor import Actor
+from portal.core.db import run_in_transaction, transaction
 from portal.core.errors import (
     InsufficientStock,
     InvalidTransition,
@@ -31,6 +30,7 @@ from portal.core.errors import (
     ValidationFailed,
     WitnessRequired,
 )
+from portal.services import dispensing, stock
 from tests.factories import (
     actor_for,
     assert_ledger_consistent,

@@ -20,8 +20,8 @@ from starlette.testclient import TestClient
 
 from portal.app import create_app
 from portal.core.db import build_engine
-from portal.web.faults import UNAVAILABLE_MESSAGE, FaultBarrier
 from portal.core.errors import Busy
+from portal.web.faults import UNAVAILABLE_MESSAGE, FaultBarrier
 from tests.factories import login, make_staff
 
 

@@ -33,8 +33,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import delete, update
 
-from portal.core import clock
 from models import StaffUser, ThrottleBucket
+from portal.core import clock
 from portal.core.db import transaction
 from tests.access_world import World
 from tests.factories import PASSWORD

@@ -23,17 +23,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
-from portal.core import clock
 from models import ThrottleBucket
-from portal.patient_pages.routes import view_link
-from portal.core.db import transaction
-from portal.services import appointments
+from portal.core import clock
 from portal.core.actor import Actor
+from portal.core.db import transaction
+from portal.patient_pages.routes import view_link
+from portal.services import appointments
 from tests.factories import (
+    make_clinic_session,
     make_department,
     make_doctor,
     make_patient,
-    make_clinic_session,
 )
 from tests.fuzzing import Exchanger, edge_cases, exchange, form_data, forms_on, fuzz, junk, url_junk
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.scenarios import booking_rush, dispensing_race
 from bench.race_flows import (
     booking_reference,
     flash_messages,
@@ -35,6 +34,7 @@ from bench.race_flows import (
     submit_booking,
     submit_dispense,
 )
+from bench.scenarios import booking_rush, dispensing_race
 from tests.factories import (
     PASSWORD,
     assert_ledger_consistent,

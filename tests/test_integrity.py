@@ -19,29 +19,29 @@ import pytest
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.engine import Engine
 
-from portal.core import clock
 from models import (
     Appointment,
     AuditEvent,
+    ClinicSession,
     Gender,
     MovementKind,
     Prescription,
     PrescriptionItem,
-    ClinicSession,
     StockBatch,
     StockMovement,
 )
+from portal.core import clock
+from portal.core.actor import Actor
 from portal.core.db import run_in_transaction, transaction
 from portal.ops.integrity import RULES, check_invariants, check_invariants_report, format_report
 from portal.services import appointments, booking, dispensing, stock
-from portal.core.actor import Actor
 from tests.factories import (
     actor_for,
     make_audited_patient,
     make_batch,
+    make_clinic_session,
     make_medicine,
     make_prescription,
-    make_clinic_session,
     make_staff,
 )
 

@@ -25,19 +25,19 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 
-from models import Appointment, AuditEvent, PrescriptionStatus, ClinicSession, StockBatch, StockMovement
+from models import Appointment, AuditEvent, ClinicSession, PrescriptionStatus, StockBatch, StockMovement
 from portal.core import schema
+from portal.core.actor import Actor
 from portal.core.db import build_engine, run_in_transaction, transaction
 from portal.ops.integrity import check_invariants
 from portal.services import appointments, dispensing
-from portal.core.actor import Actor
 from tests.factories import (
     actor_for,
     make_audited_patient,
     make_batch,
+    make_clinic_session,
     make_medicine,
     make_prescription,
-    make_clinic_session,
     make_staff,
 )
 from tests.live_server import LiveServer

@@ -11,11 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from portal.core import clock
 from models import Appointment, AppointmentStatus, Role
+from portal.core import clock
 from portal.core.db import transaction
 from portal.services.references import new_reference
-from tests.factories import login, make_department, make_doctor, make_patient, make_clinic_session, make_staff
+from tests.factories import login, make_clinic_session, make_department, make_doctor, make_patient, make_staff
 from views._large_lists import CountAtLeast
 
 STATUSES = [AppointmentStatus.pending, AppointmentStatus.confirmed, AppointmentStatus.cancelled]

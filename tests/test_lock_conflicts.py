@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import event, func, select, text, update
 from starlette.testclient import TestClient
 
-from models import Appointment, AuditEvent, Patient, ClinicSession
+from models import Appointment, AuditEvent, ClinicSession, Patient
 from portal.app import create_app
 from portal.core.db import MAX_ATTEMPTS, build_engine, run_in_transaction, transaction
 from tests.factories import PASSWORD, login, make_audited_patient, make_clinic_session, make_staff

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from models import Appointment, Patient, ClinicSession, StockBatch
+from models import Appointment, ClinicSession, Patient, StockBatch
 from portal.core.db import transaction
-from tests.factories import make_department, make_medicine, make_patient, make_clinic_session
+from tests.factories import make_clinic_session, make_department, make_medicine, make_patient
 
 
 def _update(engine, stmt):

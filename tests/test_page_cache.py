@@ -19,16 +19,16 @@ import pytest
 from jinja2 import UndefinedError
 from sqlalchemy import delete, event, select, text, update
 
+from models import Appointment, CatalogVersion, ClinicSession, ClinicSessionStatus, Department, Doctor, DoctorDepartment
 from portal.core import clock
-from models import Appointment, CatalogVersion, Department, Doctor, DoctorDepartment, ClinicSession, ClinicSessionStatus
+from portal.core.actor import Actor
+from portal.core.db import run_in_transaction, transaction
+from portal.core.settings import get_settings
 from portal.patient_pages.page_cache import VersionWatch
 from portal.patient_pages.routes import Page
-from portal.core.db import run_in_transaction, transaction
 from portal.services import appointments
-from portal.core.actor import Actor
 from portal.services.timetable import DOCTORS_PER_PAGE
-from portal.core.settings import get_settings
-from tests.factories import make_department, make_doctor, make_patient, make_clinic_session
+from tests.factories import make_clinic_session, make_department, make_doctor, make_patient
 
 MIGRATION = importlib.import_module("migrations.versions.20261121_0003_catalog_version")
 #: The catalog triggers at head: revision 0003's, those on the clinic session table renamed by 0005.

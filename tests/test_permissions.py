@@ -17,9 +17,9 @@ from starlette.routing import Mount
 
 import views
 from models import Role
-from views import permissions
 from tests.access_world import build_world, fingerprint, make_disposable, row_exists
 from tests.factories import login
+from views import permissions
 
 MODEL_VIEWS = [v for v in views.ALL_VIEWS if getattr(v, "model", None) is not None]
 ROLES = [r.value for r in Role]
@@ -189,8 +189,9 @@ def test_role_defaults_of_the_issue():
 
 def test_start_up_check_refuses_a_table_that_disagrees_with_the_views(app, monkeypatch):
     """A right the view switched off, or a view missing from the table, fails loudly."""
-    from views import create_admin
     from fastapi import FastAPI
+
+    from views import create_admin
 
     engine = app.state.engine
     bad = dict(permissions.ENTITY_RIGHTS, **{"audit_event": ("vcedx", "", "", "", "")})

@@ -14,7 +14,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from portal.core import clock
 from models import (
     AuditEvent,
     BatchStatus,
@@ -26,10 +25,11 @@ from models import (
     StockBatch,
     StockMovement,
 )
+from portal.core import clock
 from portal.core.db import run_in_transaction, transaction
+from portal.core.errors import InsufficientStock, InvalidTransition
 from portal.services import dispensing, stock
 from portal.services.dispensing import DispenseResult
-from portal.core.errors import InsufficientStock, InvalidTransition
 from tests.factories import (
     actor_for,
     assert_ledger_consistent,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from portal.core import clock
 from models import ThrottleBucket
+from portal.core import clock
 from portal.core.db import run_in_transaction, transaction
 from portal.services import rate_limits
 

@@ -32,9 +32,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from portal.core import clock
 from models import AppointmentStatus as S
-from models import BatchStatus, MovementKind, PrescriptionStatus, Role, ClinicSessionStatus
+from models import BatchStatus, ClinicSessionStatus, MovementKind, PrescriptionStatus, Role
+from portal.core import clock
 from portal.core.db import transaction
 from portal.services import reports
 from portal.services.reports import Grain, InvalidFilters, ReportFilters
@@ -42,13 +42,13 @@ from tests.factories import (
     local_datetime,
     login,
     make_appointment,
-    make_received_batch,
+    make_clinic_session,
     make_department,
     make_doctor,
     make_medicine,
     make_movement,
     make_prescription_lines,
-    make_clinic_session,
+    make_received_batch,
     make_staff,
 )
 

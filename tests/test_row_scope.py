@@ -13,7 +13,7 @@ from sqlalchemy import select
 from models import AuditEvent, Encounter, Prescription, PrescriptionItem
 from portal.core.db import transaction
 from tests.access_world import build_world, fingerprint, make_appointment, row_exists, today
-from tests.factories import login, make_patient, make_clinic_session
+from tests.factories import login, make_clinic_session, make_patient
 
 DOCTOR_SCOPED = ["clinic_session", "patient", "appointment", "encounter", "prescription", "prescription_item"]
 
@@ -250,7 +250,7 @@ def test_doctor_workflow_actions_touch_only_their_own_rows(world, client, engine
 
 def test_relation_fields_of_allowed_forms_still_save(client, engine):
     """The related-row check lets through what a role may pick: many-to-many and plain selects."""
-    from models import Doctor, Role, ClinicSession
+    from models import ClinicSession, Doctor, Role
     from tests.factories import make_department, make_staff
 
     d1, d2 = make_department(engine), make_department(engine)

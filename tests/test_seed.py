@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy import func, select, text
 
 import models
-from models import Appointment, Doctor, Patient, ClinicSession, StaffUser, StockBatch, StockMovement
+from models import Appointment, ClinicSession, Doctor, Patient, StaffUser, StockBatch, StockMovement
 from portal.core import schema
 from portal.core.db import build_engine
 from portal.ops.integrity import check_invariants_report
-from portal.services.national_id import national_id_valid
 from portal.ops.seed.demo import seed_demo
 from portal.ops.seed.reference import parse_forms_and_strengths
+from portal.services.national_id import national_id_valid
 
 TODAY = date(2026, 11, 20)
 SKIP_COLUMNS = {"password_hash", "occurred_at"}  # salted hashes, and the seed's own audit time

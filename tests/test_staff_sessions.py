@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from portal.core import clock
 from models import AuditEvent, StaffUser, ThrottleBucket
+from portal.core import clock
 from portal.core.db import transaction
-from portal.services import login_throttle as throttle
 from portal.core.passwords import verify_password
 from portal.core.settings import get_settings
+from portal.services import login_throttle as throttle
 from tests.access_world import session_cookie
 from tests.factories import PASSWORD, login, make_staff
 
@@ -192,8 +192,9 @@ def test_cookie_flags(client, engine, monkeypatch):
     assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
     assert f"max-age={12 * 3600}" in cookie
 
-    from portal.app import create_app
     from starlette.testclient import TestClient
+
+    from portal.app import create_app
 
     monkeypatch.setenv("SECURE_COOKIES", "true")
     get_settings.cache_clear()

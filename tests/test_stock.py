@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from portal.core import clock
 from models import AuditEvent, BatchStatus, MovementKind, Role, StockBatch, StockMovement
+from portal.core import clock
 from portal.core.db import run_in_transaction, transaction
-from portal.services import stock
 from portal.core.errors import BatchNotUsable, NotFound, ValidationFailed
+from portal.services import stock
 from tests.factories import (
     actor_for,
     assert_ledger_consistent,

@@ -8,14 +8,14 @@ from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
 from portal.core.db import session_factory
-from portal.services import change_audit
 from portal.core.settings import get_settings
+from portal.services import change_audit
 from views.account import ChangePasswordView
 from views.appointments import AppointmentView, EncounterView
 from views.audit import AuditEventView
 from views.auth import AdminAuth
 from views.authorization import PortalAuthorization, check_configuration
-from views.clinic import DepartmentView, DoctorView, Icd10CodeView, ClinicSessionView
+from views.clinic import ClinicSessionView, DepartmentView, DoctorView, Icd10CodeView
 from views.dashboard import PortalAdmin
 from views.patients import PatientView
 from views.pharmacy import (

@@ -23,22 +23,22 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import anyio
+from sqladmin._types import _UNSET
+from sqladmin.ajax import QueryAjaxModelLoader
+from sqladmin.helpers import get_direction, get_object_identifier, get_primary_keys, object_identifier_values
 from sqlalchemy import String, cast, false, or_, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import Select
-from sqladmin._types import _UNSET
-from sqladmin.ajax import QueryAjaxModelLoader
-from sqladmin.helpers import get_direction, get_object_identifier, get_primary_keys, object_identifier_values
 from starlette import status
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from models import AuditEvent, Role, StaffUser
-from portal.services import audit
 from portal.core.actor import SYSTEM, current_actor
 from portal.core.errors import PermissionDenied
 from portal.core.vocabulary import AuditAction, Entity
+from portal.services import audit
 from views._list_params import check_list_params
 from views.authorization import allowed, role_of
 

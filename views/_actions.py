@@ -20,8 +20,8 @@ Views mix in :class:`ActionsMixin` and declare actions as methods::
     class AppointmentView(ActionsMixin, PortalModelView, model=Appointment):
         @row_action("confirm", "Confirm", done="confirmed",
                     explain="Each appointment goes from pending to confirmed.")
-        def action_confirm(self, session, pk, *, actor, data):
-            appointments.confirm(session, pk, actor=actor)
+        def action_confirm(self, db, pk, *, actor, data):
+            appointments.confirm(db, pk, actor=actor)
 
 The decorated method runs inside the row's transaction; it calls a service and never
 sets a status or a quantity itself. It may return a short text shown after the row's
@@ -56,8 +56,8 @@ from starlette.responses import RedirectResponse, Response
 from wtforms import Form
 
 from models import StaffUser
-from portal.core.db import run_in_transaction, transaction
 from portal.core.actor import Actor
+from portal.core.db import run_in_transaction, transaction
 from portal.core.errors import DomainError
 from views._csrf import FIELD as CSRF_FIELD
 from views._csrf import csrf_token, csrf_valid

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import anyio
 from markupsafe import Markup
 from sqladmin import ModelView
-from sqladmin.models import ModelViewMeta
 from sqladmin.formatters import BASE_FORMATTERS
+from sqladmin.models import ModelViewMeta
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy import String, Text, UniqueConstraint, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -31,15 +31,15 @@ from starlette.requests import Request
 
 from portal.core import clock
 from portal.core.db import conflict_retries_async, writing
-from portal.web.faults import UNAVAILABLE_MESSAGE
-from portal.services.audit import SECRET_FIELDS
 from portal.core.errors import Busy
 from portal.core.vocabulary import Entity
+from portal.services.audit import SECRET_FIELDS
+from portal.web.faults import UNAVAILABLE_MESSAGE
 from views._access import RowScopedView
 from views._fields import MoneyField, PortalConverter, enum_choices, enum_label, money
 from views._filters import LocalDateTimeFilter, date_range
-from views._large_lists import LargeListMixin
 from views._forms import limit_to_columns
+from views._large_lists import LargeListMixin
 
 __all__ = [
     "FORMATTERS", "LocalDateTimeFilter", "PortalModelView", "date_range", "enum_choices",

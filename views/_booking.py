@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 from wtforms import BooleanField, Form, SelectField, TextAreaField, ValidationError
 from wtforms.validators import InputRequired, Length, Optional
 
+from models import BookingChannel, ClinicSession, ClinicSessionStatus, Department, Doctor, Patient
 from portal.core import clock
-from models import BookingChannel, Department, Doctor, Patient, ClinicSession, ClinicSessionStatus
-from portal.core.db import transaction
-from portal.services import appointments
 from portal.core.actor import Actor
+from portal.core.db import transaction
 from portal.core.errors import DomainError, SlotFull
+from portal.services import appointments
 from views._forms import LookupField, attach_service_error
 
 #: Most choices one search returns.

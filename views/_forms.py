@@ -6,18 +6,17 @@ import json
 from typing import Any
 
 from markupsafe import Markup
+from sqlalchemy import BigInteger, Integer, String
 from starlette import status
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from sqlalchemy import BigInteger, Integer, String
 from wtforms import Form, IntegerField, TextAreaField
 from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, Length, NumberRange, ValidationError
-
-from views._fields import MoneyField
 from wtforms.widgets import html_params
 
+from views._fields import MoneyField
 
 #: Largest id a form or URL may name (signed 64-bit: more cannot be bound on SQLite).
 MAX_ID = 2**63 - 1

@@ -18,15 +18,13 @@ from starlette.requests import Request
 from wtforms import DateField, DecimalField, Form, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from portal.core import clock
 from models import BatchStatus, Medicine, StockBatch, Supplier
-from portal.core.db import transaction
-from portal.services import stock
-
-from portal.services import stock_terms
-from portal.services._ledger import MAX_COUNT
+from portal.core import clock
 from portal.core.actor import Actor
+from portal.core.db import transaction
 from portal.core.errors import DomainError
+from portal.services import stock, stock_terms
+from portal.services._ledger import MAX_COUNT
 from views._forms import LookupField, WholeNumberRange, attach_service_error
 
 LOOKUP_LIMIT = 20

@@ -10,15 +10,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from portal.core.actor import current_actor
 from portal.core.db import transaction
+from portal.core.errors import DomainError
 from portal.core.passwords import MIN_PASSWORD_LENGTH
 from portal.services import staff_accounts
-from portal.core.actor import current_actor
-from portal.core.errors import DomainError
 from views._access import staff_of
 from views._csrf import FIELD as CSRF_FIELD
 from views._csrf import csrf_token, csrf_valid
 from views._forms import posted_form
+
 
 class ChangePasswordView(BaseView):
     """Current password, new password twice; ends the user's other sessions.

@@ -13,14 +13,14 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from models import Appointment, AppointmentStatus, BookingChannel, Department, Doctor, Encounter
 from portal.core.db import run_in_transaction
-from portal.services import appointments
 from portal.core.errors import DomainError
+from portal.services import appointments
 from portal.services.references import normalise_reference
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, row_action
 from views._base import PortalModelView, date_range, enum_choices
-from views._filters import SearchableForeignKeyFilter
 from views._booking import BookForm, book_from_form, lookup_results, selection_texts
+from views._filters import SearchableForeignKeyFilter
 from views._forms import ReasonForm, parse_id, posted_form
 
 

@@ -11,15 +11,14 @@ service's (``portal.services.staff_login``); this module keeps the cookie.
 
 from __future__ import annotations
 
-
 from sqladmin.authentication import AuthenticationBackend
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from portal.core import clock
 from models import StaffUser
-from portal.core.db import transaction
+from portal.core import clock
 from portal.core.actor import Actor, current_actor
+from portal.core.db import transaction
 from portal.core.settings import get_settings
 from portal.services import staff_login
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 from sqladmin.filters import BooleanFilter, ForeignKeyFilter, StaticValuesFilter
 from sqlalchemy import func, select
 
-from portal.core import clock
 from models import (
     Appointment,
     AppointmentStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     Department,
     Doctor,
     DoctorDepartment,
     Encounter,
     Icd10Code,
     Prescription,
-    ClinicSession,
-    ClinicSessionStatus,
     StaffUser,
 )
+from portal.core import clock
 from portal.services import appointments, dashboard
 from views._access import by_role
 from views._actions import ActionsMixin, row_action

@@ -35,8 +35,8 @@ from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import Response
 
-from portal.core import clock
 from models import AppointmentStatus, Role
+from portal.core import clock
 from portal.core.db import transaction
 from portal.services import dashboard as board
 from portal.services import reports, stock_terms
@@ -44,9 +44,9 @@ from portal.services.reports import Grain, ReportFilters
 from views import _charts as charts
 from views import permissions
 from views._admin import SecureAdmin
-from views.authorization import allowed
 from views._format import install as install_formats
 from views._forms import parse_id
+from views.authorization import allowed
 
 #: Sections of the page per role, in order.
 LAYOUTS: dict[Role, tuple[str, ...]] = {

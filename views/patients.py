@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 from sqladmin.filters import StaticValuesFilter
 from sqlalchemy import select
 
-from portal.core import clock
 from models import Appointment, Encounter, Gender, Patient, Prescription
+from portal.core import clock
 from views._access import by_role
 from views._base import PortalModelView, date_range, enum_choices
 

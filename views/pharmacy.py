@@ -6,12 +6,13 @@ from sqladmin import expose
 from sqladmin.filters import BooleanFilter, ForeignKeyFilter, StaticValuesFilter
 from sqladmin.flash import Flash
 from sqladmin.pagination import Pagination
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from portal.core import clock
 from models import (
     BatchStatus,
     Doctor,
@@ -24,12 +25,10 @@ from models import (
     StockMovement,
     Supplier,
 )
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-
+from portal.core import clock
 from portal.core.db import run_in_transaction, transaction
-from portal.services import dashboard, dispensing, stock, stock_terms
 from portal.core.errors import DomainError
+from portal.services import dashboard, dispensing, stock, stock_terms
 from views._access import by_role
 from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import PortalModelView, date_range, enum_choices, money

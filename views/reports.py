@@ -21,12 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from portal.core import clock
 from models import AppointmentStatus
+from portal.core import clock
 from portal.core.db import transaction
+from portal.core.vocabulary import AuditAction, Entity
 from portal.services import audit, reports
 from portal.services.reports import Grain, ReportFilters
-from portal.core.vocabulary import AuditAction, Entity
 from views import _charts as charts
 from views._format import csv_cell, number, percent, yuan
 from views.auth import actor_for

@@ -58,18 +58,18 @@ from bench.race_flows import BookingOutcome, open_booking_form, patient_address,
 from models import (
     Appointment,
     AuditEvent,
+    ClinicSession,
+    ClinicSessionStatus,
     Department,
     Doctor,
     DoctorDepartment,
     Gender,
     Patient,
-    ClinicSession,
-    ClinicSessionStatus,
 )
+from portal.core import clock
+from portal.core.actor import Actor
 from portal.core.db import run_in_transaction, transaction
 from portal.services import booking
-from portal.core.actor import Actor
-from portal.core import clock
 
 SETUP_ACTOR = Actor(username="bench:setup")
 

@@ -67,11 +67,11 @@ from models import (
     StockBatch,
     StockMovement,
 )
+from portal.core import clock
+from portal.core.actor import Actor
 from portal.core.db import transaction
 from portal.core.passwords import hash_password
 from portal.services import stock
-from portal.core import clock
-from portal.core.actor import Actor
 
 SETUP_ACTOR = Actor(username="bench:setup")
 #: What a refused dispense's flash message must say.

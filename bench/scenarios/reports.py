@@ -11,15 +11,14 @@ Also runnable alone: ``python bench/reports.py`` (= ``python bench/run.py --only
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import urllib.request
 from datetime import date, timedelta
 
-import contextlib
-
-from portal.core import clock
 from bench.harness import BenchContext, Check, ScenarioResult, ServerProfile, markdown_table, say
+from portal.core import clock
 
 NUMBER = 5
 NAME = "reports"

@@ -51,12 +51,12 @@ from models import (
     Appointment,
     AppointmentStatus,
     AuditEvent,
+    ClinicSession,
     MovementKind,
     Patient,
     Prescription,
     PrescriptionItem,
     PrescriptionStatus,
-    ClinicSession,
     StockMovement,
 )
 from portal.core.vocabulary import AuditAction, Entity
@@ -212,7 +212,7 @@ def seeded_counts(db: Session) -> dict[str, int]:
     """Rows per table that the demo seed loaded (from its ``seed`` audit event).
 
     Args:
-        session (Session): any session.
+        db (Session): any session.
 
     Returns:
         dict[str, int]: table name -> row count written by the seed (ids 1..count);

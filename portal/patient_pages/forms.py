@@ -15,10 +15,10 @@ from datetime import date
 from typing import Any
 
 from models import Gender
-from portal.services.booking import canonical_phone
 from portal.core.errors import ValidationFailed
-from portal.services.patients import MAX_AGE_YEARS, check_birth_date
+from portal.services.booking import canonical_phone
 from portal.services.national_id import national_id_valid
+from portal.services.patients import MAX_AGE_YEARS, check_birth_date
 from portal.services.references import normalise_reference
 
 

@@ -42,28 +42,27 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
-from portal.core import clock
 from models import Gender
-from portal.patient_pages import i18n
-from portal.patient_pages.forms import N_, BookingForm, LookupForm, Message, clean_cancel_reason
-from portal.patient_pages.page_cache import PageCache, Rendered, VersionWatch
-from portal.core.db import run_in_transaction, transaction
-from portal.web.faults import unavailable_cause
-from portal.services import rate_limits
-from portal.web import tokens
-from portal.services import appointments, booking, timetable
+from portal.core import clock
 from portal.core.actor import Actor
+from portal.core.db import run_in_transaction, transaction
 from portal.core.errors import (
     Busy,
+    ClinicSessionNotBookable,
     DomainError,
     DuplicateBooking,
     InvalidTransition,
     NotFound,
-    ClinicSessionNotBookable,
     SlotFull,
     ValidationFailed,
 )
 from portal.core.settings import get_settings
+from portal.patient_pages import i18n
+from portal.patient_pages.forms import N_, BookingForm, LookupForm, Message, clean_cancel_reason
+from portal.patient_pages.page_cache import PageCache, Rendered, VersionWatch
+from portal.services import appointments, booking, rate_limits, timetable
+from portal.web import tokens
+from portal.web.faults import unavailable_cause
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,9 +6,9 @@ Everything here runs in the caller's transaction and never commits.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update

@@ -31,7 +31,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.core import clock
 from models import (
     Appointment,
     AppointmentStatus,
@@ -39,18 +38,19 @@ from models import (
     ClinicSession,
     ClinicSessionStatus,
 )
-from portal.services import audit
+from portal.core import clock
 from portal.core.actor import Actor
 from portal.core.errors import (
+    ClinicSessionNotBookable,
     DuplicateBooking,
     InvalidTransition,
     NotFound,
-    ClinicSessionNotBookable,
     SlotFull,
     ValidationFailed,
 )
-from portal.services.references import new_reference
 from portal.core.vocabulary import AuditAction, Entity
+from portal.services import audit
+from portal.services.references import new_reference
 
 S = AppointmentStatus
 MAX_REASON = 500
@@ -141,7 +141,7 @@ def book(
     """Book the next place of an open clinic session for a patient.
 
     Args:
-        session (Session): open transaction.
+        db (Session): open transaction.
         clinic_session_id (int): the clinic session.
         patient_id (int): the patient (must exist).
         actor (Actor): who books (staff member, or ``patient:online``).

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from portal.core import clock
 from models import AuditEvent
+from portal.core import clock
 from portal.core.actor import Actor
 from portal.core.vocabulary import AuditAction, Entity
 
@@ -57,7 +57,7 @@ def record(
     """Write one AuditEvent in ``session``'s transaction (commits or rolls back with it).
 
     Args:
-        session (Session): the session of the change being recorded.
+        db (Session): the session of the change being recorded.
         actor (Actor): who acted; its username, id and ip are stored.
         action (AuditAction): what happened (``AuditAction.confirm``, ``AuditAction.login``...).
         entity (Entity): what it happened to (``Entity.appointment``...).

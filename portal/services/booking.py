@@ -29,14 +29,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from models import Appointment, AppointmentStatus, ClinicSession, Department, Doctor, Gender, Patient
 from portal.core import clock
-from models import Appointment, AppointmentStatus, Department, Doctor, Gender, Patient, ClinicSession
-from portal.services import appointments, audit
 from portal.core.actor import Actor
-from portal.services.appointments import BookingResult
 from portal.core.errors import DomainError
-from portal.services.patients import find_patient, normalise_phone
 from portal.core.vocabulary import AuditAction, Entity
+from portal.services import appointments, audit
+from portal.services.appointments import BookingResult
+from portal.services.patients import find_patient, normalise_phone
 
 #: An 11-digit mainland China mobile number typed without its country code.
 _CN_MOBILE = re.compile(r"1[3-9]\d{9}")
@@ -146,7 +146,7 @@ def book_online(
     """Register or match the patient and book a place in a clinic session, in one transaction.
 
     Args:
-        session (Session): open transaction.
+        db (Session): open transaction.
         clinic_session_id (int): the clinic session.
         full_name (str): the patient's name, already validated.
         phone (str): canonical phone (:func:`canonical_phone`).
@@ -219,7 +219,7 @@ def booking_details(db: Session, appointment_id: int, *, now: datetime | None = 
     """Load a booking with its session, doctor, department and patient.
 
     Args:
-        session (Session): open transaction.
+        db (Session): open transaction.
         appointment_id (int): the appointment.
         now (datetime | None): the current time (aware), for tests.
 
@@ -250,7 +250,7 @@ def find_booking(db: Session, *, reference: str, phone: str) -> int | None:
     """The id of the appointment with this reference booked with this phone number.
 
     Args:
-        session (Session): open transaction.
+        db (Session): open transaction.
         reference (str): canonical reference (``normalise_reference``).
         phone (str): canonical phone (:func:`canonical_phone`).
 
@@ -275,7 +275,7 @@ def cancel_online(
     """Cancel a booking on the patient's behalf (allowed until the session starts).
 
     Args:
-        session (Session): open transaction.
+        db (Session): open transaction.
         appointment_id (int): the appointment.
         reason (str | None): the patient's reason; :data:`DEFAULT_CANCEL_REASON` when empty.
         actor (Actor): ``patient:online`` with the client's address.

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.base import NO_VALUE
 
 from models import AuditEvent
-from portal.services import audit
 from portal.core.actor import SYSTEM, current_actor
 from portal.core.vocabulary import AuditAction, Entity
+from portal.services import audit
 
 
 def _column_changes(obj: Any) -> dict[str, list[Any]]:

@@ -29,14 +29,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from models import (
     Appointment,
     AppointmentStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     Department,
     Doctor,
     Medicine,
     Patient,
     Prescription,
     PrescriptionStatus,
-    ClinicSession,
-    ClinicSessionStatus,
     StockBatch,
 )
 from portal.services import stock_terms
@@ -117,7 +117,7 @@ def day_summary(db: Session, *, day: date, now: time | None = None, doctor_id: i
     """Count the sessions and the appointments per status of one day.
 
     Args:
-        session (Session): database session.
+        db (Session): database session.
         day (date): hospital-local day.
         now (time | None): local wall-clock time, to count running sessions; None to skip.
         doctor_id (int | None): only this doctor's sessions and appointments.
@@ -213,7 +213,7 @@ def session_queues(
     """The day's sessions (not cancelled) with their next waiting patients.
 
     Args:
-        session (Session): database session.
+        db (Session): database session.
         day (date): hospital-local day.
         doctor_id (int | None): only this doctor's sessions.
         department_id (int | None): only this department's sessions.
@@ -299,7 +299,7 @@ def alerts(
     """Count the dashboard's alerts.
 
     Args:
-        session (Session): database session.
+        db (Session): database session.
         now (datetime): aware current time (for "pending older than a day").
         today (date): hospital-local date (for expiry and usable stock).
         doctor_id (int | None): count only this doctor's overdue pending bookings.

@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from portal.core import clock
 from models import (
     Medicine,
     MovementKind,
@@ -29,16 +28,7 @@ from models import (
     StaffUser,
     StockBatch,
 )
-from portal.services import audit
-from portal.services.stock_terms import usable_batch
-from portal.services._ledger import (
-    fresh_reads,
-    NO_SYNC,
-    Take,
-    add_movement,
-    require_text,
-    take_from_batch,
-)
+from portal.core import clock
 from portal.core.actor import Actor
 from portal.core.errors import (
     ConcurrentChange,
@@ -50,6 +40,16 @@ from portal.core.errors import (
     WitnessRequired,
 )
 from portal.core.vocabulary import AuditAction, Entity
+from portal.services import audit
+from portal.services._ledger import (
+    NO_SYNC,
+    Take,
+    add_movement,
+    fresh_reads,
+    require_text,
+    take_from_batch,
+)
+from portal.services.stock_terms import usable_batch
 
 __all__ = ["BatchTake", "DispenseResult", "DispensedItem", "cancel_prescription", "dispense"]
 
@@ -164,7 +164,7 @@ def dispense(
     (two-person rule for controlled drugs); the witness is recorded on the movements.
 
     Args:
-        session (Session): the caller's session, inside a transaction. On an error,
+        db (Session): the caller's session, inside a transaction. On an error,
             the caller must roll it back (``portal.core.db.transaction`` does): stock may
             already have been taken in it.
         prescription_id (int): the Prescription.
@@ -390,7 +390,7 @@ def cancel_prescription(db: Session, *, prescription_id: int, actor: Actor, reas
     ``status = 'issued'`` and no dispensed line.
 
     Args:
-        session (Session): the caller's session, inside a transaction.
+        db (Session): the caller's session, inside a transaction.
         prescription_id (int): the Prescription.
         actor (Actor): who cancels; stored on the audit event.
         reason (str): why (required, at most 255 characters); stored on the audit event.

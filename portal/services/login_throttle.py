@@ -11,8 +11,8 @@
 Every counter moves with one conditional UPDATE whose WHERE clause holds the rule, so
 concurrent requests in several processes never lose a failure or unlock early; the
 caller's transaction (the login's, which also writes the audit event) commits them.
-(A general ``portal.services.rate_limits`` is being written on another branch; this
-module needs a "peek before verifying" check it does not offer, so it keeps its own.)
+(``portal.services.rate_limits`` counts requests per window; a login needs a "peek
+before verifying" check and a lockout that ends on its own, so it keeps its own counters.)
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def wait_time(db: Session, *, username: str, user: StaffUser | None, ip: str | N
     """How long logins for ``username`` from ``ip`` are still refused, or None.
 
     Args:
-        session (Session): the login's transaction.
+        db (Session): the login's transaction.
         username (str): the name typed in.
         user (StaffUser | None): its account, when it exists.
         ip (str | None): the client's address.

@@ -8,8 +8,8 @@ from datetime import date
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
-from portal.core import clock
 from models import MRN_FORMAT, Patient
+from portal.core import clock
 from portal.core.errors import ValidationFailed
 
 MAX_AGE_YEARS = 130

@@ -32,8 +32,8 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.core import clock
 from models import ThrottleBucket
+from portal.core import clock
 
 MAX_KEY_LENGTH = 120
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,7 +64,7 @@ def hit(
     """Count one hit of ``key`` and say whether it is within the limit.
 
     Args:
-        session (Session): an open transaction (best: one of its own, committed at once).
+        db (Session): an open transaction (best: one of its own, committed at once).
         key (str): what is limited, e.g. ``"lookup-ip:203.0.113.7"``; cut to 120 characters.
         limit (int): hits allowed per window (>= 1).
         window_seconds (int): window length in seconds (>= 1).
@@ -118,7 +118,7 @@ def purge(db: Session, *, older_than_seconds: int, now: datetime | None = None) 
     with the longest window in use.
 
     Args:
-        session (Session): an open transaction.
+        db (Session): an open transaction.
         older_than_seconds (int): age in seconds beyond which a bucket is stale.
         now (datetime | None): the current time (aware), for tests.
 

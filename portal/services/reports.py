@@ -26,22 +26,23 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from portal.core import clock
 from models import (
     Appointment,
     AppointmentStatus,
     BatchStatus,
+    ClinicSession,
+    ClinicSessionStatus,
     Department,
     Doctor,
     Medicine,
     MovementKind,
     Prescription,
     PrescriptionItem,
-    ClinicSession,
-    ClinicSessionStatus,
     StockBatch,
     StockMovement,
 )
+from portal.core import clock
+from portal.core.errors import ValidationFailed
 from portal.services import stock_terms
 from portal.services._periods import (
     Grain,
@@ -50,7 +51,6 @@ from portal.services._periods import (
     segments,
     utc_bounds,
 )
-from portal.core.errors import ValidationFailed
 
 __all__ = [
     "MAX_RANGE_DAYS", "DoctorLoad", "DoctorWorkload", "Grain", "InvalidFilters", "MedicineDispensed",
@@ -147,7 +147,7 @@ def parse_filters(
     """Validate a report's raw filter input (query-string text).
 
     Args:
-        session (Session): to check that the department exists.
+        db (Session): to check that the department exists.
         date_from (str | None): first day, ``YYYY-MM-DD``; default ``today`` minus
             ``default_days - 1``.
         date_to (str | None): last day, ``YYYY-MM-DD``; default ``today``.
@@ -274,7 +274,7 @@ def outpatient_volume(db: Session, filters: ReportFilters, *, departments: bool 
     a formatted month); the at most 731 x 6 day rows are then added up into months here.
 
     Args:
-        session (Session): database session.
+        db (Session): database session.
         filters (ReportFilters): range, department and grain.
         departments (bool): also count per department (a second GROUP BY query);
             ``by_department`` is empty when False.
@@ -364,7 +364,7 @@ def doctor_workload(db: Session, filters: ReportFilters) -> DoctorWorkload:
     The department filter applies to the session's department.
 
     Args:
-        session (Session): database session.
+        db (Session): database session.
         filters (ReportFilters): range and department (grain is not used).
 
     Returns:
@@ -544,7 +544,7 @@ def dispensed_per_day(db: Session, filters: ReportFilters) -> list[PeriodAmount]
     """Units dispensed and their value per hospital-local day.
 
     Args:
-        session (Session): database session.
+        db (Session): database session.
         filters (ReportFilters): range and department (as in :func:`pharmacy_report`).
 
     Returns:
@@ -581,7 +581,7 @@ def pharmacy_report(db: Session, filters: ReportFilters, *, today: date) -> Phar
     and grouped by day.
 
     Args:
-        session (Session): database session.
+        db (Session): database session.
         filters (ReportFilters): range and department (grain is not used: dispensing is
             per day, write-offs per month).
         today (date): hospital-local date, to tell expired stock apart.

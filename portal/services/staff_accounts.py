@@ -4,17 +4,16 @@ deactivation included) and a member of staff changing their own password."""
 from __future__ import annotations
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.core import clock
-from sqlalchemy.exc import IntegrityError
-
 from models import Role, StaffUser
-from portal.core.passwords import check_password_rules, hash_password, verify_password
-from portal.services import audit
+from portal.core import clock
 from portal.core.actor import Actor
 from portal.core.errors import ConcurrentChange, NotFound, ValidationFailed
+from portal.core.passwords import check_password_rules, hash_password, verify_password
 from portal.core.vocabulary import AuditAction, Entity
+from portal.services import audit
 
 
 def change_password(
@@ -27,7 +26,7 @@ def change_password(
     request; the caller re-stamps the current session with the returned epoch.
 
     Args:
-        session (Session): the caller's transaction (the audit event is written in it).
+        db (Session): the caller's transaction (the audit event is written in it).
         user_id (int): the account changing its password.
         current (str): the password now in use.
         new (str): the new password.

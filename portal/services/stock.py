@@ -26,18 +26,18 @@ from sqlalchemy.orm import Session, aliased, selectinload
 
 from models import BatchStatus, Medicine, MovementKind, StockBatch, StockMovement, Supplier
 from portal.core import clock
+from portal.core.actor import Actor
+from portal.core.errors import BatchNotUsable, ConcurrentChange, NotFound, ValidationFailed
+from portal.core.vocabulary import AuditAction, Entity
 from portal.services import audit, stock_terms
 from portal.services._ledger import (
-    fresh_reads,
     NO_SYNC,
     add_movement,
+    fresh_reads,
     read_batch,
     require_count,
     require_text,
 )
-from portal.core.actor import Actor
-from portal.core.errors import BatchNotUsable, ConcurrentChange, NotFound, ValidationFailed
-from portal.core.vocabulary import AuditAction, Entity
 
 __all__ = [
     "LedgerProblem", "ReorderAlert", "adjust_stock", "batches_expiring_within",
@@ -79,7 +79,7 @@ def receive_stock(
     one batch (the loser of the unique-lot race adds to the winner's batch).
 
     Args:
-        session (Session): the caller's session, inside a transaction.
+        db (Session): the caller's session, inside a transaction.
         medicine_id (int): the Medicine received; it must be active.
         lot_number (str): lot (batch) number printed on the pack, at most 40 characters;
             stored in upper case, so ``ab12`` and ``AB12`` are one lot on every database
@@ -287,7 +287,7 @@ def mark_batch_expired(
     any active or quarantined batch may be written off.
 
     Args:
-        session (Session): the caller's session, inside a transaction.
+        db (Session): the caller's session, inside a transaction.
         batch_id (int): the StockBatch.
         actor (Actor): who writes off; stored on the movement and the audit event.
         today (date | None): the hospital-local date (for the audit summary); for tests.
@@ -356,7 +356,7 @@ def quarantine_batch(
     status just read.
 
     Args:
-        session (Session): the caller's session, inside a transaction.
+        db (Session): the caller's session, inside a transaction.
         batch_id (int): the StockBatch.
         actor (Actor): who acts; stored on the audit event.
         reason (str): why (required, at most 255 characters); stored on the audit event.
@@ -406,7 +406,7 @@ def release_batch(
     past its expiry date is never released: write it off with :func:`mark_batch_expired`.
 
     Args:
-        session (Session): the caller's session, inside a transaction.
+        db (Session): the caller's session, inside a transaction.
         batch_id (int): the StockBatch.
         actor (Actor): who releases; stored on the audit event.
         reason (str): why it is fit for use again (required, at most 255 characters).
@@ -483,7 +483,7 @@ def adjust_stock(
     is written but the count is still audited (evidence of the stocktake).
 
     Args:
-        session (Session): the caller's session, inside a transaction.
+        db (Session): the caller's session, inside a transaction.
         batch_id (int): the StockBatch counted.
         counted_quantity (int): units physically counted, >= 0.
         reason (str): why they differ / what was counted (required, at most 255 chars);
@@ -603,7 +603,7 @@ def check_stock_ledger(db: Session) -> list[LedgerProblem]:
     perpetual-inventory rule: stock on hand is the sum of what came in and went out.
 
     Args:
-        session (Session): any session (read only).
+        db (Session): any session (read only).
 
     Returns:
         list[LedgerProblem]: the batches that break a rule, by batch id; empty when the
@@ -701,7 +701,7 @@ def medicines_below_reorder_level(db: Session, *, today: date | None = None) -> 
     aggregate query (usable stock per medicine, outer-joined to medicine).
 
     Args:
-        session (Session): any session (read only).
+        db (Session): any session (read only).
         today (date | None): the hospital-local date; for tests.
 
     Returns:
@@ -727,7 +727,7 @@ def batches_expiring_within(db: Session, *, days: int | None = None, today: date
     take back), as first-expiry-first-out practice recommends.
 
     Args:
-        session (Session): any session (read only).
+        db (Session): any session (read only).
         days (int | None): window length in days, >= 0; the ``EXPIRY_WINDOW_DAYS``
             setting when None.
         today (date | None): the hospital-local date; for tests.
@@ -759,7 +759,7 @@ def expired_active_batches(db: Session, *, today: date | None = None) -> list[St
     :func:`mark_batch_expired` (expired stock is removed from saleable stock).
 
     Args:
-        session (Session): any session (read only).
+        db (Session): any session (read only).
         today (date | None): the hospital-local date; for tests.
 
     Returns:
@@ -786,7 +786,7 @@ def usable_stock_by_medicine(
     expiry date among those batches (the one dispensed next). One aggregate query.
 
     Args:
-        session (Session): any session (read only).
+        db (Session): any session (read only).
         medicine_ids (list[int] | None): the medicines wanted; every requested id is in
             the result, ``(0, None)`` when it has no usable stock. None: every medicine
             that has usable stock (others are absent).

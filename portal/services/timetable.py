@@ -15,8 +15,8 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from models import ClinicSession, ClinicSessionStatus, Department, Doctor, DoctorDepartment
 from portal.core import clock
-from models import Department, Doctor, DoctorDepartment, ClinicSession, ClinicSessionStatus
 from portal.services.appointments import session_end
 
 #: How many days ahead (today included) the pages offer sessions.
@@ -95,7 +95,7 @@ def department_listing(
     aggregate subquery joined to the departments.
 
     Args:
-        session (Session): open transaction.
+        db (Session): open transaction.
         query (str): keep departments whose name or code contains this text
             (case-insensitive; cut to 60 characters); all when empty.
         also_names (tuple[str, ...]): department names that match too (e.g. those whose
@@ -227,7 +227,7 @@ def department_timetable(db: Session, code: str, *, now: datetime | None = None,
     doctors it has, the doctors of the page, their sessions.
 
     Args:
-        session (Session): open transaction.
+        db (Session): open transaction.
         code (str): department code (case-insensitive).
         now (datetime | None): the current time (aware), for tests.
         page (int): page of doctors (1 = first), ``per_page`` doctors each, by name.
@@ -297,7 +297,7 @@ def session_with_context(db: Session, clinic_session_id: int, *, now: datetime |
     """A session with its doctor and department, or None when it does not exist.
 
     Args:
-        session (Session): open transaction.
+        db (Session): open transaction.
         clinic_session_id (int): the session.
         now (datetime | None): the current time (aware), for tests.
 
@@ -326,7 +326,7 @@ def alternatives(
     hundred rows of the department's index on a large hospital.
 
     Args:
-        session (Session): open transaction.
+        db (Session): open transaction.
         clinic_session (ClinicSession): the session that could not be booked.
         now (datetime | None): the current time (aware), for tests.
         limit (int): at most this many of each kind.

@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from portal.core import clock
-from portal.core import schema
+from portal.core import clock, schema
 from portal.ops.backup import _mysql, _sqlite
 from portal.ops.backup._common import (
     BackupError,

@@ -23,34 +23,34 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
-from portal.core import clock
 from models import (
+    MRN_FORMAT,
     Appointment,
     AuditEvent,
+    ClinicSession,
     Department,
     Doctor,
     DoctorDepartment,
     Encounter,
     Medicine,
-    MRN_FORMAT,
     Patient,
     Prescription,
     PrescriptionItem,
     Role,
-    ClinicSession,
     StaffUser,
     StockBatch,
     StockMovement,
     Supplier,
 )
+from portal.core import clock
 from portal.core.db import transaction
 from portal.core.passwords import hash_password
-from portal.services.national_id import check_character
-from portal.ops.seed.bulk import can_load, load_rows
-from portal.ops.seed.reference import DATA_DIR, load_icd10, load_medicines
-from portal.services.references import new_reference
 from portal.core.settings import get_settings
 from portal.core.vocabulary import AuditAction, Entity
+from portal.ops.seed.bulk import can_load, load_rows
+from portal.ops.seed.reference import DATA_DIR, load_icd10, load_medicines
+from portal.services.national_id import check_character
+from portal.services.references import new_reference
 
 CHUNK = 5000
 
