@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
 PYTEST_ARGS ?=
+# Independent tests run in parallel: pytest-xdist workers, one per core plus one (tests often
+# wait on the database or a server); `make test PYTEST_PARALLEL=` runs them in one process.
+PYTEST_PARALLEL ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist worksteal
 
 .PHONY: run test test-sqlite test-mysql bench bench-quick install install-test install-bench clean
 BENCH_ARGS ?=
@@ -32,10 +35,10 @@ run: $(VENV)/.installed
 
 ## Run the tests on SQLite, then on MySQL/MariaDB when TEST_DATABASE_URL is set.
 test: $(VENV)/.installed-test
-	env -u TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+	env -u TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== MySQL/MariaDB pass: $$TEST_DATABASE_URL"; \
-		$(PY) -m pytest $(PYTEST_ARGS); \
+		$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS); \
 	else \
 		echo "TEST_DATABASE_URL is not set: the MySQL/MariaDB pass was not run."; \
 	fi

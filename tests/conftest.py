@@ -129,6 +129,9 @@ def _session_engine(db_url: str) -> Iterator[Engine]:
 
 
 def _empty_all_tables(engine: Engine) -> None:
+    """Delete every row the test wrote. On MySQL/MariaDB, TRUNCATE (which also restarts
+    the AUTO_INCREMENT counters, as a fresh database would) only the tables that hold a
+    row: a TRUNCATE recreates the table, and most tests touch few of them."""
     tables = list(reversed(models.metadata.sorted_tables))
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
@@ -137,9 +140,12 @@ def _empty_all_tables(engine: Engine) -> None:
                 conn.execute(table.delete())
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
         else:
+            probe = " UNION ALL ".join(f"(SELECT '{t.name}' FROM {t.name} LIMIT 1)" for t in tables)
+            filled = set(conn.exec_driver_sql(probe).scalars())
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
             for table in tables:
-                conn.exec_driver_sql(f"TRUNCATE TABLE {table.name}")
+                if table.name in filled:
+                    conn.exec_driver_sql(f"TRUNCATE TABLE {table.name}")
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
 
 
@@ -173,3 +179,18 @@ def mysql_only(engine: Engine) -> Engine:
     if engine.dialect.name == "sqlite":
         pytest.skip("needs MySQL/MariaDB (set TEST_DATABASE_URL); runs in the MariaDB pass")
     return engine
+
+
+#: Test files that run for many seconds of wall clock (a soak, killed workers, a frozen
+#: database server): collected first, so that under ``pytest -n`` (pytest-xdist's
+#: worksteal) one worker starts them at once and the others share the rest around them.
+LONG_RUNNING_FILES = ("test_soak.py", "test_kills.py", "test_db_outage.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Put the long-running files (``LONG_RUNNING_FILES``) first, in that order."""
+    def rank(item) -> int:
+        name = item.path.name
+        return LONG_RUNNING_FILES.index(name) if name in LONG_RUNNING_FILES else len(LONG_RUNNING_FILES)
+
+    items.sort(key=rank)  # stable: the order within each group is kept

@@ -324,6 +324,8 @@ class Load:
         patients (int): patient threads (browse, book, look up, cancel).
         staff (int): staff threads (confirm, dispense, receive, edit), at least 1.
         seed (int): random seed (thread ``i`` uses ``seed + i``).
+        think_seconds (float): mean pause of each thread between two tasks (exponentially
+            distributed), a person's reading and typing time; 0 runs flat out.
     """
 
     #: Patient tasks and their weights.
@@ -331,8 +333,10 @@ class Load:
     #: Staff tasks and their weights.
     STAFF_TASKS = {"confirm": 3, "dispense": 5, "receive": 1, "edit_clinic_session": 1, "edit_patient": 1, "admin_list": 2}
 
-    def __init__(self, base_url: str, world: World, *, patients: int = 4, staff: int = 2, seed: int = 1) -> None:
+    def __init__(self, base_url: str, world: World, *, patients: int = 4, staff: int = 2, seed: int = 1,
+                 think_seconds: float = 0.0) -> None:
         self.base_url = base_url
+        self.think_seconds = think_seconds
         self.world = world
         self.tally = Tally()
         self.stop = threading.Event()
@@ -395,6 +399,12 @@ class Load:
                 progress(f"  {time.monotonic() - started:5.0f} s: {tally.requests} answers, "
                          f"{len(tally.booked)} bookings, {len(tally.server_errors)} 5xx")
         return self.finish()
+
+    def _think(self, rng: random.Random) -> None:
+        """Pause like a person between two tasks (``think_seconds`` on average); return early
+        when the load is stopped."""
+        if self.think_seconds > 0:
+            self.stop.wait(rng.expovariate(1 / self.think_seconds))
 
     def _run(self, actor: Callable[[random.Random], None], seed: int) -> None:
         try:
@@ -460,6 +470,7 @@ class Load:
                         self._cancel(client, rng, mine.pop(rng.randrange(len(mine))))
                 except _Cut:
                     continue
+                self._think(rng)
         finally:
             client.close()
 
@@ -537,6 +548,7 @@ class Load:
                         self._request(clients["admin"], "admin_list", "GET", f"/admin/{identity}/list")
                 except _Cut:
                     continue
+                self._think(rng)
         finally:
             for client in clients.values():
                 client.close()

@@ -12,8 +12,8 @@ import asyncio
 import importlib
 import re
 import threading
-import time as clock
 from datetime import datetime, time, timedelta
+from time import monotonic
 
 import pytest
 from jinja2 import UndefinedError
@@ -179,25 +179,39 @@ def test_pages_read_while_a_session_fills_never_show_it_bookable_after_the_fill(
 
     def reader():
         while not stop.is_set():
-            started = clock.monotonic()
+            started = monotonic()
             body = client.get("/departments/CARD").text
             seen.append((started, book_link(clinic_session) in body))
 
-    readers = [threading.Thread(target=reader) for _ in range(4)]
+    failures: list[BaseException] = []
+
+    def guarded_reader():
+        try:
+            reader()
+        except BaseException as exc:  # a dead reader fails the test instead of hanging it
+            failures.append(exc)
+            stop.set()
+
+    def wait_for_reads(count: int) -> None:
+        deadline = monotonic() + 60
+        while len(seen) < count and not stop.is_set():
+            assert monotonic() < deadline, f"the readers made {len(seen)} of {count} reads in 60 s"
+            stop.wait(0.01)
+        assert not failures, f"a reader failed: {failures[0]!r}"
+
+    readers = [threading.Thread(target=guarded_reader) for _ in range(4)]
     for t in readers:
         t.start()
     try:
-        while len(seen) < 8:  # let the readers fill the cache first
-            stop.wait(0.01)
+        wait_for_reads(8)  # let the readers fill the cache first
         fill(engine, clinic_session)
-        committed_at.append(clock.monotonic())
-        count_at_commit = len(seen)
-        while len(seen) < count_at_commit + 20:
-            stop.wait(0.01)
+        committed_at.append(monotonic())
+        wait_for_reads(len(seen) + 20)
     finally:
         stop.set()
         for t in readers:
-            t.join()
+            t.join(timeout=60)
+    assert not any(t.is_alive() for t in readers), "a reader never returned"
     after = [offered for started, offered in seen if started > committed_at[0]]
     assert after and not any(after)
     assert any(offered for started, offered in seen if started < committed_at[0])
