@@ -18,7 +18,9 @@ This is a diagnostic, not a benchmark: speed figures come from ``bench/run.py``.
 from __future__ import annotations
 
 import argparse
+import html
 import os
+import re
 import statistics
 import sys
 import time
@@ -73,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> int:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            r = await client.post("/admin/login", data={"username": args.user, "password": args.password})
+            page = await client.get("/admin/login")  # the login form's pre-login CSRF token
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+            r = await client.post("/admin/login", data={"username": args.user, "password": args.password,
+                                                        "csrf_token": html.unescape(token)})
             if r.status_code != 302:
                 print(f"login as {args.user} failed: {r.status_code}", file=sys.stderr)
                 return 1

@@ -173,12 +173,17 @@ def booking_reference(client: Client, location: str) -> str:
 
 
 def log_in(client: Client, username: str, password: str) -> None:
-    """Log in to the admin (the session cookie stays in the client).
+    """Log in to the admin with the login form's CSRF token (the session cookie stays in the client).
 
     Raises:
         FlowError: the login was refused (no 302).
     """
-    response = client.post("/admin/login", data={"username": username, "password": password})
+    page = client.get("/admin/login")  # the login form's pre-login CSRF token
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    if page.status_code != 200 or not match:
+        raise FlowError(f"login page: {page.status_code}")
+    response = client.post("/admin/login", data={"username": username, "password": password,
+                                                 "csrf_token": html.unescape(match.group(1))})
     if response.status_code != 302:
         raise FlowError(f"login of {username}: {response.status_code}")
 

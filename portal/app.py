@@ -4,11 +4,15 @@ admin (``views``) at /admin and the patient pages (``portal.patient_pages``) at 
 It is the only module that imports both faces; the faces import the services and the
 core, never each other (``tests/test_layers.py`` checks every import of the tree).
 
-Around it: :class:`portal.web.faults.FaultBarrier` (outermost; a fault is a 503 or plain
-500 page, never a hang or a traceback), :class:`portal.web.limits.BodySizeLimit`
-(request bodies above 1 MiB get 413) and strict security headers on every path
-outside ``/admin``. The fault handlers are installed on the app and on the admin's
-own sub-app.
+Around it, outermost first: security headers on every response
+(:class:`portal.web.headers.SecurityHeadersMiddleware`: the patient pages' strict policy,
+the admin's policy with a per-response script nonce under ``/admin``),
+:class:`portal.web.faults.FaultBarrier` (a fault is a 503 or plain 500 page, never a hang or
+a traceback), :class:`portal.web.limits.BodySizeLimit` (request bodies above 1 MiB get 413)
+and :class:`portal.web.origin.SameOriginGuard` (a state-changing admin request sent by
+another site gets 403). The admin's CSRF token check sits inside the admin, behind its
+session cookie (``views._csrf_guard``). The fault handlers are installed on the app and on
+the admin's own sub-app.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         engine (Engine | None): database engine; the one for ``DATABASE_URL`` when omitted.
 
     Returns:
-        FastAPI: the app, with the admin mounted at ``/admin`` and the patient pages at ``/``
-        (strict security headers on every path outside ``/admin``), fault pages and the
-        request body limit.
+        FastAPI: the app, with the admin mounted at ``/admin`` and the patient pages at ``/``,
+        security headers on every response, fault pages, the request body limit and the
+        admin's same-origin check.
     """
     # The two faces, imported here only: this is the one module that knows both.
     from portal import patient_pages
     from portal.web.headers import SecurityHeadersMiddleware
+    from portal.web.origin import SameOriginGuard
     from views import create_admin
 
     engine = engine or get_engine()
@@ -61,7 +66,10 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     patient_pages.install(app)
     install_error_handlers(app)
     install_error_handlers(admin.admin)  # sqladmin's sub-app handles its own errors
-    app.add_middleware(SecurityHeadersMiddleware, exclude_prefixes=(patient_pages.ADMIN_PREFIX,))
+    admin_prefixes = (patient_pages.ADMIN_PREFIX, "/plain-admin")
+    app.add_middleware(SameOriginGuard, prefixes=admin_prefixes)
     app.add_middleware(BodySizeLimit)
-    app.add_middleware(FaultBarrier)  # added last: the outermost of the portal's middleware
+    app.add_middleware(FaultBarrier)
+    # added last: the outermost, so fault pages, 413s and 403s carry the headers too
+    app.add_middleware(SecurityHeadersMiddleware, admin_prefixes=admin_prefixes)
     return app

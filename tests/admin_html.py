@@ -104,3 +104,18 @@ def field_errors(html: str) -> list[str]:
 def detail_fields(html: str) -> dict[str, str]:
     """A details page as ``{label: value}``."""
     return {cells[0]: cells[1] for cells in table_rows(html) if len(cells) == 2}
+
+
+_TOKEN_INPUT = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"|<meta name="csrf-token" content="([^"]+)"')
+
+
+def csrf_token_of(html: str) -> str:
+    """The CSRF token a rendered admin page carries, as a browser finds it: the form's hidden
+    ``csrf_token`` field, else the ``<meta name="csrf-token">`` sqladmin's JavaScript reads.
+
+    Raises:
+        AssertionError: the page carries no token.
+    """
+    match = _TOKEN_INPUT.search(html)
+    assert match, "the page carries no CSRF token"
+    return match.group(1) or match.group(2)

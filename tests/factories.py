@@ -41,6 +41,7 @@ from portal.core import clock
 from portal.core.actor import Actor
 from portal.core.db import transaction
 from portal.core.settings import get_settings
+from tests.admin_html import csrf_token_of
 
 PASSWORD = "correct-horse-battery"
 _seq = itertools.count(1)
@@ -390,6 +391,34 @@ def make_prescription_item(
     ))
 
 
+#: The header sqladmin's JavaScript sends the CSRF token in (``views._csrf``).
+CSRF_HEADER = "X-CSRF-Token"
+
+
 def login(client, username: str, password: str = PASSWORD):
-    """Log ``client`` in to the admin; returns the login response (302 on success)."""
-    return client.post("/admin/login", data={"username": username, "password": password})
+    """Log ``client`` in to the admin as a browser does; returns the login response (302 on success).
+
+    Reads the login form's pre-login CSRF token and posts it with the credentials. After
+    a successful login the client sends the new login's token (read from a rendered page's
+    ``<meta name="csrf-token">``, as sqladmin's JavaScript does) in the ``X-CSRF-Token``
+    header of every later request, so tests may post to any admin route; a test of a
+    refusal removes it (``client.headers.pop(CSRF_HEADER)``).
+    """
+    client.headers.pop(CSRF_HEADER, None)
+    token = csrf_token_of(client.get("/admin/login").text)
+    response = client.post("/admin/login", data={"username": username, "password": password, "csrf_token": token})
+    if response.status_code == 302:
+        client.headers[CSRF_HEADER] = csrf_token_of(client.get("/admin/password").text)
+    return response
+
+
+def logout(client):
+    """Log ``client`` out as a browser does: the "Logout" form's POST with its CSRF token.
+
+    Returns:
+        the logout response (302 to the login page).
+    """
+    token = csrf_token_of(client.get("/admin/logout").text)
+    response = client.post("/admin/logout", data={"csrf_token": token})
+    client.headers.pop(CSRF_HEADER, None)
+    return response

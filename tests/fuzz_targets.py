@@ -19,6 +19,8 @@ from models import Appointment, ClinicSession
 from portal.core import clock
 from portal.core.db import transaction
 from tests.access_world import World, build_world, session_cookie
+from tests.admin_html import csrf_token_of
+from tests.factories import CSRF_HEADER
 from tests.fuzzing import forms_on
 from views._actions import ActionsMixin
 
@@ -83,9 +85,15 @@ def admin(client, world):
     after that would have tested only the login redirect.
     """
     now = clock.epoch_seconds()
+    # "csrf": the session's CSRF value (views._csrf), there from the start so that no page
+    # replaces the forged cookie with one of its own.
     client.cookies.set("portal_staff", session_cookie({"uid": world.staff["admin"], "epoch": 0, "iat": now,
-                                                       "seen": now}))
-    assert client.get("/admin/").status_code == 200
+                                                       "seen": now, "csrf": "fuzz-session-value"}))
+    page = client.get("/admin/")
+    assert page.status_code == 200
+    # The login's token in the X-CSRF-Token header, as sqladmin's JavaScript sends it (read
+    # from the page's meta tag); a form's own csrf_token field is fuzzed like any other.
+    client.headers[CSRF_HEADER] = csrf_token_of(page.text)
     yield client
     assert client.get("/admin/").status_code == 200, "the fuzz ended the admin session"
 

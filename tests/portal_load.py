@@ -58,6 +58,7 @@ from portal.core.settings import get_settings
 from portal.patient_pages import routes as booking_routes
 from portal.services import change_audit, stock
 from portal.web import tokens
+from tests.admin_html import csrf_token_of
 
 PASSWORD = "load-test-password-1"
 SETUP = Actor(username="load-setup")
@@ -516,8 +517,11 @@ class Load:
         client = self._client()
         while not self.stop.is_set():
             try:
+                page = self._request(client, "login", "GET", "/admin/login")
+                token = csrf_token_of(page.text)  # the login form's pre-login CSRF token
                 response = self._request(client, "login", "POST", "/admin/login",
-                                         data={"username": self.world.staff[role], "password": PASSWORD})
+                                         data={"username": self.world.staff[role], "password": PASSWORD,
+                                               "csrf_token": token})
             except _Cut:
                 continue
             assert response.status_code == 302, f"login as {role}: {response.status_code} {response.text[:300]}"

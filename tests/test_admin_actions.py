@@ -29,6 +29,7 @@ from portal.core import clock
 from portal.core.actor import Actor
 from portal.core.db import transaction
 from portal.services import appointments as svc
+from tests.admin_html import csrf_token_of
 from tests.factories import (
     PASSWORD,
     assert_ledger_consistent,
@@ -334,7 +335,8 @@ def test_get_of_the_action_url_never_changes_anything(client, engine):
 
 def test_logged_out_user_is_sent_to_login(client, engine):
     a = book(engine, make_clinic_session(engine))
-    response = client.post(action_url("appointment", "confirm"), data={"pks": str(a.id)})
+    token = csrf_token_of(client.get("/admin/login").text)  # what a logged-out browser holds
+    response = client.post(action_url("appointment", "confirm"), data={"pks": str(a.id), "csrf_token": token})
     assert response.status_code == 302 and "/admin/login" in response.headers["location"]
     assert status_of(engine, a.id) is S.pending
 

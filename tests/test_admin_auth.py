@@ -15,8 +15,8 @@ from models import AuditEvent, Department, Role, StaffUser
 from portal.core import clock
 from portal.core.db import transaction
 from portal.core.settings import get_settings
-from tests.admin_html import field_errors
-from tests.factories import PASSWORD, login, make_department, make_staff
+from tests.admin_html import csrf_token_of, field_errors
+from tests.factories import CSRF_HEADER, PASSWORD, login, logout, make_department, make_staff
 from views import ALL_VIEWS
 
 COOKIE = "portal_staff"
@@ -74,7 +74,7 @@ def test_session_cookie_is_httponly_and_samesite_strict(engine, client):
 def test_bad_credentials_are_refused_with_a_message(engine, client, username, password):
     make_staff(engine, username="alice")
 
-    response = client.post("/admin/login", data={"username": username, "password": password})
+    response = login(client, username, password)
 
     assert response.status_code == 400
     assert "Invalid credentials." in field_errors(response.text)
@@ -142,6 +142,9 @@ def _protected_requests(app):
 
 def test_every_admin_page_redirects_to_login_when_logged_out(engine, app, client):
     department = make_department(engine, code="KEEP", name="Keep me")
+    # A logged-out browser holds the login page's (pre-login) CSRF token: with it, the
+    # token check passes and the login check is what refuses.
+    client.headers[CSRF_HEADER] = csrf_token_of(client.get("/admin/login").text)
     checked = 0
     for method, path in _protected_requests(app):
         data = {"code": "NEW", "name": "New"} if method == "POST" else None
@@ -164,7 +167,7 @@ def test_logout_ends_the_session_and_the_old_cookie_stops_working(engine, client
     stolen = client.cookies.get(COOKIE)
     assert client.get("/admin/patient/list").status_code == 200
 
-    response = client.get("/admin/logout")
+    response = logout(client)
 
     assert response.status_code == 302
     assert client.get("/admin/patient/list").status_code == 302
@@ -178,7 +181,7 @@ def test_logout_ends_the_session_and_the_old_cookie_stops_working(engine, client
 def test_logging_in_again_after_logout_works(engine, client):
     make_staff(engine, username="alice")
     login(client, "alice")
-    client.get("/admin/logout")
+    logout(client)
     assert login(client, "alice").status_code == 302
     assert client.get("/admin/patient/list").status_code == 200
 
@@ -211,6 +214,7 @@ def test_idle_and_overlong_sessions_end(engine, client, age_field, seconds):
     assert client.get("/admin/patient/list").status_code == 200
 
     data[age_field] = now - seconds
+    client.cookies.clear()  # the page set its own cookie (with the CSRF value): replace it
     client.cookies.set(COOKIE, _forge_session(data))
     assert client.get("/admin/patient/list").status_code == 302
 

@@ -34,6 +34,7 @@ from portal.core.db import transaction
 from portal.services import dashboard
 from tests.factories import (
     login,
+    logout,
     make_appointment,
     make_clinic_session,
     make_department,
@@ -236,7 +237,7 @@ def test_pharmacist_sees_pharmacy_first_and_receptionist_no_stock(client, day):
     assert "Pat Waiting" not in page.text
     # Only figures whose lists the pharmacist may open (views.permissions): no appointments.
     assert list(sections) == ["pharmacy", "dispensing"]
-    client.get("/admin/logout")
+    logout(client)
     page, sections = _dashboard(client, day.users.receptionist)
     assert list(sections) == ["today", "trend", "bookings", "totals"]
     for text in ("Prescriptions waiting", "Below reorder level", "Expiring within", "Past expiry"):
@@ -254,7 +255,7 @@ def test_another_day_and_bad_input(client, day):
     assert bad.status_code == 400 and "is not a date" in bad.text and "Today," in bad.text
     far = client.get("/admin/?day=1999-01-01")
     assert far.status_code == 400 and "within a year" in far.text
-    client.get("/admin/logout")
+    logout(client)
     login(client, day.users.nurse.username)
     bad_dept = client.get("/admin/?department=nope")
     assert bad_dept.status_code == 400 and "Unknown department" in bad_dept.text

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from models import AuditEvent, Encounter, Prescription, PrescriptionItem
 from portal.core.db import transaction
 from tests.access_world import build_world, fingerprint, make_appointment, row_exists, today
-from tests.factories import login, make_clinic_session, make_patient
+from tests.factories import login, logout, make_clinic_session, make_patient
 
 DOCTOR_SCOPED = ["clinic_session", "patient", "appointment", "encounter", "prescription", "prescription_item"]
 
@@ -163,7 +163,7 @@ def test_pharmacist_reads_every_prescription_but_changes_none(world, client, eng
                  client.get(f"/admin/prescription/details/{world.sample['prescription']}").text):
         assert "Patient Own" in page and "/admin/patient/details/" not in page
         assert "/admin/doctor/details/" not in page
-    client.get("/admin/logout")
+    logout(client)
     _as(client, "admin")
     assert f"/admin/patient/details/{world.sample['patient']}" in client.get("/admin/prescription/list").text
 
@@ -175,7 +175,7 @@ def test_other_roles_see_every_row_doctors_only_their_own_on_any_day(world, clie
     listed = client.get("/admin/appointment/list").text
     for reference in (world.names["own-appointment"], world.names["other-appointment"], later.reference):
         assert reference in listed
-    client.get("/admin/logout")
+    logout(client)
     _as(client, "doctor")
     listed = client.get("/admin/appointment/list").text
     assert later.reference in listed and world.names["other-appointment"] not in listed
@@ -264,7 +264,7 @@ def test_relation_fields_of_allowed_forms_still_save(client, engine):
     with transaction(engine, write=False) as db:
         doctor = db.scalars(select(Doctor).where(Doctor.full_name == "New Doc")).one()
         assert sorted(d.id for d in doctor.departments) == sorted([d1.id, d2.id])
-    client.get("/admin/logout")
+    logout(client)
     make_staff(engine, username="desk", role=Role.receptionist)
     _as(client, "desk")
     response = client.post("/admin/clinic_session/create", data={

@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from portal.core.db import session_factory
 from portal.core.settings import get_settings
 from portal.services import change_audit
+from views._refusals import install_refusal_logging
 from views.account import ChangePasswordView
 from views.appointments import AppointmentView, EncounterView
 from views.audit import AuditEventView
@@ -50,9 +51,11 @@ def create_admin(app: Starlette, engine: Engine) -> PortalAdmin:
     Admin sessions carry ``audit_changes=True`` so every create, edit and delete is
     audited in its own transaction (``portal.services.change_audit``). Every route asks
     ``PortalAuthorization`` (the table in ``views.permissions``); the table is checked
-    against the views at start-up.
+    against the views at start-up. A refused form is logged as one WARNING line, not a
+    traceback (``views._refusals``).
     """
     change_audit.install()
+    install_refusal_logging()
     admin = PortalAdmin(
         app,
         engine=engine,  # read by the dashboard and the reports

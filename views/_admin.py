@@ -1,5 +1,5 @@
-"""The base of the portal's ``Admin`` (``views.dashboard.PortalAdmin``): sqladmin's, with a menu that hides empty categories and a
-login page that can say "too many failed attempts"."""
+"""The base of the portal's ``Admin`` (``views.dashboard.PortalAdmin``): sqladmin's, with a menu that hides empty categories, a
+login page that can say "too many failed attempts", and logging out as a POST."""
 
 from __future__ import annotations
 
@@ -7,15 +7,32 @@ from typing import Any
 
 from sqladmin import Admin
 from sqladmin._menu import CategoryMenu, ViewMenu
+from sqladmin.authentication import login_required
 from sqladmin.models import BaseView, ModelView
 from starlette import status
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 
+from portal.web.headers import NONCE_KEY
+from views._csrf import csrf_token
 from views._forms import posted_form
 
 INVALID_LOGIN = "Invalid credentials."  # sqladmin's own words
+
+
+def csp_nonce(request: Request) -> str:
+    """This response's Content-Security-Policy nonce (``portal.web.headers``), for inline scripts.
+
+    Args:
+        request (Request): the request being answered.
+
+    Returns:
+        str: the nonce, or "" when no security-headers middleware set one (the script
+        is then refused by any policy, which is the safe failure).
+    """
+    return str(request.scope.get("state", {}).get(NONCE_KEY, ""))
 
 
 class _CategoryMenu(CategoryMenu):
@@ -27,8 +44,20 @@ class _CategoryMenu(CategoryMenu):
 
 
 class SecureAdmin(Admin):
-    """sqladmin's Admin with role-aware menu categories, a throttling-aware login, and
-    create/edit forms that refuse file parts (``views._forms.posted_form``)."""
+    """sqladmin's Admin with role-aware menu categories, a throttling-aware login,
+    create/edit forms that refuse file parts (``views._forms.posted_form``), and logout
+    as a POST (GET /admin/logout only asks).
+
+    Templates get ``csrf_token_for(request)`` (``views._csrf.csrf_token``) and ``csp_nonce(request)``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.templates.env.globals.update(csrf_token_for=csrf_token, csp_nonce=csp_nonce)
+        routes = self.admin.router.routes
+        for i, route in enumerate(routes):
+            if isinstance(route, Route) and route.name == "logout":
+                routes[i] = Route("/logout", endpoint=self.logout, name="logout", methods=["GET", "POST"])
 
     @staticmethod
     async def _handle_form_data(request: Request, obj: Any = None) -> FormData:
@@ -43,6 +72,14 @@ class SecureAdmin(Admin):
         menu = _CategoryMenu(name=view.category, icon=view.category_icon)
         menu.add_child(ViewMenu(view=view, name=view.name, icon=view.icon))
         self._menu.add(menu)
+
+    @login_required
+    async def logout(self, request: Request) -> Response:
+        """POST ends the login (its CSRF token is checked by ``views._csrf_guard``); GET
+        shows a page asking to confirm, so a link cannot log anyone out."""
+        if request.method == "POST":
+            return await super().logout(request)
+        return await self.templates.TemplateResponse(request, "portal/logout.html", {"title": "Log out"})
 
     async def login(self, request: Request) -> Response:
         """GET shows the form; POST logs in, or says why not.

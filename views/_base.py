@@ -36,6 +36,7 @@ from portal.core.vocabulary import Entity
 from portal.services.audit import SECRET_FIELDS
 from portal.web.faults import UNAVAILABLE_MESSAGE
 from views._access import RowScopedView
+from views._refusals import FormRefusal
 from views._fields import MoneyField, PortalConverter, enum_choices, enum_label, money
 from views._filters import LocalDateTimeFilter, date_range
 from views._forms import limit_to_columns
@@ -334,7 +335,10 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView, metaclass=_Entit
             if key in self._enum_props and isinstance(data[key], str) and data[key]:
                 data[key] = self._enum_props[key](data[key])
         await self.check_related_choices(request, data, model, is_created)
-        self.validate_model(data, model, is_created)
+        try:
+            self.validate_model(data, model, is_created)
+        except ValueError as exc:  # the view's sentence for the user: a refusal, not a fault
+            raise FormRefusal(str(exc)) from None
 
     async def get_form_data_for_edit(self, obj: Any) -> dict[str, Any]:
         """The edit form's initial data, datetimes in the hospital's zone."""
@@ -366,18 +370,20 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView, metaclass=_Entit
             Any: what ``attempt`` returned.
 
         Raises:
-            ValueError: a constraint refused the change; the conflict outlasted every
-                attempt (``Busy``'s "try again" sentence); or the database could not be
-                reached (the 503 page's sentence). Nothing was saved.
+            FormRefusal: a constraint refused the change, or the conflict outlasted every
+                attempt (``Busy``'s "try again" sentence); logged as one WARNING line
+                (``views._refusals``).
+            ValueError: the database could not be reached (the 503 page's sentence).
+            Nothing was saved.
         """
         try:
             async for conflict in conflict_retries_async():  # the services' retry policy
                 with conflict, writing():  # on SQLite: take the write lock before reading the row
                     return await attempt()
         except IntegrityError as exc:
-            raise ValueError(integrity_message or self.describe_integrity_error(exc)) from None
+            raise FormRefusal(integrity_message or self.describe_integrity_error(exc)) from None
         except Busy as exc:
-            raise ValueError(f"{exc.message} Nothing was saved.") from None
+            raise FormRefusal(f"{exc.message} Nothing was saved.") from None
         except DBAPIError as exc:
             log.warning("database error while saving in the admin: %s", exc.orig)
             raise ValueError(f"{UNAVAILABLE_MESSAGE} Nothing was saved.") from None
@@ -408,7 +414,7 @@ class PortalModelView(LargeListMixin, RowScopedView, ModelView, metaclass=_Entit
         pk = self._mapper.primary_key_from_instance(model)[0]
         parts = await anyio.to_thread.run_sync(self._blocking_rows, pk)
         if parts:
-            raise ValueError(f"{model} cannot be deleted: it still has {_and_join(parts)}.")
+            raise FormRefusal(f"{model} cannot be deleted: it still has {_and_join(parts)}.")
 
     async def delete_model(self, request: Request, pk: Any) -> None:
         """Delete; a foreign key still pointing at the row becomes a sentence."""

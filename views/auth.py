@@ -1,7 +1,8 @@
 """Staff login for the admin: the signed login cookie, checked against the database.
 
 The login cookie (itsdangerous-signed by Starlette's SessionMiddleware, which calls it a
-"session"; HttpOnly, SameSite=strict, Secure when configured) carries the user id, the
+"session"; HttpOnly, SameSite=strict, Secure on every HTTPS request, as the trusted proxy
+reports the scheme, and always with ``SECURE_COOKIES``: ``portal.web.sessions``) carries the user id, the
 account's ``login_epoch``, the login time and the last activity time. Every request
 reloads the account, so a deactivated user or a reset password ends the login at once;
 logins also end after ``LOGIN_IDLE_MINUTES`` of inactivity and ``LOGIN_MAX_HOURS`` after
@@ -12,6 +13,7 @@ service's (``portal.services.staff_login``); this module keeps the cookie.
 from __future__ import annotations
 
 from sqladmin.authentication import AuthenticationBackend
+from starlette.middleware import Middleware
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -21,6 +23,8 @@ from portal.core.actor import Actor, current_actor
 from portal.core.db import transaction
 from portal.core.settings import get_settings
 from portal.services import staff_login
+from portal.web.sessions import SchemeSecureSession
+from views._csrf_guard import CsrfGuard
 
 
 def client_ip(request: Request) -> str | None:
@@ -34,17 +38,27 @@ def actor_for(user: StaffUser, request: Request) -> Actor:
 
 
 class AdminAuth(AuthenticationBackend):
-    """sqladmin authentication backend backed by StaffUser rows."""
+    """sqladmin authentication backend backed by StaffUser rows.
+
+    Its middleware (which sqladmin puts around the admin's routes): the login cookie,
+    ``Secure`` per request (:class:`portal.web.sessions.SchemeSecureSession`), then the
+    CSRF token check of every state-changing request (:class:`views._csrf_guard.CsrfGuard`).
+    """
 
     def __init__(self, engine) -> None:
         settings = get_settings()
-        super().__init__(
-            secret_key=settings.secret_key,
-            session_cookie="portal_staff",
-            max_age=settings.login_max_hours * 3600,
-            same_site="strict",
-            https_only=settings.secure_cookies,
-        )
+        super().__init__(secret_key=settings.secret_key)
+        self.middlewares = [
+            Middleware(
+                SchemeSecureSession,
+                always_secure=settings.secure_cookies,
+                secret_key=settings.secret_key,
+                session_cookie="portal_staff",
+                max_age=settings.login_max_hours * 3600,
+                same_site="strict",
+            ),
+            Middleware(CsrfGuard),
+        ]
         self.engine = engine
 
     async def login(self, request: Request) -> bool:

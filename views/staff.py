@@ -18,6 +18,7 @@ from portal.core.db import run_in_transaction
 from portal.core.errors import DomainError
 from portal.services import staff_accounts
 from views._base import PortalModelView, date_range, enum_choices
+from views._refusals import FormRefusal
 
 
 class StaffUserView(PortalModelView, model=StaffUser):
@@ -86,13 +87,14 @@ class StaffUserView(PortalModelView, model=StaffUser):
 
     async def _through_service(self, fn, *args, **kwargs) -> Any:
         """Run a staff account service in one transaction (lock conflicts retried); a refusal
-        becomes the form's message (sqladmin shows a ``ValueError`` on the form)."""
+        becomes the form's message (sqladmin shows a ``ValueError`` on the form; a
+        ``FormRefusal`` is logged as one WARNING line)."""
         engine = self.session_maker.kw["bind"]
         actor = current_actor.get() or SYSTEM
         try:
             return await run_in_threadpool(run_in_transaction, fn, *args, engine=engine, actor=actor, **kwargs)
         except DomainError as exc:
-            raise ValueError(exc.message) from None
+            raise FormRefusal(exc.message) from None
 
 
 def _id(value: Any) -> int | None:

@@ -39,7 +39,8 @@ class Settings(BaseSettings):
             (``LOGIN_IDLE_MINUTES``; the older name ``SESSION_IDLE_MINUTES`` is read too).
         login_max_hours (int): a staff login ends after this many hours at most
             (``LOGIN_MAX_HOURS``; or ``SESSION_MAX_HOURS``).
-        secure_cookies (bool): mark cookies ``Secure`` (set when served over HTTPS).
+        secure_cookies (bool): mark cookies ``Secure`` on every request; without it they
+            are ``Secure`` when the request came over HTTPS (as a trusted proxy reports it).
         db_pool_size (int): MySQL connections per process, opened as needed and kept; the
             most a process opens (requests beyond it wait for a free one).
         portal_bench_plain_admin (bool): also mount sqladmin's plain appointment list at
@@ -57,7 +58,8 @@ class Settings(BaseSettings):
         forwarded_allow_ips (str): addresses of the reverse proxies in front of the portal
             (comma-separated, e.g. ``127.0.0.1``) whose ``X-Forwarded-For`` and
             ``X-Forwarded-Proto`` are trusted, so rate limits and the audit see the real
-            client; empty (the default): the headers are ignored.
+            client and the login cookie is ``Secure`` for HTTPS requests; empty (the
+            default): the headers are ignored.
         expiry_window_days (int): days ahead within which a stock batch counts as
             "expiring soon" (30): the dashboard tile, the list filters and the pharmacy
             report all use it (``portal.services.stock_terms``).

@@ -233,7 +233,8 @@ class Page:
         response.headers["Vary"] = "Cookie, Accept-Language"
         if self.csrf_is_new and csrf_cookie:
             response.set_cookie(CSRF_COOKIE, self.csrf_value, max_age=CSRF_COOKIE_MAX_AGE, path="/",
-                                httponly=True, samesite="strict", secure=get_settings().secure_cookies)
+                                httponly=True, samesite="strict",
+                                secure=get_settings().secure_cookies or self.request.url.scheme == "https")
         return response
 
     def render(self, template: str, *, status: int = 200, headers: dict[str, str] | None = None,
@@ -743,5 +744,5 @@ def choose_language(request: Request, code: str, next: str = "/") -> Response:
     response = RedirectResponse(_safe_next(next), status_code=303)
     if code in i18n.COOKIE_CODES:
         response.set_cookie(i18n.LANG_COOKIE, code, max_age=LANG_COOKIE_MAX_AGE, path="/", httponly=True,
-                            samesite="lax", secure=get_settings().secure_cookies)
+                            samesite="lax", secure=get_settings().secure_cookies or request.url.scheme == "https")
     return response

@@ -1,11 +1,22 @@
-"""Security headers for the patient pages (a small ASGI middleware).
+"""Security headers for every response: one small ASGI middleware, two policies.
 
-The strict Content-Security-Policy forbids inline scripts and styles, so it is applied
-to every path except those of the staff admin (sqladmin's pages use inline scripts).
+* The patient pages get a strict Content-Security-Policy: no inline script or style.
+* The staff admin (paths under the admin prefixes) gets a policy made for sqladmin's
+  pages: scripts only from the site itself or inline ``<script nonce=...>`` blocks
+  carrying this response's nonce (a fresh random value per request, put in
+  ``scope["state"]["csp_nonce"]`` so templates read it as ``request.state.csp_nonce``);
+  ``style-src`` allows ``'unsafe-inline'`` because sqladmin's templates and its JavaScript
+  libraries (Tabler, select2, flatpickr) set ``style=`` attributes; scripts never do.
+
+Both forbid framing (``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``), content
+sniffing and cross-site referrers. The headers are added to whatever the app answers:
+pages, exports, redirects, error pages and the fault pages (the middleware is the
+outermost of the portal's). A header the response already sets is not replaced.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,39 +27,63 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
-#: Headers added to every response outside the excluded prefixes.
-SECURITY_HEADERS = (
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+#: The admin's policy; ``{nonce}`` is replaced per response. Inline styles are allowed
+#: (``style=`` attributes in sqladmin's markup and its libraries); inline scripts are not,
+#: unless they carry the nonce. Fonts and icons may be data: URIs (Font Awesome, Tabler).
+ADMIN_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+#: Headers added to every response besides the Content-Security-Policy.
+COMMON_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 )
 
+#: Every header of a patient page (kept for callers that list them).
+SECURITY_HEADERS = ((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()), *COMMON_HEADERS)
+
+#: Key of the per-request nonce in ``scope["state"]``.
+NONCE_KEY = "csp_nonce"
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
 
 class SecurityHeadersMiddleware:
-    """Add :data:`SECURITY_HEADERS` to HTTP responses whose path is not excluded.
+    """Add the security headers to every HTTP response (see the module docstring).
 
     Args:
         app (ASGIApp): the wrapped application.
-        exclude_prefixes (Iterable[str]): path prefixes left alone (e.g. ``("/admin",)``).
-            A header the response already sets is not replaced.
+        admin_prefixes (Iterable[str]): path prefixes answered with the admin's policy
+            (e.g. ``("/admin",)``); every other path gets the patient pages' policy.
     """
 
-    def __init__(self, app: ASGIApp, exclude_prefixes: Iterable[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, admin_prefixes: Iterable[str] = ()) -> None:
         self.app = app
-        self.exclude = tuple(exclude_prefixes)
+        self.admin_prefixes = tuple(admin_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or any(path == p or path.startswith(p + "/") for p in self.exclude):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _under(scope.get("path", ""), self.admin_prefixes):
+            nonce = secrets.token_urlsafe(18)
+            scope.setdefault("state", {})[NONCE_KEY] = nonce
+            policy = ADMIN_CONTENT_SECURITY_POLICY.format(nonce=nonce).encode()
+        else:
+            policy = CONTENT_SECURITY_POLICY.encode()
+        added = ((b"content-security-policy", policy), *COMMON_HEADERS)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers.extend((name, value) for name, value in SECURITY_HEADERS if name not in present)
+                headers.extend((name, value) for name, value in added if name not in present)
                 message = {**message, "headers": headers}
             await send(message)
 
