@@ -185,7 +185,8 @@ def build_world(engine: Engine, *, sessions: int, capacity: int, prescriptions: 
 
 
 class _FormParser(HTMLParser):
-    """The fields of the first ``<form method="post">`` (values as a browser would send them)."""
+    """The fields of the page's first ``<form method="post">`` other than the top bar's
+    logout form (values as a browser would send them)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -198,7 +199,8 @@ class _FormParser(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         a = {k: (v or "") for k, v in attrs}
-        if tag == "form" and not self._done and a.get("method", "").lower() == "post":
+        if (tag == "form" and not self._done and a.get("method", "").lower() == "post"
+                and not a.get("action", "").endswith("/logout")):
             self._in_form = True
         if not self._in_form:
             return
@@ -239,7 +241,7 @@ class _FormParser(HTMLParser):
 
 
 def form_fields(page: str) -> dict[str, str]:
-    """The fields of the first POST form on ``page``, with their current values."""
+    """The fields of the first POST form on ``page`` (not the logout form), with their current values."""
     parser = _FormParser()
     parser.feed(page)
     return parser.fields
