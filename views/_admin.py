@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jinja2.bccache import Bucket, BytecodeCache
 from sqladmin import Admin
 from sqladmin._menu import CategoryMenu, ViewMenu
 from sqladmin.authentication import login_required
@@ -43,17 +44,42 @@ class _CategoryMenu(CategoryMenu):
         return any(c.is_visible(request) and c.is_accessible(request) for c in self.children)
 
 
+class _CompiledTemplates(BytecodeCache):
+    """Jinja2's bytecode cache kept in memory: a template is compiled once per process
+    (keyed by name and source checksum, so a changed template is compiled again)."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        """Fill ``bucket`` from memory when this template was compiled before."""
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        """Keep ``bucket``'s freshly compiled code."""
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+#: The admin templates' compiled code, shared by every admin of this process.
+COMPILED_TEMPLATES = _CompiledTemplates()
+
+
 class SecureAdmin(Admin):
     """sqladmin's Admin with role-aware menu categories, a throttling-aware login,
     create/edit forms that refuse file parts (``views._forms.posted_form``), and logout
     as a POST (GET /admin/logout only asks).
 
-    Templates get ``csrf_token_for(request)`` (``views._csrf.csrf_token``) and ``csp_nonce(request)``.
+    Templates get ``csrf_token_for(request)`` (``views._csrf.csrf_token``) and ``csp_nonce(request)``;
+    their compiled code is kept in :data:`COMPILED_TEMPLATES`, shared by every admin the
+    process builds (a test run builds one per test; a server builds one).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.templates.env.globals.update(csrf_token_for=csrf_token, csp_nonce=csp_nonce)
+        self.templates.env.bytecode_cache = COMPILED_TEMPLATES
         routes = self.admin.router.routes
         for i, route in enumerate(routes):
             if isinstance(route, Route) and route.name == "logout":
