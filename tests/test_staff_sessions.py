@@ -79,6 +79,16 @@ def test_five_failures_lock_a_real_and_an_unknown_username_alike(client, engine)
     assert again.failed_logins == 0 and again.locked_until is None
 
 
+def test_looking_at_the_login_page_is_not_a_failed_login(client, engine):
+    """A HEAD (a link checker, a proxy's health check) answers like GET and counts nothing."""
+    make_staff(engine, username="nurse2")
+    for _ in range(throttle.IP_FAILURES + 1):
+        assert client.head("/admin/login").status_code == 200
+    with transaction(engine, write=False) as db:
+        assert db.scalars(select(ThrottleBucket)).all() == []
+    assert login(client, "nurse2").status_code == 302
+
+
 def test_username_lock_rules_with_a_clock(engine):
     user = make_staff(engine, username="pharm1")
 

@@ -114,6 +114,8 @@ class SecureAdmin(Admin):
         the username or address is throttled, "Too many failed attempts; try again in
         N minutes." (429); the same words whether or not the account exists.
         """
+        if request.method == "HEAD":  # the form's headers, never a login attempt
+            return await self.templates.TemplateResponse(request, "sqladmin/login.html")
         if request.method == "GET" or self.authentication_backend is None:
             return await super().login(request)
         await posted_form(request)  # no files, a bounded number of fields (read once, then cached)
