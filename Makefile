@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # wait on the database or a server); `make test PYTEST_PARALLEL=` runs them in one process.
 PYTEST_PARALLEL ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist worksteal
 
-.PHONY: run test test-sqlite test-mysql bench bench-quick install install-test install-bench clean
+.PHONY: run test test-sqlite test-mysql bench bench-quick wrk install install-test install-bench clean
 BENCH_ARGS ?=
 
 $(VENV)/.installed: requirements.txt
@@ -45,11 +45,17 @@ test: $(VENV)/.installed-test
 
 ## Benchmarks on MariaDB (BENCH_DATABASE_SERVER, default root@127.0.0.1:3306), recorded in docs/benchmarks.md.
 ## `make bench BENCH_ARGS=--quick` (or `make bench-quick`) finishes in about two minutes.
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench wrk
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-bench-quick: $(VENV)/.installed-bench
+bench-quick: $(VENV)/.installed-bench wrk
 	$(PY) bench/run.py --quick $(BENCH_ARGS)
+
+# The benchmarks' load generator comes from Debian; installed when missing (needs root).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { echo "== installing wrk (apt-get install wrk)"; \
+		(apt-get install -y -qq wrk || (apt-get update -qq && apt-get install -y -qq wrk)) >/dev/null 2>&1 \
+		|| { echo "wrk is missing and could not be installed: run 'apt-get install wrk' as root." >&2; exit 1; }; }
 
 clean:
 	rm -rf $(VENV) portal.db portal.db-wal portal.db-shm tests/artifacts

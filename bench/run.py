@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import shutil
 import sys
 import time
 import traceback
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None, *, command: str | None = None) -> int:
     say(f"Benchmarks ({'quick' if args.quick else 'full'}): {', '.join(m.NAME for m in chosen)}; "
         f"scale {scale}, {seconds:g} s per load run")
 
+    if not shutil.which("wrk"):
+        say("wrk is not installed: `make bench` installs it (apt-get install wrk), or install it yourself.")
+        return 2
     db = ensure_database(scale, name=args.db, reseed=args.reseed, settle_seconds=20 if args.quick else 120)
     machine = MachineInfo.collect(db.url)
     say(f"Machine: {machine.line()}")
@@ -147,7 +151,8 @@ def main(argv: list[str] | None = None, *, command: str | None = None) -> int:
         f"{time.monotonic() - started:.0f} s" + (f"; missed: {'; '.join(f'{r[0]}: {r[1]} ({r[2]})' for r in missed)}"
                                                   if missed else "."))
     print(summary)
-    return 1 if missed and not args.quick else 0
+    failed = [m for m, r in results if any(c.measured == "failed" for c in r.checks)]
+    return 1 if failed or (missed and not args.quick) else 0
 
 
 if __name__ == "__main__":

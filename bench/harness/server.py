@@ -11,8 +11,10 @@ workers), then SIGKILL for the whole group after a grace period.
 
 from __future__ import annotations
 
+import html
 import http.cookiejar
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -155,12 +157,16 @@ class PortalServer:
         """
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        body = urllib.parse.urlencode({"username": username, "password": password or self.db.password}).encode()
+        with opener.open(f"{self.base_url}/admin/login", timeout=60) as form:  # the form's CSRF token
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form.read().decode())
+        body = urllib.parse.urlencode({"username": username, "password": password or self.db.password,
+                                       "csrf_token": html.unescape(token.group(1)) if token else ""}).encode()
         try:
-            opener.open(f"{self.base_url}/admin/login", data=body, timeout=60).read()
+            with opener.open(f"{self.base_url}/admin/login", data=body, timeout=60) as answer:
+                logged_in = not answer.geturl().endswith("/admin/login")  # a login redirects to the dashboard
         except urllib.error.HTTPError:
-            pass  # a refused login answers 400; the missing cookie below says so
-        if not any(c.name == "portal_staff" for c in jar):
+            logged_in = False  # a refused login answers 400 or 429
+        if not logged_in:
             raise SystemExit(f"Could not log in as {username}: was {self.db.name} seeded by another program? "
                              "Use --reseed.")
         return opener, "; ".join(f"{c.name}={c.value}" for c in jar)
