@@ -127,28 +127,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Downgrade schema."""
-    with op.batch_alter_table('bed_transfer', schema=None) as batch_op:
-        batch_op.drop_index('ix_bed_transfer_admission_at')
-
+    """Downgrade schema: drop the five tables (their indexes go with them; MariaDB refuses to
+    drop an index a foreign key needs)."""
     op.drop_table('bed_transfer')
-    with op.batch_alter_table('admission', schema=None) as batch_op:
-        batch_op.drop_index('ix_admission_status_admitted')
-        batch_op.drop_index(batch_op.f('ix_admission_patient_id'))
-        batch_op.drop_index(batch_op.f('ix_admission_doctor_id'))
-        batch_op.drop_index('ix_admission_discharged')
-        batch_op.drop_index(batch_op.f('ix_admission_bed_id'))
-
     op.drop_table('admission')
-    with op.batch_alter_table('bed', schema=None) as batch_op:
-        batch_op.drop_index('ix_bed_room_status')
-
     op.drop_table('bed')
-    with op.batch_alter_table('room', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_room_ward_id'))
-
     op.drop_table('room')
-    with op.batch_alter_table('ward', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_ward_department_id'))
-
     op.drop_table('ward')
