@@ -204,7 +204,7 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
     ]
     inpatients = []
     o = data.get("occupancy")
-    if o is not None:
+    if o is not None and sum(o.by_status.values()):  # shown once the hospital has beds
         inpatients = [
             Tile("Beds occupied", o.by_status["occupied"], _list_url(request, "bed", status="occupied"),
                  note=f"{o.percent}% of {o.in_service} beds in service"),
