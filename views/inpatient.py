@@ -45,7 +45,7 @@ from views._forms import LookupField, attach_service_error, parse_id, posted_for
 from views.authorization import role_of
 
 CATEGORY = "Inpatients"
-BedReasonForm = reason_form(label="Reason", description="Why the bed is out of service; recorded in the audit log.")
+BedReasonForm = reason_form(max_length=inpatient.MAX_BED_NOTE, label="Reason", description="Why the bed is out of service; recorded in the audit log.")
 CancelAdmissionForm = reason_form(label="Reason for cancelling")
 
 
@@ -91,14 +91,14 @@ class RoomView(PortalModelView, model=Room):
 class TransferForm(Form):
     """Where to and why (the free beds are filled in by :func:`_free_bed_choices`)."""
 
-    to_bed_id = SelectField("New bed", [InputRequired("Choose the new bed.")], coerce=lambda v: parse_id(v), choices=[])
+    to_bed_id = SelectField("New bed", [DataRequired("Choose the new bed.")], coerce=lambda v: parse_id(v), choices=[])
     reason = TextAreaField("Reason", [DataRequired("Give a reason."), Length(max=500)], render_kw={"rows": 2})
 
 
 class AdmitForm(Form):
     """The bed of a requested admission."""
 
-    bed_id = SelectField("Bed", [InputRequired("Choose a bed.")], coerce=lambda v: parse_id(v), choices=[])
+    bed_id = SelectField("Bed", [DataRequired("Choose a bed.")], coerce=lambda v: parse_id(v), choices=[])
 
 
 class OrderDischargeForm(Form):
@@ -233,9 +233,9 @@ class AdmitPatientForm(Form):
 
     patient_id = LookupField("Patient", [InputRequired("Choose a patient.")],
                              placeholder="Type a name, MRN, phone or national ID")
-    doctor_id = SelectField("Admitting doctor", [InputRequired("Choose the doctor.")], coerce=lambda v: parse_id(v),
+    doctor_id = SelectField("Admitting doctor", [DataRequired("Choose the doctor.")], coerce=lambda v: parse_id(v),
                             choices=[])
-    department_id = SelectField("Department", [InputRequired("Choose the department.")],
+    department_id = SelectField("Department", [DataRequired("Choose the department.")],
                                 coerce=lambda v: parse_id(v), choices=[])
     admitted_from = SelectField("Admitted from", choices=[(m.value, m.value.title()) for m in AdmittedFrom],
                                 default=AdmittedFrom.direct.value)

@@ -63,6 +63,8 @@ from portal.services import audit
 S = AdmissionStatus
 B = BedStatus
 MAX_TEXT = 500
+#: Longest note on a bed (``bed.status_note``), characters.
+MAX_BED_NOTE = 255
 
 __all__ = [
     "AdmissionConflict", "BedNotAvailable", "DischargeBlocked", "SexPolicyViolation",
@@ -91,12 +93,12 @@ class DischargeBlocked(DomainError):
 # -- reading helpers ----------------------------------------------------------------------
 
 
-def _text(value: str | None, *, field: str, what: str, required: bool) -> str | None:
+def _text(value: str | None, *, field: str, what: str, required: bool, limit: int = MAX_TEXT) -> str | None:
     text = " ".join((value or "").split())
     if required and not text:
         raise ValidationFailed(f"Give {what}.", field=field)
-    if len(text) > MAX_TEXT:
-        raise ValidationFailed(f"Keep {what} under {MAX_TEXT} characters.", field=field)
+    if len(text) > limit:
+        raise ValidationFailed(f"Keep {what} under {limit} characters.", field=field)
     return text or None
 
 
@@ -106,7 +108,7 @@ def get_admission(db: Session, admission_id: int, *, field: str = "admission_id"
     Raises:
         NotFound: no such admission (``field`` names the argument).
     """
-    admission = db.get(Admission, admission_id, populate_existing=True)
+    admission = db.get(Admission, admission_id, populate_existing=True) if admission_id is not None else None
     if admission is None:
         raise NotFound("This admission does not exist.", field=field)
     return admission
@@ -118,6 +120,8 @@ def get_bed(db: Session, bed_id: int, *, field: str = "bed_id") -> Bed:
     Raises:
         NotFound: no such bed (``field`` names the argument).
     """
+    if bed_id is None:
+        raise ValidationFailed("Choose a bed.", field=field)
     bed = db.get(Bed, bed_id, populate_existing=True)
     if bed is None:
         raise NotFound("This bed does not exist.", field=field)
@@ -128,6 +132,14 @@ def ward_of_bed(db: Session, bed_id: int) -> Ward:
     """The ward a bed belongs to (through its room)."""
     return db.scalars(select(Ward).join(Room, Room.ward_id == Ward.id).join(Bed, Bed.room_id == Room.id)
                       .where(Bed.id == bed_id)).one()
+
+
+def _row(db: Session, model, pk, field: str, missing: str):
+    """The row ``pk`` of ``model``; NotFound naming ``field`` when there is none (or no id)."""
+    row = db.get(model, pk) if pk is not None else None
+    if row is None:
+        raise NotFound(missing, field=field)
+    return row
 
 
 def _check_sex_policy(ward: Ward, patient: Patient, *, field: str) -> None:
@@ -220,17 +232,13 @@ def request_admission(
         AdmissionConflict: the patient already has an active admission.
     """
     reason = _text(reason, field="reason", what="the reason for admission", required=True)
-    patient = db.get(Patient, patient_id)
-    if patient is None:
-        raise NotFound("This patient does not exist.", field="patient_id")
-    if db.get(Doctor, doctor_id) is None:
-        raise NotFound("This doctor does not exist.", field="doctor_id")
-    if db.get(Department, department_id) is None:
-        raise NotFound("This department does not exist.", field="department_id")
+    patient = _row(db, Patient, patient_id, "patient_id", "This patient does not exist.")
+    _row(db, Doctor, doctor_id, "doctor_id", "This doctor does not exist.")
+    _row(db, Department, department_id, "department_id", "This department does not exist.")
     code = (diagnosis_code or "").strip().upper() or None
     if code is not None and db.get(Icd10Code, code) is None:
         raise NotFound(f"{code} is not an ICD-10 code of the catalogue.", field="diagnosis_code")
-    if encounter_id is not None and db.get(Encounter, encounter_id) is None:
+    if encounter_id is not None and db.get(Encounter, encounter_id) is None:  # optional
         raise NotFound("This encounter does not exist.", field="encounter_id")
     _refuse_second_active(db, patient)
     admission = Admission(
@@ -319,9 +327,7 @@ def admit_patient(
         Admission: the row, admitted to ``bed_id``.
     """
     bed = get_bed(db, bed_id)
-    patient = db.get(Patient, patient_id)
-    if patient is None:
-        raise NotFound("This patient does not exist.", field="patient_id")
+    patient = _row(db, Patient, patient_id, "patient_id", "This patient does not exist.")
     if bed.status is not B.free:  # the clear message before any write; the UPDATE decides
         raise BedNotAvailable(f"Bed {bed.code} is {bed.status.value.replace('_', ' ')}; choose a free bed.",
                               field="bed_id")
@@ -539,10 +545,10 @@ def set_out_of_service(db: Session, bed_id: int, *, reason: str, actor: Actor) -
 
     Raises:
         NotFound: no such bed.
-        ValidationFailed: no reason, or too long.
+        ValidationFailed: no reason, or longer than 255 characters.
         InvalidTransition: the bed is occupied or already out of service.
     """
-    reason = _text(reason, field="reason", what="a reason", required=True)
+    reason = _text(reason, field="reason", what="a reason", required=True, limit=MAX_BED_NOTE)
     bed = get_bed(db, bed_id)
     return _move_bed(db, bed, to=B.out_of_service, allowed_from=(B.free, B.reserved, B.cleaning),
                      requested="taken out of service", action=AuditAction.out_of_service, actor=actor, note=reason)
