@@ -23,6 +23,19 @@ from models.clinic import (
     Gender,
     Icd10Code,
 )
+from models.inpatient import (
+    ACTIVE_ADMISSION_STATUSES,
+    BED_HOLDING_STATUSES,
+    Admission,
+    AdmissionStatus,
+    AdmittedFrom,
+    Bed,
+    BedStatus,
+    BedTransfer,
+    Room,
+    SexPolicy,
+    Ward,
+)
 from models.patients import MRN_FORMAT, Patient
 from models.pharmacy import (
     BatchStatus,
@@ -46,4 +59,6 @@ __all__ = [
     "Gender", "Icd10Code", "Medicine", "MovementKind", "Patient", "Prescription",
     "PrescriptionItem", "PrescriptionStatus", "Role", "ClinicSession", "ClinicSessionStatus",
     "StaffUser", "StockBatch", "StockMovement", "Supplier", "ThrottleBucket", "metadata",
+    "ACTIVE_ADMISSION_STATUSES", "BED_HOLDING_STATUSES", "Admission", "AdmissionStatus", "AdmittedFrom",
+    "Bed", "BedStatus", "BedTransfer", "Room", "SexPolicy", "Ward",
 ]

@@ -18,20 +18,26 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import itsdangerous
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 import models
 from models import (
+    Admission,
+    AdmissionStatus,
     Appointment,
     AppointmentStatus,
     AuditEvent,
     BatchStatus,
+    Bed,
+    BedStatus,
+    BedTransfer,
     Encounter,
     MovementKind,
     Prescription,
     PrescriptionItem,
     Role,
+    Room,
     StockBatch,
     StockMovement,
 )
@@ -48,6 +54,7 @@ from tests.factories import (
     make_patient,
     make_staff,
     make_supplier,
+    make_ward,
 )
 
 _seq = itertools.count(1)
@@ -141,7 +148,19 @@ def build_world(engine: Engine) -> World:
         db.add(AuditEvent(actor="system", action="seed", entity="department", entity_id=str(department.id), summary="Seeded"))
         db.flush()
         audit_id = db.scalar(select(func.max(AuditEvent.id)))
+    ward, beds = make_ward(engine, department=department, beds=2, name="Ward Access")
+    admission = _save(engine, Admission(
+        patient_id=int(rows["own"]["patient"]), doctor_id=doctor.id, department_id=department.id, reason="Access",
+        status=AdmissionStatus.admitted, bed_id=beds[1].id, bed_marker=1, active_marker=1,
+        admitted_at=clock.now(),
+    ))
+    transfer = _save(engine, BedTransfer(admission_id=admission.id, from_bed_id=beds[0].id, to_bed_id=beds[1].id,
+                                         transferred_by="nurse", reason="Access"))
+    with transaction(engine) as db:
+        db.execute(update(Bed).where(Bed.id == beds[1].id).values(status=BedStatus.occupied))
     w.sample = {k: str(v) for k, v in rows["own"].items()}
+    w.sample.update({"ward": str(ward.id), "room": str(beds[0].room_id), "bed": str(beds[0].id),
+                     "admission": str(admission.id), "bed_transfer": str(transfer.id)})
     w.foreign = {k: str(v) for k, v in rows["other"].items()}
     w.sample.update({
         "doctor": str(doctor.id), "department": str(department.id), "medicine": str(medicine.id),
@@ -181,6 +200,12 @@ def make_disposable(engine: Engine, identity: str, w: World) -> str | None:
         return str(make_medicine(engine).id)
     if identity == "supplier":
         return str(make_supplier(engine).id)
+    if identity == "ward":
+        return str(make_ward(engine, beds=0, rooms=0)[0].id)
+    if identity == "room":
+        return str(_save(engine, Room(ward_id=int(w.sample["ward"]), number=f"S{n}")).id)
+    if identity == "bed":
+        return str(_save(engine, Bed(room_id=int(w.sample["room"]), code=f"SPARE-{n}")).id)
     return None
 
 

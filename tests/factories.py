@@ -422,3 +422,24 @@ def logout(client):
     response = client.post("/admin/logout", data={"csrf_token": token})
     client.headers.pop(CSRF_HEADER, None)
     return response
+
+
+def make_ward(
+    engine: Engine, *, department: Department | None = None, beds: int = 2, rooms: int = 1,
+    sex_policy: str = "mixed", daily_rate: int = 8000, **kw,
+):
+    """A ward with ``rooms`` rooms of ``beds`` free beds each; returns ``(ward, [Bed, ...])``
+    (beds in room then bed order, codes ``<ward>-<room>-<n>``)."""
+    from models import Bed, Room, SexPolicy, Ward
+
+    n = next(_seq)
+    department = department or make_department(engine)
+    kw.setdefault("name", f"Ward {n}")
+    ward = _save(engine, Ward(department_id=department.id, sex_policy=SexPolicy(sex_policy),
+                              floor=kw.pop("floor", "3"), **kw))
+    made = []
+    for r in range(1, rooms + 1):
+        room = _save(engine, Room(ward_id=ward.id, number=f"{n}{r:02d}"))
+        for b in range(1, beds + 1):
+            made.append(_save(engine, Bed(room_id=room.id, code=f"W{n}-{r}-{b}", daily_rate=daily_rate)))
+    return ward, made

@@ -175,6 +175,24 @@ def build_hospital(engine) -> SimpleNamespace:
     h.joy = make_staff(engine, username="joy", full_name="Joy Nurse", role=Role.nurse, is_active=False)
     h.drwong = make_staff(engine, username="drwong", full_name="Alice Wong", role=Role.doctor, doctor_id=h.wong.id)
 
+    # Inpatients: Zhang Wei admitted to 3A-301-1 after a move from 3A-301-2 (the male ward is empty).
+    from models import Admission, AdmissionStatus, Bed, BedStatus, BedTransfer, Room, SexPolicy, Ward
+    from tests.factories import _save
+
+    h.w3a = _save(engine, Ward(department_id=h.card.id, name="Ward 3A", sex_policy=SexPolicy.mixed, floor="3"))
+    h.w2b = _save(engine, Ward(department_id=h.derm.id, name="Ward 2B", sex_policy=SexPolicy.male, floor="2"))
+    h.r301 = _save(engine, Room(ward_id=h.w3a.id, number="R301"))
+    h.r201 = _save(engine, Room(ward_id=h.w2b.id, number="R201"))
+    h.bed1 = _save(engine, Bed(room_id=h.r301.id, code="3A-301-1", status=BedStatus.occupied, daily_rate=8000))
+    h.bed2 = _save(engine, Bed(room_id=h.r301.id, code="3A-301-2", status=BedStatus.cleaning, daily_rate=8000))
+    h.adm = _save(engine, Admission(
+        patient_id=h.zhang.id, doctor_id=h.wong.id, department_id=h.card.id, reason="Chest pain",
+        diagnosis_code="I10", status=AdmissionStatus.admitted, bed_id=h.bed1.id, bed_marker=1, active_marker=1,
+        admitted_at=_local(date(2026, 3, 5), time(10, 0))))
+    h.move = _save(engine, BedTransfer(admission_id=h.adm.id, from_bed_id=h.bed2.id, to_bed_id=h.bed1.id,
+                                       transferred_by="joy", reason="Needs telemetry",
+                                       transferred_at=_local(date(2026, 3, 5), time(12, 0))))
+
     with transaction(engine) as db:
         db.execute(insert(AuditEvent), [
             dict(occurred_at=_local(date(2026, 3, 5), time(23, 30)), actor="rita", action="confirm",
@@ -491,6 +509,59 @@ CASES = [
         ],
         detail=("confirm", lambda h: _audit_id(h, "confirm")),
         detail_texts=["Confirmed appointment AAAAA-11111", "rita"],
+        read_only=True,
+    ),
+]
+CASES += [
+    Case(
+        "ward",
+        keys=lambda h: {"w3a": "Ward 3A", "w2b": "Ward 2B"},
+        row={"w3a": ["Cardiology"], "w2b": ["Dermatology"]},
+        searches=[("3A", {"w3a"}), ("ward", {"w3a", "w2b"})],
+        filters=[(lambda h: {"sex_policy": "male"}, {"w2b"}), (lambda h: {"department_id": h.card.id}, {"w3a"}),
+                 (lambda h: {"is_active": "false"}, set())],
+        detail=("w3a", lambda h: h.w3a.id),
+        detail_texts=["Ward 3A", "Cardiology"],
+    ),
+    Case(
+        "room",
+        keys=lambda h: {"r301": "R301", "r201": "R201"},
+        row={"r301": ["Ward 3A"], "r201": ["Ward 2B"]},
+        searches=[("R3", {"r301"}), ("2B", {"r201"})],
+        filters=[(lambda h: {"ward_id": h.w2b.id}, {"r201"})],
+        detail=("r301", lambda h: h.r301.id),
+        detail_texts=["R301"],
+    ),
+    Case(
+        "bed",
+        keys=lambda h: {"b1": "3A-301-1", "b2": "3A-301-2"},
+        row={"b1": ["Occupied", "80.00"], "b2": ["Cleaning"]},
+        searches=[("301-2", {"b2"})],
+        filters=[(lambda h: {"status": "occupied"}, {"b1"}), (lambda h: {"status": "free"}, set()),
+                 (lambda h: {"room_id": h.r301.id}, {"b1", "b2"})],
+        detail=("b1", lambda h: h.bed1.id),
+        detail_texts=["3A-301-1", "Occupied"],
+    ),
+    Case(
+        "admission",
+        keys=lambda h: {"adm": "Zhang Wei"},
+        row={"adm": ["3A-301-1", "Admitted", "Alice Wong", "Cardiology"]},
+        searches=[("zhang", {"adm"}), ("I10", {"adm"}), ("nobody-at-all", set())],
+        filters=[(lambda h: {"status": "admitted"}, {"adm"}), (lambda h: {"status": "discharged"}, set()),
+                 (lambda h: {"department_id": h.card.id}, {"adm"}),
+                 (lambda h: {"admitted_at_from": "2026-03-05", "admitted_at_to": "2026-03-05"}, {"adm"}),
+                 (lambda h: {"admitted_at_from": "2026-03-06"}, set())],
+        detail=("adm", lambda h: h.adm.id),
+        detail_texts=["Zhang Wei", "Chest pain"],
+        read_only=True,
+    ),
+    Case(
+        "bed_transfer",
+        keys=lambda h: {"move": "Needs telemetry"},
+        row={"move": ["3A-301-2", "3A-301-1", "joy"]},
+        searches=[("telemetry", {"move"}), ("nobody-at-all", set())],
+        detail=("move", lambda h: h.move.id),
+        detail_texts=["Needs telemetry"],
         read_only=True,
     ),
 ]

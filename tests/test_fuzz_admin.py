@@ -72,7 +72,7 @@ def test_the_catalogue_holds_every_kind_of_target():
     assert ("appointment", "cancel") in ROW_ACTIONS and ("prescription", "dispense") in ROW_ACTIONS
     assert {p for _, p in FORM_PAGES} >= {"/book", "/receive", "/count/{pk}"}
     assert {p for _, p in LOOKUP_PAGES} >= {"/book/lookup", "/receive/lookup"}
-    assert len(REPORTS) == 3 and AJAX
+    assert len(REPORTS) == 4 and AJAX
 
 
 # -- create and edit forms ------------------------------------------------------------------

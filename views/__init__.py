@@ -18,6 +18,7 @@ from views.auth import AdminAuth
 from views.authorization import PortalAuthorization, check_configuration
 from views.clinic import ClinicSessionView, DepartmentView, DoctorView, Icd10CodeView
 from views.dashboard import PortalAdmin
+from views.inpatient import INPATIENT_VIEWS
 from views.patients import PatientView
 from views.pharmacy import (
     MedicineView,
@@ -36,6 +37,7 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 ALL_VIEWS = [
     AppointmentView, PatientView, EncounterView,
     ClinicSessionView, DoctorView, DepartmentView,
+    *INPATIENT_VIEWS,
     PrescriptionView, PrescriptionItemView, MedicineView, StockBatchView, StockMovementView, SupplierView,
     *REPORT_VIEWS,
     Icd10CodeView,

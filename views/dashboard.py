@@ -50,10 +50,10 @@ from views.authorization import allowed
 
 #: Sections of the page per role, in order.
 LAYOUTS: dict[Role, tuple[str, ...]] = {
-    Role.admin: ("today", "trend", "bookings", "pharmacy", "totals"),
+    Role.admin: ("today", "trend", "bookings", "inpatients", "pharmacy", "totals"),
     Role.receptionist: ("today", "trend", "bookings", "pharmacy", "totals"),
-    Role.doctor: ("today", "queues", "bookings", "totals"),
-    Role.nurse: ("today", "queues", "trend", "bookings", "totals"),
+    Role.doctor: ("today", "queues", "bookings", "inpatients", "totals"),
+    Role.nurse: ("inpatients", "today", "queues", "trend", "bookings", "totals"),
     Role.pharmacist: ("pharmacy", "dispensing", "today", "totals"),
 }
 #: Roles that see stock figures (reorder level, expiry).
@@ -154,6 +154,8 @@ def _gather(engine, *, role: Role, doctor_id: int | None, day: date, now: dateti
             out["dispensing"] = reports.dispensed_per_day(db, f)
         out["alerts"] = board.alerts(db, now=now, today=today, doctor_id=own, stock=role in STOCK_ROLES)
         out["totals"] = board.totals(db)
+        if "inpatients" in layout:
+            out["occupancy"] = board.occupancy(db)
     return out
 
 
@@ -200,7 +202,20 @@ def _tiles(request: Request, data: dict[str, Any], *, role: Role, doctor_id: int
         Tile("Appointments", t.appointments, _list_url(request, "appointment")),
         Tile("Clinic sessions", t.clinic_sessions, _list_url(request, "clinic_session")),
     ]
-    sections = {"today": today_tiles, "bookings": bookings, "pharmacy": pharmacy, "totals": totals}
+    inpatients = []
+    o = data.get("occupancy")
+    if o is not None and sum(o.by_status.values()):  # shown once the hospital has beds
+        inpatients = [
+            Tile("Beds occupied", o.by_status["occupied"], _list_url(request, "bed", status="occupied"),
+                 note=f"{o.percent}% of {o.in_service} beds in service"),
+            Tile("Beds free", o.by_status["free"], _list_url(request, "bed", status="free")),
+            Tile("Beds being cleaned", o.by_status["cleaning"], _list_url(request, "bed", status="cleaning"),
+                 tone="warning"),
+            Tile("Awaiting a bed", o.awaiting_bed, _list_url(request, "admission", status="requested"),
+                 tone="warning"),
+        ]
+    sections = {"today": today_tiles, "bookings": bookings, "inpatients": inpatients, "pharmacy": pharmacy,
+                "totals": totals}
     return {name: [t for t in tiles if _may_follow(role, t, hospital_wide=name == "totals")]
             for name, tiles in sections.items()}
 

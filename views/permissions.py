@@ -53,6 +53,11 @@ ENTITY_RIGHTS: dict[str, tuple[str, str, str, str, str, str, str]] = {
     E.icd10_code:        ("vcex",   "",       "v",      "",       "v",      "",      ""),
     E.staff_user:        ("vcex",   "",       "",       "",       "",       "",      ""),   # deactivate, never delete
     E.audit_event:       ("vx",     "",       "",       "",       "",       "",      ""),   # append-only, even for admins
+    E.ward:              ("vcedx",  "v",      "v",      "v",      "",       "",      ""),
+    E.room:              ("vcedx",  "",       "v",      "v",      "",       "",      ""),
+    E.bed:               ("vcedx",  "v",      "v",      "vx",     "",       "",      ""),   # status only through actions
+    E.admission:         ("vx",     "v",      "vx",     "vx",     "",       "",      ""),   # moves only through actions
+    E.bed_transfer:      ("vx",     "",       "v",      "vx",     "",       "",      ""),   # history, append-only
 }
 
 #: Workflow actions (``views._actions``: a confirm page, then a CSRF-checked POST):
@@ -77,6 +82,19 @@ ACTIONS: dict[str, dict[str, frozenset[Role]]] = {
         "dispense-partial": frozenset({A, P}),
         "cancel":           frozenset({A, D, P}),
     },
+    E.bed: {
+        "admit":           frozenset({A, N}),       # admit-to-this-bed page (bed board)
+        "mark-cleaned":    frozenset({A, N}),
+        "out-of-service":  frozenset({A, N}),
+        "back-in-service": frozenset({A, N}),
+    },
+    E.admission: {
+        "admit":           frozenset({A, N}),
+        "transfer":        frozenset({A, N, D}),
+        "order-discharge": frozenset({A, D}),
+        "discharge":       frozenset({A, N}),
+        "cancel":          frozenset({A, D, N}),
+    },
     E.stock_batch: {
         "receive":        frozenset({A, P}),        # receive-stock page
         "count":          frozenset({A, P}),        # stock-count page
@@ -94,6 +112,8 @@ ENTITY_PAGES: dict[str, str] = {
     f"{E.stock_batch}:page_receive":        "receive",
     f"{E.stock_batch}:page_receive_lookup": "receive",
     f"{E.stock_batch}:page_count":          "count",
+    f"{E.bed}:page_admit":                  "admit",
+    f"{E.bed}:page_admit_lookup":           "admit",
 }
 
 #: Custom pages (``@expose`` on a BaseView, and the admin's index): identity -> roles.
@@ -103,6 +123,8 @@ PAGES: dict[str, frozenset[Role]] = {
     "outpatient-volume": frozenset({A, R, N}),  # reports: hospital-wide figures
     "doctor-workload":   frozenset({A}),
     "pharmacy-report":   frozenset({A, P}),
+    "bed-board":         frozenset({A, R, D, N}),
+    "inpatient-census":  frozenset({A, D, N}),
 }
 
 #: Entities a role sees only in part (its own rows): role -> entities. The rule itself

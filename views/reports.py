@@ -25,7 +25,7 @@ from models import AppointmentStatus
 from portal.core import clock
 from portal.core.db import transaction
 from portal.core.vocabulary import AuditAction, Entity
-from portal.services import audit, reports
+from portal.services import audit, census, reports
 from portal.services.reports import Grain, ReportFilters
 from views import _charts as charts
 from views._format import csv_cell, number, percent, yuan
@@ -456,5 +456,73 @@ class PharmacyReportView(ReportView):
         return Built(figures, sections)
 
 
+# -- inpatient census -------------------------------------------------------------------------
+class InpatientCensusReport(ReportView):
+    """Admissions, discharges, bed-days, occupancy and average length of stay per ward and month."""
+
+    name = "Inpatient census"
+    icon = "fa-solid fa-bed"
+    slug = "inpatient-census"
+    summary = "Admissions, discharges, occupancy and length of stay, per ward and month"
+
+    @expose("/reports/inpatient-census", identity="inpatient-census")
+    async def page(self, request: Request) -> Response:
+        """GET: the report (HTML, or CSV with ``export``)."""
+        return await self.show(request)
+
+    @staticmethod
+    def _row(first: list[Any], r: census.CensusRow) -> list[Any]:
+        stay = r.average_stay_days
+        return [*first, r.admissions, r.discharges, r.bed_days, r.beds,
+                r.occupancy_percent / 100, "" if stay is None else f"{stay:.1f}"]
+
+    def build(self, db, filters: ReportFilters, today: date) -> Built:
+        """Count the census (see ``portal.services.census``) and arrange it."""
+        c = census.census(db, filters)
+        totals = [c.totals[m] for m in c.months]
+        whole = census.CensusRow("All wards", "all")
+        for t in totals:
+            for attr in ("admissions", "discharges", "bed_days", "stay_days", "days"):
+                setattr(whole, attr, getattr(whole, attr) + getattr(t, attr))
+        whole.beds = totals[0].beds if totals else 0
+        figures = [
+            Figure("Admissions", number(whole.admissions)),
+            Figure("Discharges", number(whole.discharges)),
+            Figure("Bed-days", number(whole.bed_days), "midnights occupied"),
+            Figure("Occupancy", percent(whole.occupancy_percent / 100), f"of {number(whole.beds)} beds in service"),
+            Figure("Average stay", "–" if whole.average_stay_days is None else f"{whole.average_stay_days:.1f} days",
+                   "of the patients discharged"),
+        ]
+        stats = [Column("Admissions", "int"), Column("Discharges", "int"), Column("Bed-days", "int"),
+                 Column("Beds", "int"), Column("Occupancy", "percent"), Column("Average stay (days)")]
+        note = ("Admissions count in the ward of the first bed, discharges in the ward of the last one. A bed-day "
+                "is a midnight (hospital time) a patient spent in a bed; occupancy = bed-days \u00f7 (beds in "
+                "service \u00d7 days); average stay = days from admission to discharge of the patients "
+                "discharged, a same-day stay counting 1.")
+        sections = [
+            Section(
+                "Per month",
+                chart=charts.bar_chart(
+                    c.months, [charts.Series("Admissions", [t.admissions for t in totals], charts.PRIMARY),
+                               charts.Series("Discharges", [t.discharges for t in totals], charts.SECONDARY)],
+                    title="Admissions and discharges per month"),
+                table=Table("by-month", [Column("Month"), *stats], [self._row([t.month], t) for t in totals],
+                            total=self._row(["Total"], whole)),
+                note=note,
+            ),
+            Section(
+                "By ward and month",
+                chart=charts.hbar_chart(
+                    [w for w in dict.fromkeys(r.ward for r in c.rows)],
+                    [sum(r.bed_days for r in c.rows if r.ward == w) for w in dict.fromkeys(r.ward for r in c.rows)],
+                    title="Bed-days by ward"),
+                table=Table("by-ward", [Column("Ward"), Column("Month"), *stats],
+                            [self._row([r.ward, r.month], r) for r in c.rows]),
+            ),
+        ]
+        empty = None if c.rows else f"No wards {_range_text(filters)}."
+        return Built(figures, sections, empty=empty)
+
+
 #: The report pages, in menu order.
-REPORT_VIEWS = [OutpatientVolumeReport, DoctorWorkloadReport, PharmacyReportView]
+REPORT_VIEWS = [OutpatientVolumeReport, DoctorWorkloadReport, PharmacyReportView, InpatientCensusReport]

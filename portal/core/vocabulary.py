@@ -18,8 +18,11 @@ from enum import StrEnum
 class Entity(StrEnum):
     """What an audit event, a permission row or an admin URL is about (values: table names)."""
 
+    admission = "admission"
     appointment = "appointment"
     audit_event = "audit_event"
+    bed = "bed"
+    bed_transfer = "bed_transfer"
     clinic_session = "clinic_session"
     department = "department"
     doctor = "doctor"
@@ -30,10 +33,12 @@ class Entity(StrEnum):
     patient = "patient"
     prescription = "prescription"
     prescription_item = "prescription_item"
+    room = "room"
     staff_user = "staff_user"
     stock_batch = "stock_batch"
     stock_movement = "stock_movement"
     supplier = "supplier"
+    ward = "ward"
     #: the hospital as a whole (the demo seed's event)
     hospital = "hospital"
     #: a report page's export
@@ -85,5 +90,14 @@ class AuditAction(StrEnum):
     stocktake = "stocktake"
     adjust = "adjust"
     dispense = "dispense"
+    # inpatient care
+    request_admission = "request_admission"
+    admit = "admit"
+    transfer = "transfer"
+    order_discharge = "order_discharge"
+    discharge = "discharge"
+    mark_cleaned = "mark_cleaned"
+    out_of_service = "out_of_service"
+    return_to_service = "return_to_service"
     # maintenance
     seed = "seed"

@@ -27,8 +27,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from models import (
+    Admission,
+    AdmissionStatus,
     Appointment,
     AppointmentStatus,
+    Bed,
+    BedStatus,
     ClinicSession,
     ClinicSessionStatus,
     Department,
@@ -37,7 +41,10 @@ from models import (
     Patient,
     Prescription,
     PrescriptionStatus,
+    Room,
+    SexPolicy,
     StockBatch,
+    Ward,
 )
 from portal.services import stock_terms
 from portal.services.reports import doctor_name
@@ -48,6 +55,7 @@ __all__ = [
     "pending_cutoff",
     "prescriptions_waiting_condition", "session_queues", "sessions_running_condition",
     "sessions_today_condition", "totals",
+    "BoardBed", "BoardWard", "Occupancy", "bed_board", "occupancy",
 ]
 
 #: Appointment statuses of patients not yet seen, in queue order.
@@ -357,3 +365,117 @@ def totals(db: Session) -> Totals:
         select(*(select(func.count()).select_from(m).scalar_subquery() for m in models))
     ).one()
     return Totals(*(int(n) for n in row))
+
+
+# -- inpatients -------------------------------------------------------------------------------
+
+
+@dataclass
+class Occupancy:
+    """The hospital's beds now, by status, and the admissions waiting for a bed.
+
+    Attributes:
+        by_status (dict[str, int]): bed status value -> beds (every status present, 0 included).
+        awaiting_bed (int): admissions requested and not yet admitted.
+    """
+
+    by_status: dict[str, int]
+    awaiting_bed: int = 0
+
+    @property
+    def in_service(self) -> int:
+        """Beds that are not out of service."""
+        return sum(n for s, n in self.by_status.items() if s != BedStatus.out_of_service.value)
+
+    @property
+    def percent(self) -> int:
+        """Occupied beds / beds in service, whole percent (0 without beds)."""
+        return round(100 * self.by_status[BedStatus.occupied.value] / self.in_service) if self.in_service else 0
+
+
+def occupancy(db: Session) -> Occupancy:
+    """Count the beds per status and the admissions awaiting a bed (two small queries)."""
+    counts = {s.value: 0 for s in BedStatus}
+    for status, n in db.execute(select(Bed.status, func.count()).group_by(Bed.status)):
+        counts[BedStatus(status).value] = int(n)
+    waiting = db.scalar(select(func.count()).where(Admission.status == AdmissionStatus.requested))
+    return Occupancy(counts, int(waiting or 0))
+
+
+@dataclass
+class BoardBed:
+    """One bed on the bed board.
+
+    Attributes:
+        id (int), code (str), room (str): the bed and its room number.
+        status (str): the bed's status value.
+        admission_id (int | None): the admission holding it (admitted or discharge ordered).
+        admission_status (str | None): that admission's status value.
+        patient (str | None): the patient's name and MRN.
+        since (datetime | None): when the patient was admitted (aware UTC).
+    """
+
+    id: int
+    code: str
+    room: str
+    status: str
+    admission_id: int | None = None
+    admission_status: str | None = None
+    patient: str | None = None
+    since: datetime | None = None
+
+
+@dataclass
+class BoardWard:
+    """One ward on the bed board, with its beds and their counts.
+
+    Attributes:
+        id (int), name (str), sex_policy (str), floor (str), department (str).
+        beds (list[BoardBed]): by room, then code.
+    """
+
+    id: int
+    name: str
+    sex_policy: str
+    floor: str
+    department: str
+    beds: list[BoardBed] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        """Beds of this ward in ``status`` (a bed status value)."""
+        return sum(1 for b in self.beds if b.status == status)
+
+
+def bed_board(db: Session) -> list[BoardWard]:
+    """Every active ward with its beds, their status and the patient holding each (two queries).
+
+    Returns:
+        list[BoardWard]: by ward name.
+    """
+    wards: dict[int, BoardWard] = {}
+    rows = db.execute(
+        select(Ward.id, Ward.name, Ward.sex_policy, Ward.floor, Department.name.label("department"),
+               Bed.id.label("bed_id"), Bed.code, Room.number, Bed.status)
+        .join(Department, Department.id == Ward.department_id)
+        .outerjoin(Room, Room.ward_id == Ward.id).outerjoin(Bed, Bed.room_id == Room.id)
+        .where(Ward.is_active.is_(True)).order_by(Ward.name, Room.number, Bed.code)
+    ).all()
+    beds: dict[int, BoardBed] = {}
+    for r in rows:
+        ward = wards.setdefault(r.id, BoardWard(r.id, r.name, SexPolicy(r.sex_policy).value, r.floor, r.department))
+        if r.bed_id is not None:
+            bed = BoardBed(r.bed_id, r.code, r.number, BedStatus(r.status).value)
+            ward.beds.append(bed)
+            beds[bed.id] = bed
+    holders = db.execute(
+        select(Admission.id, Admission.bed_id, Admission.status, Admission.admitted_at, Patient.full_name,
+               Patient.medical_record_number)
+        .join(Patient, Patient.id == Admission.patient_id).where(Admission.bed_marker == 1)
+    ).all()
+    for h in holders:
+        bed = beds.get(h.bed_id)
+        if bed is not None:
+            bed.admission_id, bed.admission_status = h.id, AdmissionStatus(h.status).value
+            bed.patient = f"{h.full_name} ({h.medical_record_number or 'new'})"
+            bed.since = h.admitted_at
+    return list(wards.values())

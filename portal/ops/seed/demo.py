@@ -25,8 +25,10 @@ from sqlalchemy.engine import Engine
 
 from models import (
     MRN_FORMAT,
+    Admission,
     Appointment,
     AuditEvent,
+    Bed,
     ClinicSession,
     Department,
     Doctor,
@@ -37,10 +39,12 @@ from models import (
     Prescription,
     PrescriptionItem,
     Role,
+    Room,
     StaffUser,
     StockBatch,
     StockMovement,
     Supplier,
+    Ward,
 )
 from portal.core import clock
 from portal.core.db import transaction
@@ -148,6 +152,98 @@ class _Writer:
                         self.progress(f"  {table.name}: {start + CHUNK:,} of {len(rows):,}")
         self.report.counts[table.name] = self.report.counts.get(table.name, 0) + len(rows)
         self.progress(f"{table.name}: {len(rows):,} rows")
+
+
+#: (name, department code, sex policy, floor, rooms, beds per room, daily rate in fen)
+WARDS = [
+    ("Cardiology Ward 3A", "CARD", "mixed", "3", 4, 4, 8000),
+    ("Surgical Ward 2B (men)", "GSUR", "male", "2", 3, 4, 9000),
+    ("Surgical Ward 2C (women)", "GSUR", "female", "2", 3, 4, 9000),
+]
+#: Days of past stays the demo builds before today.
+INPATIENT_HISTORY_DAYS = 42
+
+
+def _seed_inpatients(w: "_Writer", rng: random.Random, today: date, patients: list[dict],
+                     doctor_dept: dict[int, int]) -> None:
+    """Wards, rooms and beds (``WARDS``); per bed, discharged stays over the last
+    ``INPATIENT_HISTORY_DAYS`` days and, for about two beds in three, a patient there now
+    (a few with the discharge ordered); some beds being cleaned, one out of service. Each
+    patient has at most one stay, so no one is in two beds."""
+    codes = {code: i + 1 for i, (code, *_rest) in enumerate(DEPARTMENTS)}
+    wards, rooms, beds, admissions = [], [], [], []
+    pool = {"male": [p for p in patients if p["gender"] == "male"],
+            "female": [p for p in patients if p["gender"] == "female"]}
+    for group in pool.values():
+        rng.shuffle(group)
+
+    def patient_for(policy: str) -> dict | None:
+        sex = policy if policy != "mixed" else rng.choice(("male", "female"))
+        return pool[sex].pop() if pool[sex] else None
+
+    anchor = _utc(today, time(7, 0))
+    for ward_id, (name, code, policy, floor, n_rooms, per_room, rate) in enumerate(WARDS, start=1):
+        dept = codes[code]
+        doctors = [d for d, dep in doctor_dept.items() if dep == dept] or [1]
+        wards.append({"id": ward_id, "department_id": dept, "name": name, "sex_policy": policy, "floor": floor,
+                      "is_active": True})
+        for r in range(1, n_rooms + 1):
+            room_id = len(rooms) + 1
+            rooms.append({"id": room_id, "ward_id": ward_id, "number": f"{floor}{chr(64 + ward_id)}{r:02d}"})
+            for b in range(1, per_room + 1):
+                bed = {"id": len(beds) + 1, "room_id": room_id, "code": f"{floor}{chr(64 + ward_id)}-{r:02d}-{b}",
+                       "status": "free", "daily_rate": rate, "status_note": None}
+                beds.append(bed)
+                # walk back from today: maybe a current stay, then discharged stays before it
+                end = anchor
+                if rng.random() < 0.65:
+                    patient = patient_for(policy)
+                    if patient is not None:
+                        start = anchor - timedelta(days=rng.randrange(1, 9), hours=rng.randrange(0, 10))
+                        ordered = rng.random() < 0.2
+                        admissions.append({
+                            "patient_id": patient["id"], "doctor_id": rng.choice(doctors), "department_id": dept,
+                            "reason": rng.choice(INPATIENT_REASONS), "bed_id": bed["id"], "admitted_from":
+                            rng.choice(("outpatient", "emergency", "direct")),
+                            "status": "discharge_ordered" if ordered else "admitted",
+                            "active_marker": 1, "bed_marker": 1, "requested_at": start, "admitted_at": start,
+                            "discharge_ordered_at": anchor - timedelta(hours=2) if ordered else None,
+                            "discharged_at": None,
+                        })
+                        bed["status"], end = "occupied", start
+                elif rng.random() < 0.3:
+                    bed["status"] = "cleaning"
+                while True:
+                    stay_end = end - timedelta(days=rng.randrange(0, 4), hours=rng.randrange(1, 12))
+                    start = stay_end - timedelta(days=rng.randrange(1, 12), hours=rng.randrange(0, 12))
+                    patient = patient_for(policy) if start > anchor - timedelta(days=INPATIENT_HISTORY_DAYS) else None
+                    if patient is None:
+                        break
+                    admissions.append({
+                        "patient_id": patient["id"], "doctor_id": rng.choice(doctors), "department_id": dept,
+                        "reason": rng.choice(INPATIENT_REASONS), "bed_id": bed["id"],
+                        "admitted_from": rng.choice(("outpatient", "emergency", "direct")), "status": "discharged",
+                        "active_marker": None, "bed_marker": None, "requested_at": start, "admitted_at": start,
+                        "discharge_ordered_at": stay_end - timedelta(hours=3), "discharged_at": stay_end,
+                    })
+                    end = start
+    free = [b for b in beds if b["status"] == "free"]
+    if free:
+        free[-1]["status"], free[-1]["status_note"] = "out_of_service", "Bed rail repair"
+    admissions.sort(key=lambda a: a["admitted_at"])
+    for i, a in enumerate(admissions, start=1):
+        a.update(id=i, diagnosis_code=None, encounter_id=None, cancelled_at=None, discharge_note=None,
+                 cancel_reason=None)
+    w.write(Ward, wards)
+    w.write(Room, rooms)
+    w.write(Bed, beds)
+    w.write(Admission, admissions)
+
+
+INPATIENT_REASONS = [
+    "Chest pain under observation", "Heart failure, decompensated", "Atrial fibrillation, rate control",
+    "Elective cholecystectomy", "Appendicitis", "Hernia repair", "Post-operative care", "Pneumonia",
+]
 
 
 def database_is_empty(engine: Engine) -> bool:
@@ -475,6 +571,9 @@ def seed_demo(
     w.write(Prescription, prescriptions)
     w.write(PrescriptionItem, items)
     w.write(StockMovement, movements)
+
+    # Inpatients: three wards, their beds, today's occupants and the last weeks' stays ----------
+    _seed_inpatients(w, rng, today, patients, doctor_dept)
 
     # Staff accounts ------------------------------------------------------------------
     password = demo_password or settings.portal_demo_password
