@@ -29,6 +29,7 @@ class Entity(StrEnum):
     doctor_department = "doctor_department"
     encounter = "encounter"
     icd10_code = "icd10_code"
+    inpatient_note = "inpatient_note"
     medicine = "medicine"
     patient = "patient"
     prescription = "prescription"
@@ -97,6 +98,9 @@ class AuditAction(StrEnum):
     order_discharge = "order_discharge"
     discharge = "discharge"
     mark_cleaned = "mark_cleaned"
+    reserve_bed = "reserve_bed"
+    release_bed = "release_bed"
+    record_note = "record_note"
     out_of_service = "out_of_service"
     return_to_service = "return_to_service"
     # maintenance

@@ -69,7 +69,8 @@ MAX_BED_NOTE = 255
 __all__ = [
     "AdmissionConflict", "BedNotAvailable", "DischargeBlocked", "SexPolicyViolation",
     "admit", "admit_patient", "cancel", "discharge", "mark_cleaned", "open_prescriptions",
-    "order_discharge", "request_admission", "return_to_service", "set_out_of_service", "transfer",
+    "order_discharge", "release_reservation", "request_admission", "reserve_bed", "return_to_service",
+    "set_out_of_service", "transfer",
 ]
 
 
@@ -152,16 +153,23 @@ def _check_sex_policy(ward: Ward, patient: Patient, *, field: str) -> None:
             f"as {patient.gender.value}.", field=field)
 
 
-def _occupy(db: Session, bed: Bed, *, field: str) -> None:
-    """Take a free bed with one conditional UPDATE (free -> occupied)."""
+def _occupy(db: Session, bed: Bed, *, field: str, from_status: BedStatus = B.free) -> None:
+    """Take a free bed (or the admission's reserved one) with one conditional UPDATE
+    (free/reserved -> occupied)."""
     won = db.execute(
-        update(Bed).where(Bed.id == bed.id, Bed.status == B.free).values(status=B.occupied, status_note=None)
+        update(Bed).where(Bed.id == bed.id, Bed.status == from_status).values(status=B.occupied, status_note=None)
         .execution_options(synchronize_session=False)
     ).rowcount
     if won != 1:
         current = db.scalar(select(Bed.status).where(Bed.id == bed.id))
         raise BedNotAvailable(f"Bed {bed.code} is {BedStatus(current).value.replace('_', ' ')}; "
                               "choose a free bed.", field=field)
+
+
+def _unreserve(db: Session, bed_id: int) -> None:
+    """A reserved bed is given back (reserved -> free)."""
+    db.execute(update(Bed).where(Bed.id == bed_id, Bed.status == B.reserved)
+               .values(status=B.free, status_note=None).execution_options(synchronize_session=False))
 
 
 def _vacate(db: Session, bed_id: int) -> None:
@@ -269,13 +277,17 @@ def _refuse_second_active(db: Session, patient: Patient, *, except_id: int | Non
                                 field="patient_id")
 
 
-def admit(db: Session, admission_id: int, *, bed_id: int, actor: Actor, now: datetime | None = None) -> Admission:
-    """Admit a requested admission to a free bed (requested -> admitted; bed free -> occupied).
+def admit(db: Session, admission_id: int, *, bed_id: int | None = None, actor: Actor,
+          now: datetime | None = None) -> Admission:
+    """Admit a requested admission to a bed (requested -> admitted; bed free or reserved for
+    it -> occupied).
 
     Args:
         db (Session): open transaction.
         admission_id (int): a requested admission.
-        bed_id (int): a free bed of a ward whose sex policy takes the patient.
+        bed_id (int | None): a free bed of a ward whose sex policy takes the patient, or the
+            bed reserved for this admission (the default when it has one). Admitting to
+            another bed than the reserved one releases the reservation (reserved -> free).
         actor (Actor): who admits (a ward nurse, usually).
         now (datetime | None): the admission instant (aware); the hospital clock's now by default.
 
@@ -289,14 +301,20 @@ def admit(db: Session, admission_id: int, *, bed_id: int, actor: Actor, now: dat
         BedNotAvailable: the bed is not free (another admission won it).
     """
     admission = get_admission(db, admission_id)
-    bed = get_bed(db, bed_id)
+    reserved_id = admission.bed_id if admission.status is S.requested else None
+    bed = get_bed(db, bed_id if bed_id is not None else reserved_id)
     patient = db.get(Patient, admission.patient_id)
     ward = ward_of_bed(db, bed.id)
     if admission.status is not S.requested:
         raise InvalidTransition(f"Admission #{admission.id}", admission.status.value, "admitted")
     _check_sex_policy(ward, patient, field="bed_id")
     at = now or clock.now()
-    _occupy(db, bed, field="bed_id")
+    if reserved_id is not None and reserved_id == bed.id:
+        _occupy(db, bed, field="bed_id", from_status=B.reserved)
+    else:
+        _occupy(db, bed, field="bed_id")
+        if reserved_id is not None:  # admitted elsewhere: the reservation is given back
+            _unreserve(db, reserved_id)
     _move(db, admission, to=S.admitted, allowed_from=(S.requested,),
           values={"bed_id": bed.id, "bed_marker": 1, "admitted_at": at}, requested="admitted")
     audit.record(db, actor=actor, action=AuditAction.admit, entity=Entity.admission, entity_id=admission.id,
@@ -488,7 +506,8 @@ def discharge(
 
 
 def cancel(db: Session, admission_id: int, *, reason: str, actor: Actor) -> Admission:
-    """Cancel a requested admission (requested -> cancelled); it never held a bed.
+    """Cancel a requested admission (requested -> cancelled); it never held a bed, and a bed
+    reserved for it is released (reserved -> free).
 
     Raises:
         NotFound: no such admission.
@@ -497,12 +516,15 @@ def cancel(db: Session, admission_id: int, *, reason: str, actor: Actor) -> Admi
     """
     reason = _text(reason, field="reason", what="a reason", required=True)
     admission = get_admission(db, admission_id)
+    reserved_id = admission.bed_id
     _move(db, admission, to=S.cancelled, allowed_from=(S.requested,),
-          values={"cancelled_at": clock.now(), "cancel_reason": reason, "active_marker": None},
+          values={"cancelled_at": clock.now(), "cancel_reason": reason, "active_marker": None, "bed_id": None},
           requested="cancelled")
+    if reserved_id is not None:
+        _unreserve(db, reserved_id)
     audit.record(db, actor=actor, action=AuditAction.cancel, entity=Entity.admission, entity_id=admission.id,
                  summary=f"Admission #{admission.id} cancelled: {reason}",
-                 changes={"status": [S.requested, S.cancelled], "reason": reason})
+                 changes={"status": [S.requested, S.cancelled], "reason": reason, "released_bed_id": reserved_id})
     return get_admission(db, admission.id)
 
 
@@ -550,6 +572,9 @@ def set_out_of_service(db: Session, bed_id: int, *, reason: str, actor: Actor) -
     """
     reason = _text(reason, field="reason", what="a reason", required=True, limit=MAX_BED_NOTE)
     bed = get_bed(db, bed_id)
+    if bed.status is B.reserved:  # the waiting admission loses its reservation
+        db.execute(update(Admission).where(Admission.bed_id == bed.id, Admission.status == S.requested)
+                   .values(bed_id=None).execution_options(synchronize_session=False))
     return _move_bed(db, bed, to=B.out_of_service, allowed_from=(B.free, B.reserved, B.cleaning),
                      requested="taken out of service", action=AuditAction.out_of_service, actor=actor, note=reason)
 
@@ -566,3 +591,105 @@ def return_to_service(db: Session, bed_id: int, *, actor: Actor) -> Bed:
     return _move_bed(db, bed, to=B.cleaning, allowed_from=(B.out_of_service,), requested="returned to service",
                      action=AuditAction.return_to_service, actor=actor, note=None)
 
+
+
+# -- reservations -------------------------------------------------------------------------
+
+
+def _on_admission(exc: DomainError) -> DomainError:
+    """The refusal names the admission as its field (the bed board shows it there)."""
+    exc.field = "admission_id"
+    return exc
+
+
+def reserve_bed(db: Session, admission_id: int, *, bed_id: int, actor: Actor) -> Admission:
+    """Reserve a free bed for a requested admission (bed free -> reserved); the admission
+    keeps ``requested`` and points at the bed (``bed_id``, no ``bed_marker``) until it is
+    admitted (:func:`admit` then takes that bed) or the reservation is released.
+
+    Args:
+        db (Session): open transaction.
+        admission_id (int): a requested admission without a reserved bed.
+        bed_id (int): a free bed of a ward whose sex policy takes the patient.
+        actor (Actor): who reserves (a ward nurse, usually).
+
+    Returns:
+        Admission: the row, still requested, ``bed_id`` = the reserved bed.
+
+    Raises:
+        NotFound: no such admission (field ``admission_id``) or bed (field ``bed_id``).
+        InvalidTransition: the admission is not requested, or already has a reserved bed.
+        SexPolicyViolation: the bed's ward does not take the patient (field ``bed_id``).
+        BedNotAvailable: the bed is not free (field ``bed_id``); one conditional UPDATE decides.
+    """
+    admission = get_admission(db, admission_id)
+    bed = get_bed(db, bed_id)
+    if admission.status is not S.requested:
+        raise _on_admission(InvalidTransition(f"Admission #{admission.id}", admission.status.value, "given a reserved bed"))
+    if admission.bed_id is not None:
+        raise _on_admission(InvalidTransition(f"Admission #{admission.id}", "reserved", "given a reserved bed",
+                                "release its reserved bed first"))
+    patient = db.get(Patient, admission.patient_id)
+    ward = ward_of_bed(db, bed.id)
+    _check_sex_policy(ward, patient, field="bed_id")
+    # The admission row first (queues a racing admit/cancel), then the bed.
+    moved = db.execute(
+        update(Admission).where(Admission.id == admission.id, Admission.status == S.requested,
+                                Admission.bed_id.is_(None))
+        .values(bed_id=bed.id).execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        current = get_admission(db, admission.id)
+        raise _on_admission(InvalidTransition(f"Admission #{admission.id}", current.status.value, 
+                                              "given a reserved bed"))
+    won = db.execute(
+        update(Bed).where(Bed.id == bed.id, Bed.status == B.free)
+        .values(status=B.reserved, status_note=f"Admission #{admission.id}")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won != 1:
+        current = db.scalar(select(Bed.status).where(Bed.id == bed.id))
+        raise BedNotAvailable(f"Bed {bed.code} is {BedStatus(current).value.replace('_', ' ')}; "
+                              "choose a free bed.", field="bed_id")
+    audit.record(db, actor=actor, action=AuditAction.reserve_bed, entity=Entity.admission, entity_id=admission.id,
+                 summary=f"Admission #{admission.id}: bed {bed.code} ({ward.name}) reserved for {patient.full_name}",
+                 changes={"bed_id": [None, bed.id], "bed_status": [B.free, B.reserved]})
+    return get_admission(db, admission.id)
+
+
+def release_reservation(db: Session, admission_id: int, *, actor: Actor) -> Admission:
+    """Give back the bed reserved for a requested admission (bed reserved -> free); the
+    admission stays requested and waits for a bed again.
+
+    Args:
+        db (Session): open transaction.
+        admission_id (int): a requested admission with a reserved bed.
+        actor (Actor): who releases it.
+
+    Returns:
+        Admission: the row, requested, ``bed_id`` None.
+
+    Raises:
+        NotFound: no such admission (field ``admission_id``).
+        InvalidTransition: it is not requested, or has no reserved bed.
+    """
+    admission = get_admission(db, admission_id)
+    if admission.status is not S.requested or admission.bed_id is None:
+        state = admission.status.value if admission.status is not S.requested else "without a reserved bed"
+        raise _on_admission(InvalidTransition(f"Admission #{admission.id}", state, "released from its bed"))
+    bed_id = admission.bed_id
+    moved = db.execute(
+        update(Admission).where(Admission.id == admission.id, Admission.status == S.requested,
+                                Admission.bed_id == bed_id)
+        .values(bed_id=None).execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        current = get_admission(db, admission.id)
+        raise _on_admission(InvalidTransition(f"Admission #{admission.id}", current.status.value, 
+                                              "released from its bed"))
+    _unreserve(db, bed_id)
+    code = db.scalar(select(Bed.code).where(Bed.id == bed_id))
+    audit.record(db, actor=actor, action=AuditAction.release_bed, entity=Entity.admission, entity_id=admission.id,
+                 summary=f"Admission #{admission.id}: reserved bed {code} released",
+                 changes={"bed_id": [bed_id, None], "bed_status": [B.reserved, B.free]})
+    return get_admission(db, admission.id)
