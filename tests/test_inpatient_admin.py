@@ -166,3 +166,44 @@ def test_views_never_set_a_status_and_roles_are_kept_to_their_actions(client, en
     form = client.get("/admin/bed/create").text
     assert 'name="status"' not in form and 'name="daily_rate"' in form
     assert client.get("/admin/admission/create").status_code in (403, 404)
+
+
+def test_doctor_requests_and_the_nurse_reserves_and_admits_from_the_waiting_list(client, engine, hospital_clock):
+    hospital_clock.freeze(clock.at(DAY, time(9, 0)))
+    department, doctor, ward, beds, _male = _world(engine)
+    patient = make_patient(engine, full_name="Waiting Patient")
+    assert login(client, "drward").status_code == 302
+    page = client.get("/admin/admission/request")
+    assert page.status_code == 200, page.text
+    fields = {"patient_id": patient.id, "doctor_id": doctor.id, "department_id": department.id,
+              "admitted_from": "outpatient", "diagnosis_code": "j18", "reason": "Pneumonia, needs IV antibiotics"}
+    refused = client.post("/admin/admission/request", data={"csrf_token": csrf_token_of(page.text),
+                                                            **fields, "diagnosis_code": "Z999"})
+    assert refused.status_code == 400 and "not an ICD-10 code" in refused.text
+    response = client.post("/admin/admission/request", data={"csrf_token": csrf_token_of(page.text), **fields})
+    assert response.status_code == 303, field_errors(response.text)
+    admission = _admission_of(engine, patient)
+    assert admission.status is AdmissionStatus.requested and admission.diagnosis_code == "J18"
+    board = client.get("/admin/bed-board").text
+    assert f'data-waiting-admission="{admission.id}"' in board and "Waiting Patient" in board
+    assert "Reserve bed" not in board  # a doctor does not manage beds
+
+    logout(client)
+    assert login(client, "nurse1").status_code == 302
+    assert client.get("/admin/admission/request").status_code == 403
+    board = client.get("/admin/bed-board").text
+    assert f"/admin/admission/action/reserve-bed?pks={admission.id}" in board
+    response = do_action(client, "admission", "reserve-bed", [admission.id], bed_id=str(beds[2].id))
+    assert flashes(client, response)[0][0] == "success"
+    assert _bed(engine, beds[2].id).status is BedStatus.reserved
+    assert dict(_board_rows(client))[beds[2].code] == "reserved"
+    response = do_action(client, "admission", "release-bed", [admission.id])
+    assert flashes(client, response)[0][0] == "success" and _bed(engine, beds[2].id).status is BedStatus.free
+    response = do_action(client, "admission", "reserve-bed", [admission.id], bed_id=str(beds[2].id))
+    board = client.get("/admin/bed-board").text
+    assert f"/admin/admission/action/admit?pks={admission.id}" in board and f"{beds[2].code}" in board
+    response = do_action(client, "admission", "admit", [admission.id], bed_id=str(beds[2].id))
+    assert flashes(client, response)[0][0] == "success"
+    assert _admission_of(engine, patient).status is AdmissionStatus.admitted
+    assert _bed(engine, beds[2].id).status is BedStatus.occupied
+    assert f'data-waiting-admission="{admission.id}"' not in client.get("/admin/bed-board").text

@@ -30,13 +30,14 @@ from models import (
     Patient,
     Room,
     SexPolicy,
+    StaffUser,
     Ward,
 )
 from portal.core.actor import Actor
 from portal.core.db import run_in_transaction, transaction
 from portal.core.errors import DomainError
 from portal.services import inpatient
-from portal.services.dashboard import bed_board
+from portal.services.dashboard import bed_board, waiting_for_a_bed
 from views import permissions
 from views._actions import ActionsMixin, page_action, row_action
 from views._base import PortalModelView, date_range, enum_choices, local_datetime
@@ -132,6 +133,17 @@ def _free_bed_choices(field_name: str):
                 (str(i), label) for i, label in free_bed_labels(db)]
         return {}
     return preview
+
+
+def _admit_bed_choices(view, db, rows, form, user) -> dict[Any, str]:
+    """The admit form's beds: the selected admissions' reserved beds first, then every free bed."""
+    if form is not None:
+        reserved = [(str(b.id), f"{b.code} (reserved)") for b in db.scalars(
+            select(Bed).where(Bed.id.in_([r.bed_id for r in rows if r.bed_id is not None]),
+                              Bed.status == BedStatus.reserved).order_by(Bed.code))]
+        form.bed_id.choices = [("", "(choose a bed)")] + reserved + [
+            (str(i), label) for i, label in free_bed_labels(db)]
+    return {}
 
 
 def _discharge_preview(view, db, rows, form, user) -> dict[Any, str]:
@@ -284,6 +296,26 @@ def _admit_from_form(db: Session, *, bed_id: int, actor: Actor, data: dict[str, 
     return f"{patient.full_name} admitted to bed {bed.code} (admission #{admission.id})."
 
 
+class RequestAdmissionForm(AdmitPatientForm):
+    """A doctor's request: the same fields as admitting to a bed, without the bed."""
+
+
+def _doctor_of(engine: Engine, username: str) -> int | None:
+    """The doctor record of a staff login (a doctor requests in their own name), or None."""
+    with transaction(engine, write=False) as db:
+        return db.scalar(select(StaffUser.doctor_id).where(StaffUser.username == username))
+
+
+def _request_from_form(db: Session, *, actor: Actor, data: dict[str, Any]) -> str:
+    admission = inpatient.request_admission(
+        db, patient_id=data["patient_id"], doctor_id=data["doctor_id"], department_id=data["department_id"],
+        reason=data["reason"], actor=actor, diagnosis_code=data.get("diagnosis_code") or None,
+        admitted_from=AdmittedFrom(data["admitted_from"]),
+    )
+    patient = db.get(Patient, admission.patient_id)
+    return f"Admission #{admission.id} requested for {patient.full_name}; waiting for a bed."
+
+
 class AdmissionView(ActionsMixin, PortalModelView, model=Admission):
     """Admissions: from the request to the final discharge. Every change is an action."""
 
@@ -309,12 +341,68 @@ class AdmissionView(ActionsMixin, PortalModelView, model=Admission):
     column_details_exclude_list = [Admission.active_marker, Admission.bed_marker]
     column_export_exclude_list = [Admission.active_marker, Admission.bed_marker]
 
-    @row_action("admit", "Admit to bed", done="admitted", form=AdmitForm, preview=_free_bed_choices("bed_id"),
-                explain="The selected requested admission takes the chosen free bed.")
+    open_request = page_action("request", "Request admission", endpoint="page_request")
+
+    @row_action("admit", "Admit to bed", done="admitted", form=AdmitForm, preview=_admit_bed_choices,
+                explain="The selected requested admission takes the chosen bed (its reserved bed, or a free one; "
+                "another bed gives the reservation back).")
     def action_admit(self, db, pk, *, actor, data):
         """Admit a requested admission to a bed."""
         admission = inpatient.admit(db, pk, bed_id=data["bed_id"], actor=actor)
         return db.get(Bed, admission.bed_id).code
+
+    @row_action("reserve-bed", "Reserve bed", done="given a reserved bed", form=AdmitForm,
+                preview=_free_bed_choices("bed_id"),
+                explain="The chosen free bed is kept for the selected requested admission until it is admitted.")
+    def action_reserve_bed(self, db, pk, *, actor, data):
+        """Reserve a free bed for a requested admission."""
+        admission = inpatient.reserve_bed(db, pk, bed_id=data["bed_id"], actor=actor)
+        return db.get(Bed, admission.bed_id).code
+
+    @row_action("release-bed", "Release bed", done="released from its bed",
+                explain="The bed reserved for each selected admission is free again; the admission keeps waiting.")
+    def action_release_bed(self, db, pk, *, actor, data):
+        """Give back the bed reserved for a requested admission."""
+        inpatient.release_reservation(db, pk, actor=actor)
+
+    @expose("/request", methods=["GET", "POST"])
+    async def page_request(self, request: Request) -> Response:
+        """The doctor's "Request admission" form (calls ``inpatient.request_admission``)."""
+        self.require_permission(request, "request")
+        actor = self.actor(request)
+        doctor_id = await run_in_threadpool(_doctor_of, self.engine, actor.username)
+        form = RequestAdmissionForm(formdata=None, data={"doctor_id": doctor_id})
+        status_code = 200
+        if request.method == "POST":
+            posted = await posted_form(request)
+            self.require_csrf(request, posted)
+            form = RequestAdmissionForm(formdata=posted)
+        await run_in_threadpool(_fill_admit_choices, self.engine, form)
+        if request.method == "POST":
+            if form.validate():
+                try:
+                    message = await run_in_threadpool(
+                        run_in_transaction, _request_from_form, engine=self.engine, actor=actor, data=form.data)
+                except DomainError as exc:
+                    attach_service_error(form, exc)
+                else:
+                    Flash.success(request, message)
+                    return RedirectResponse(request.url_for("admin:view-bed-board"), status_code=303)
+            status_code = 400
+        form.patient_id.lookup_url = str(request.url_for(f"admin:view-{self.identity}-page_request_lookup"))
+        return await self.render(request, "portal/form_page.html", {
+            "heading": "Request admission", "form": form, "facts": [],
+            "action_url": str(request.url_for(f"admin:view-{self.identity}-page_request")),
+            "submit": "Request", "back_url": str(request.url_for("admin:view-bed-board")),
+        }, status_code=status_code)
+
+    @expose("/request-lookup", methods=["GET"])
+    async def page_request_lookup(self, request: Request) -> Response:
+        """Search answers for the request page's patient picker (``term`` = text)."""
+        self.require_permission(request, "request")
+        term = request.query_params.get("term", "").strip()[:60]
+        results = await run_in_threadpool(lookup_results, self.engine, "patient_id", term)
+        return JSONResponse({"results": results})
 
     @row_action("transfer", "Transfer", done="transferred", form=TransferForm, preview=_free_bed_choices("to_bed_id"),
                 explain="The patient moves to the chosen free bed; the old bed goes to cleaning. "
@@ -374,20 +462,23 @@ class BedBoardView(BaseView):
     async def page(self, request: Request) -> Response:
         """GET: the board."""
         engine = self._admin_ref.engine
-        wards = await run_in_threadpool(_board, engine)
+        wards, waiting = await run_in_threadpool(_board, engine)
         role = role_of(request)
         can = {slug: permissions.may_act(role, entity, slug) for entity, slug in (
             ("bed", "admit"), ("bed", "mark-cleaned"), ("admission", "transfer"),
-            ("admission", "order-discharge"), ("admission", "discharge"))}
+            ("admission", "order-discharge"), ("admission", "discharge"), ("admission", "request"),
+            ("admission", "reserve-bed"), ("admission", "release-bed"))}
+        can["admit-requested"] = permissions.may_act(role, "admission", "admit")
         since = {b.id: local_datetime(b.since) for w in wards for b in w.beds if b.since}
+        since.update({f"w{a.id}": local_datetime(a.requested_at) for a in waiting})
         return await self.templates.TemplateResponse(request, "inpatient/bed_board.html", {
-            "title": "Bed board", "wards": wards, "can": can, "since": since,
+            "title": "Bed board", "wards": wards, "can": can, "since": since, "waiting": waiting,
         })
 
 
-def _board(engine: Engine) -> list[Any]:
+def _board(engine: Engine) -> tuple[list[Any], list[Any]]:
     with transaction(engine, write=False) as db:
-        return bed_board(db)
+        return bed_board(db), waiting_for_a_bed(db)
 
 
 INPATIENT_VIEWS = [BedBoardView, AdmissionView, WardView, RoomView, BedView, BedTransferView]

@@ -89,7 +89,10 @@ ACTIONS: dict[str, dict[str, frozenset[Role]]] = {
         "back-in-service": frozenset({A, N}),
     },
     E.admission: {
+        "request":         frozenset({A, D}),       # request-admission page (doctor)
         "admit":           frozenset({A, N}),
+        "reserve-bed":     frozenset({A, N}),
+        "release-bed":     frozenset({A, N}),
         "transfer":        frozenset({A, N, D}),
         "order-discharge": frozenset({A, D}),
         "discharge":       frozenset({A, N}),
@@ -114,6 +117,8 @@ ENTITY_PAGES: dict[str, str] = {
     f"{E.stock_batch}:page_count":          "count",
     f"{E.bed}:page_admit":                  "admit",
     f"{E.bed}:page_admit_lookup":           "admit",
+    f"{E.admission}:page_request":          "request",
+    f"{E.admission}:page_request_lookup":   "request",
 }
 
 #: Custom pages (``@expose`` on a BaseView, and the admin's index): identity -> roles.

@@ -479,3 +479,43 @@ def bed_board(db: Session) -> list[BoardWard]:
             bed.patient = f"{h.full_name} ({h.medical_record_number or 'new'})"
             bed.since = h.admitted_at
     return list(wards.values())
+
+
+@dataclass
+class WaitingAdmission:
+    """A requested admission waiting for a bed (the bed board's "Waiting for a bed" list).
+
+    Attributes:
+        id (int): the admission.
+        patient (str): the patient's name and MRN.
+        department (str): the admitting department.
+        reason (str), diagnosis_code (str | None): why (ICD-10 category).
+        requested_at (datetime): when it was requested (aware UTC).
+        reserved_bed (str | None): the code of the bed reserved for it, if any.
+    """
+
+    id: int
+    patient: str
+    department: str
+    reason: str
+    diagnosis_code: str | None
+    requested_at: datetime
+    reserved_bed: str | None
+
+
+def waiting_for_a_bed(db: Session) -> list[WaitingAdmission]:
+    """Every requested admission, oldest request first, with the bed reserved for it.
+
+    Returns:
+        list[WaitingAdmission]: by request time, then id.
+    """
+    rows = db.execute(
+        select(Admission.id, Admission.reason, Admission.diagnosis_code, Admission.requested_at,
+               Patient.full_name, Patient.medical_record_number, Department.name.label("department"),
+               Bed.code.label("bed_code"))
+        .join(Patient, Patient.id == Admission.patient_id).join(Department, Department.id == Admission.department_id)
+        .outerjoin(Bed, Bed.id == Admission.bed_id)
+        .where(Admission.status == AdmissionStatus.requested).order_by(Admission.requested_at, Admission.id)
+    ).all()
+    return [WaitingAdmission(r.id, f"{r.full_name} ({r.medical_record_number or 'new'})", r.department, r.reason,
+                             r.diagnosis_code, r.requested_at, r.bed_code) for r in rows]
