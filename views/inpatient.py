@@ -39,7 +39,7 @@ from portal.core.errors import DomainError
 from portal.services import inpatient
 from portal.services.dashboard import bed_board, waiting_for_a_bed
 from views import permissions
-from views._actions import ActionsMixin, page_action, row_action
+from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import PortalModelView, date_range, enum_choices, local_datetime
 from views._booking import lookup_results, patient_text
 from views._forms import LookupField, attach_service_error, parse_id, posted_form, reason_form
@@ -341,7 +341,7 @@ class AdmissionView(ActionsMixin, PortalModelView, model=Admission):
     column_details_exclude_list = [Admission.active_marker, Admission.bed_marker]
     column_export_exclude_list = [Admission.active_marker, Admission.bed_marker]
 
-    open_request = page_action("request", "Request admission", endpoint="page_request")
+    page_links = [PageLink("request", "Request admission", "page_request")]
 
     @row_action("admit", "Admit to bed", done="admitted", form=AdmitForm, preview=_admit_bed_choices,
                 explain="The selected requested admission takes the chosen bed (its reserved bed, or a free one; "

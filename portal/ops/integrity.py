@@ -47,7 +47,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from models import (
+    ACTIVE_ADMISSION_STATUSES,
     ACTIVE_STATUSES,
+    BED_HOLDING_STATUSES,
+    Admission,
+    AdmissionStatus,
+    Bed,
+    BedStatus,
     Appointment,
     AppointmentStatus,
     AuditEvent,
@@ -77,6 +83,9 @@ RULES: dict[str, str] = {
     "audit_status": "an appointment's newest status audit event led to its current status",
     "audit_patient": "every patient has its registration audit event",
     "audit_movement": "every stock movement is named by exactly one audit event of its change",
+    "bed_occupied": "every occupied bed holds exactly one admitted (or discharge-ordered) admission, and every such admission's bed is occupied",
+    "bed_not_holding": "no free, cleaning or out-of-service bed holds an active admission; a reserved bed is held by exactly one requested admission",
+    "audit_admission": "every admission state change (request, admit, discharge order, discharge, cancel) has its audit event",
 }
 
 #: Audit actions that move an appointment, and the status each leads to.
@@ -95,6 +104,15 @@ MOVEMENT_ACTIONS: dict[AuditAction, Entity] = {
     AuditAction.adjust: Entity.stock_batch,
     AuditAction.expire: Entity.stock_batch,
     AuditAction.dispense: Entity.prescription,
+}
+#: The audit actions an admission in each status must have had (its state changes).
+ADMISSION_ACTIONS: dict[AdmissionStatus, tuple[AuditAction, ...]] = {
+    AdmissionStatus.requested: (AuditAction.request_admission,),
+    AdmissionStatus.admitted: (AuditAction.request_admission, AuditAction.admit),
+    AdmissionStatus.discharge_ordered: (AuditAction.request_admission, AuditAction.admit, AuditAction.order_discharge),
+    AdmissionStatus.discharged: (AuditAction.request_admission, AuditAction.admit, AuditAction.order_discharge,
+                                 AuditAction.discharge),
+    AdmissionStatus.cancelled: (AuditAction.request_admission, AuditAction.cancel),
 }
 #: Audit actions that register a patient.
 PATIENT_ACTIONS = (AuditAction.register, AuditAction.create)
@@ -244,6 +262,9 @@ def _checks(db: Session, report: IntegrityReport):
     yield "audit_status", status
     yield "audit_patient", _audit_patients(db, report)
     yield "audit_movement", _audit_movements(db, report)
+    yield "bed_occupied", _bed_occupied(db, report)
+    yield "bed_not_holding", _bed_not_holding(db)
+    yield "audit_admission", _audit_admissions(db, report)
 
 
 # -- clinic sessions -----------------------------------------------------------------
@@ -549,6 +570,92 @@ def _audit_movements(db: Session, report: IntegrityReport) -> list[Violation]:
         elif len(events_naming) > 1:
             out.append(Violation("audit_movement", subject,
                                  f"named by {len(events_naming)} audit events ({', '.join(map(str, events_naming))})"))
+    return out
+
+
+# -- inpatient beds and admissions ------------------------------------------------------
+
+
+def _bed_occupied(db: Session, report: IntegrityReport) -> list[Violation]:
+    report.counts["bed"] = db.scalar(select(func.count()).select_from(Bed)) or 0
+    report.counts["admission"] = db.scalar(select(func.count()).select_from(Admission)) or 0
+    holding = Admission.status.in_(BED_HOLDING_STATUSES)
+    holders: dict[int, list[int]] = defaultdict(list)
+    for admission_id, bed_id in db.execute(
+        select(Admission.id, Admission.bed_id).where(holding).order_by(Admission.id)
+    ):
+        holders[bed_id].append(admission_id)
+    out = []
+    for bed_id, code in db.execute(select(Bed.id, Bed.code).where(Bed.status == BedStatus.occupied).order_by(Bed.id)):
+        found = holders.get(bed_id, [])
+        if len(found) != 1:
+            held = ", ".join(f"#{i}" for i in found) or "none"
+            out.append(Violation("bed_occupied", f"bed #{bed_id} ({code})",
+                                 f"occupied but held by {len(found)} admitted admission(s): {held}"))
+    rows = db.execute(
+        select(Admission.id, Admission.status, Admission.bed_marker, Bed.id.label("bed"), Bed.code, Bed.status.label("bs"))
+        .outerjoin(Bed, Bed.id == Admission.bed_id)
+        .where(holding & ((Bed.id.is_(None)) | (Bed.status != BedStatus.occupied) | (Admission.bed_marker.is_(None))))
+        .order_by(Admission.id)
+    ).all()
+    for r in rows:
+        where = f"bed {r.code} is {BedStatus(r.bs).value}" if r.bed is not None else "it has no bed"
+        if r.bed is not None and BedStatus(r.bs) is BedStatus.occupied:
+            where = "its bed_marker is not set"
+        out.append(Violation("bed_occupied", f"admission #{r.id}", f"{r.status.value} but {where}"))
+    return out
+
+
+def _bed_not_holding(db: Session) -> list[Violation]:
+    active = Admission.status.in_(ACTIVE_ADMISSION_STATUSES)
+    rows = db.execute(
+        select(Bed.id, Bed.code, Bed.status, Admission.id.label("admission"), Admission.status.label("astatus"))
+        .join(Admission, Admission.bed_id == Bed.id)
+        .where(active, Bed.status.in_((BedStatus.free, BedStatus.cleaning, BedStatus.out_of_service)))
+        .order_by(Bed.id, Admission.id)
+    ).all()
+    out = [Violation("bed_not_holding", f"bed #{r.id} ({r.code})",
+                     f"{BedStatus(r.status).value} but admission #{r.admission} ({AdmissionStatus(r.astatus).value}) is on it")
+           for r in rows]
+    waiting: dict[int, list[int]] = defaultdict(list)
+    for admission_id, bed_id in db.execute(
+        select(Admission.id, Admission.bed_id).where(Admission.status == AdmissionStatus.requested,
+                                                     Admission.bed_id.is_not(None))
+    ):
+        waiting[bed_id].append(admission_id)
+    for bed_id, code in db.execute(select(Bed.id, Bed.code).where(Bed.status == BedStatus.reserved).order_by(Bed.id)):
+        found = waiting.pop(bed_id, [])
+        if len(found) != 1:
+            out.append(Violation("bed_not_holding", f"bed #{bed_id} ({code})",
+                                 f"reserved for {len(found)} requested admission(s)"))
+    # waiting admissions left over point at a bed that is not reserved: a free, cleaning or
+    # out-of-service one is reported above; an occupied one by bed_occupied's holder count.
+    for bed_id, found in sorted(waiting.items()):
+        if db.scalar(select(Bed.status).where(Bed.id == bed_id)) is BedStatus.occupied:
+            out.append(Violation("bed_not_holding", f"bed #{bed_id}",
+                                 f"occupied but requested admission(s) {', '.join(f'#{i}' for i in found)} point at it"))
+    return out
+
+
+def _audit_admissions(db: Session, report: IntegrityReport) -> list[Violation]:
+    first = report.seeded.get("admission", 0)
+    admissions = db.execute(
+        select(Admission.id, Admission.status).where(Admission.id > first).order_by(Admission.id)
+    ).all()
+    if not admissions:
+        return []
+    done: dict[int, set[str]] = defaultdict(set)
+    for entity_id, action in db.execute(
+        select(AuditEvent.entity_id, AuditEvent.action).where(AuditEvent.entity == Entity.admission)
+    ):
+        if entity_id and entity_id.isdigit():
+            done[int(entity_id)].add(action)
+    out = []
+    for a in admissions:
+        missing = [act.value for act in ADMISSION_ACTIONS[AdmissionStatus(a.status)] if act not in done[a.id]]
+        if missing:
+            out.append(Violation("audit_admission", f"admission #{a.id}",
+                                 f"{AdmissionStatus(a.status).value} but no {', '.join(missing)} audit event"))
     return out
 
 
