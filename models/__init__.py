@@ -32,6 +32,7 @@ from models.inpatient import (
     Bed,
     BedStatus,
     BedTransfer,
+    InpatientNote,
     Room,
     SexPolicy,
     Ward,
@@ -60,5 +61,5 @@ __all__ = [
     "PrescriptionItem", "PrescriptionStatus", "Role", "ClinicSession", "ClinicSessionStatus",
     "StaffUser", "StockBatch", "StockMovement", "Supplier", "ThrottleBucket", "metadata",
     "ACTIVE_ADMISSION_STATUSES", "BED_HOLDING_STATUSES", "Admission", "AdmissionStatus", "AdmittedFrom",
-    "Bed", "BedStatus", "BedTransfer", "Room", "SexPolicy", "Ward",
+    "Bed", "BedStatus", "BedTransfer", "InpatientNote", "Room", "SexPolicy", "Ward",
 ]

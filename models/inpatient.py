@@ -197,3 +197,41 @@ class BedTransfer(SQLModel, table=True):
 
     def __str__(self) -> str:
         return f"Transfer #{self.id}"
+
+
+class InpatientNote(SQLModel, table=True):
+    """A ward note on an admission, with optional vitals (append-only).
+
+    Units: ``temperature_dc`` in 0.1 °C (368 = 36.8 °C), ``pulse`` and ``respiratory_rate``
+    per minute, ``systolic``/``diastolic`` in mmHg, ``spo2`` in %. The CHECKs keep each
+    vital within a range a living patient can show (typing slips are refused).
+    """
+
+    __tablename__ = "inpatient_note"
+    __table_args__ = (
+        sa.CheckConstraint("temperature_dc IS NULL OR temperature_dc BETWEEN 300 AND 440", name="temperature_dc"),
+        sa.CheckConstraint("pulse IS NULL OR pulse BETWEEN 20 AND 250", name="pulse"),
+        sa.CheckConstraint("systolic IS NULL OR systolic BETWEEN 50 AND 260", name="systolic"),
+        sa.CheckConstraint("diastolic IS NULL OR diastolic BETWEEN 20 AND 160", name="diastolic"),
+        sa.CheckConstraint("systolic IS NULL OR diastolic IS NULL OR diastolic < systolic", name="blood_pressure"),
+        sa.CheckConstraint("respiratory_rate IS NULL OR respiratory_rate BETWEEN 4 AND 60", name="respiratory_rate"),
+        sa.CheckConstraint("spo2 IS NULL OR spo2 BETWEEN 50 AND 100", name="spo2"),
+        sa.Index("ix_inpatient_note_admission_at", "admission_id", "written_at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    admission_id: int = Field(foreign_key="admission.id")
+    written_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+    author: str = Field(max_length=80, description="Username of who wrote it")
+    note: str = Field(max_length=2000)
+    temperature_dc: Optional[int] = Field(default=None, description="Temperature, 0.1 °C")
+    pulse: Optional[int] = Field(default=None, description="Pulse, per minute")
+    systolic: Optional[int] = Field(default=None, description="Systolic pressure, mmHg")
+    diastolic: Optional[int] = Field(default=None, description="Diastolic pressure, mmHg")
+    respiratory_rate: Optional[int] = Field(default=None, description="Respiratory rate, per minute")
+    spo2: Optional[int] = Field(default=None, description="SpO2, %")
+
+    admission: Optional[Admission] = Relationship()
+
+    def __str__(self) -> str:
+        return f"Note #{self.id}"

@@ -26,6 +26,7 @@ from models import (
     BedStatus,
     BedTransfer,
     Department,
+    InpatientNote,
     Doctor,
     Patient,
     Room,
@@ -33,7 +34,7 @@ from models import (
     StaffUser,
     Ward,
 )
-from portal.core.actor import Actor
+from portal.core.actor import SYSTEM, Actor, current_actor
 from portal.core.db import run_in_transaction, transaction
 from portal.core.errors import DomainError
 from portal.services import inpatient
@@ -43,6 +44,7 @@ from views._actions import ActionsMixin, PageLink, page_action, row_action
 from views._base import PortalModelView, date_range, enum_choices, local_datetime
 from views._booking import lookup_results, patient_text
 from views._forms import LookupField, attach_service_error, parse_id, posted_form, reason_form
+from views._refusals import FormRefusal
 from views.authorization import role_of
 
 CATEGORY = "Inpatients"
@@ -450,6 +452,53 @@ class BedTransferView(PortalModelView, model=BedTransfer):
     column_searchable_list = [BedTransfer.transferred_by, BedTransfer.reason]
 
 
+class InpatientNoteView(PortalModelView, model=InpatientNote):
+    """Ward notes and vitals on an admission (append-only; written through
+    ``inpatient.record_note``, which stamps the time and the author)."""
+
+    name = "Inpatient note"
+    name_plural = "Inpatient notes"
+    icon = "fa-solid fa-notes-medical"
+    category = CATEGORY
+    can_edit = False
+    can_delete = False
+    column_list = [InpatientNote.written_at, InpatientNote.admission, InpatientNote.author, InpatientNote.note,
+                   InpatientNote.temperature_dc, InpatientNote.pulse, InpatientNote.systolic, InpatientNote.diastolic,
+                   InpatientNote.respiratory_rate, InpatientNote.spo2]
+    column_labels = {
+        InpatientNote.written_at: "Written", InpatientNote.temperature_dc: "Temp (0.1 \u00b0C)",
+        InpatientNote.pulse: "Pulse (/min)", InpatientNote.systolic: "Sys (mmHg)", InpatientNote.diastolic: "Dia (mmHg)",
+        InpatientNote.respiratory_rate: "Resp (/min)", InpatientNote.spo2: "SpO2 (%)",
+    }
+    column_searchable_list = [InpatientNote.author, InpatientNote.note]
+    column_sortable_list = [InpatientNote.written_at]
+    column_default_sort = [(InpatientNote.id, True)]
+    column_filters = [*date_range(InpatientNote.written_at, "Written")]
+    form_columns = [InpatientNote.admission, InpatientNote.note, InpatientNote.temperature_dc, InpatientNote.pulse,
+                    InpatientNote.systolic, InpatientNote.diastolic, InpatientNote.respiratory_rate, InpatientNote.spo2]
+    form_args = {
+        name: {"label": label, "description": f"Optional; {low} to {high}."}
+        for name, (low, high, label) in inpatient.VITAL_RANGES.items()
+    }
+    form_args["note"] = {"label": "Note"}
+    form_overrides = {"note": TextAreaField}
+
+    async def insert_model(self, request: Request, data: dict) -> Any:
+        """Write the note with ``inpatient.record_note`` (time and author set there, audited)."""
+        data = dict(data)
+        admission = data.get("admission")
+        admission_id = getattr(admission, "id", admission)
+        vitals = {name: data.get(name) for name in inpatient.VITAL_RANGES}
+        engine = self.session_maker.kw["bind"]
+        actor = current_actor.get() or SYSTEM
+        try:
+            return await run_in_threadpool(
+                run_in_transaction, inpatient.record_note, int(admission_id) if admission_id not in (None, "") else None,
+                engine=engine, actor=actor, note=data.get("note") or "", **vitals)
+        except DomainError as exc:
+            raise FormRefusal(exc.message) from None
+
+
 class BedBoardView(BaseView):
     """The bed board: every ward's beds with their state and patient, the counts free and
     occupied, and the actions from there (admit to this bed, transfer, discharge, mark cleaned)."""
@@ -481,4 +530,4 @@ def _board(engine: Engine) -> tuple[list[Any], list[Any]]:
         return bed_board(db), waiting_for_a_bed(db)
 
 
-INPATIENT_VIEWS = [BedBoardView, AdmissionView, WardView, RoomView, BedView, BedTransferView]
+INPATIENT_VIEWS = [BedBoardView, AdmissionView, InpatientNoteView, WardView, RoomView, BedView, BedTransferView]

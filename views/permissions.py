@@ -58,6 +58,7 @@ ENTITY_RIGHTS: dict[str, tuple[str, str, str, str, str, str, str]] = {
     E.bed:               ("vcedx",  "v",      "v",      "vx",     "",       "",      ""),   # status only through actions
     E.admission:         ("vx",     "v",      "vx",     "vx",     "",       "",      ""),   # moves only through actions
     E.bed_transfer:      ("vx",     "",       "v",      "vx",     "",       "",      ""),   # history, append-only
+    E.inpatient_note:    ("vx",     "",       "vcx",    "vcx",    "",       "",      ""),   # ward notes, append-only
 }
 
 #: Workflow actions (``views._actions``: a confirm page, then a CSRF-checked POST):

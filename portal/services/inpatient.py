@@ -47,6 +47,7 @@ from models import (
     Encounter,
     Gender,
     Icd10Code,
+    InpatientNote,
     Patient,
     Prescription,
     PrescriptionStatus,
@@ -69,7 +70,7 @@ MAX_BED_NOTE = 255
 __all__ = [
     "AdmissionConflict", "BedNotAvailable", "DischargeBlocked", "SexPolicyViolation",
     "admit", "admit_patient", "cancel", "discharge", "mark_cleaned", "open_prescriptions",
-    "order_discharge", "release_reservation", "request_admission", "reserve_bed", "return_to_service",
+    "order_discharge", "record_note", "release_reservation", "request_admission", "reserve_bed", "return_to_service",
     "set_out_of_service", "transfer",
 ]
 
@@ -693,3 +694,67 @@ def release_reservation(db: Session, admission_id: int, *, actor: Actor) -> Admi
                  summary=f"Admission #{admission.id}: reserved bed {code} released",
                  changes={"bed_id": [bed_id, None], "bed_status": [B.reserved, B.free]})
     return get_admission(db, admission.id)
+
+
+# -- notes and vitals ---------------------------------------------------------------------
+
+#: Longest inpatient note, characters.
+MAX_NOTE = 2000
+#: Plausible range of each vital (inclusive), as the table's CHECK constraints: field -> (low, high, label).
+VITAL_RANGES: dict[str, tuple[int, int, str]] = {
+    "temperature_dc": (300, 440, "Temperature (0.1 \u00b0C)"),
+    "pulse": (20, 250, "Pulse (/min)"),
+    "systolic": (50, 260, "Systolic (mmHg)"),
+    "diastolic": (20, 160, "Diastolic (mmHg)"),
+    "respiratory_rate": (4, 60, "Respiratory rate (/min)"),
+    "spo2": (50, 100, "SpO2 (%)"),
+}
+
+
+def record_note(db: Session, admission_id: int, *, note: str, actor: Actor, **vitals: int | None) -> InpatientNote:
+    """Write a ward note on an active admission, with optional vitals; ``written_at`` is the
+    hospital clock's now and the author the actor.
+
+    Args:
+        db (Session): open transaction.
+        admission_id (int): a requested, admitted or discharge-ordered admission.
+        note (str): the note (1 to 2000 characters).
+        actor (Actor): who writes it (a doctor or a nurse).
+        **vitals (int | None): any of ``temperature_dc`` (0.1 \u00b0C, 300..440),
+            ``pulse`` (/min, 20..250), ``systolic`` (mmHg, 50..260), ``diastolic``
+            (mmHg, 20..160, below the systolic), ``respiratory_rate`` (/min, 4..60),
+            ``spo2`` (%, 50..100); None or absent when not measured.
+
+    Returns:
+        InpatientNote: the new row.
+
+    Raises:
+        NotFound: no such admission (field ``admission_id``).
+        ValidationFailed: no note, too long, an unknown vital, or a vital outside its
+            range (field = the vital's name).
+        InvalidTransition: the admission is discharged or cancelled (field ``admission_id``).
+    """
+    text = _text(note, field="note", what="the note", required=True, limit=MAX_NOTE)
+    unknown = set(vitals) - set(VITAL_RANGES)
+    if unknown:
+        raise ValidationFailed(f"Unknown vital {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    values = {k: v for k, v in vitals.items() if v is not None}
+    for name, value in values.items():
+        low, high, label = VITAL_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValidationFailed(f"{label} must be between {low} and {high}.", field=name)
+    if "systolic" in values and "diastolic" in values and values["diastolic"] >= values["systolic"]:
+        raise ValidationFailed("The diastolic pressure must be below the systolic.", field="diastolic")
+    admission = get_admission(db, admission_id)
+    if admission.status not in (S.requested, S.admitted, S.discharge_ordered):
+        err = InvalidTransition(f"Admission #{admission.id}", admission.status.value, "given a note")
+        err.field = "admission_id"
+        raise err
+    row = InpatientNote(admission_id=admission.id, written_at=clock.now(), author=actor.username[:80],
+                        note=text, **values)
+    db.add(row)
+    db.flush()
+    audit.record(db, actor=actor, action=AuditAction.record_note, entity=Entity.inpatient_note, entity_id=row.id,
+                 summary=f"Admission #{admission.id}: note #{row.id} written",
+                 changes={"admission_id": admission.id, **values})
+    return row
