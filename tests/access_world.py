@@ -32,6 +32,7 @@ from models import (
     Bed,
     BedStatus,
     BedTransfer,
+    InpatientNote,
     Encounter,
     MovementKind,
     Prescription,
@@ -156,11 +157,13 @@ def build_world(engine: Engine) -> World:
     ))
     transfer = _save(engine, BedTransfer(admission_id=admission.id, from_bed_id=beds[0].id, to_bed_id=beds[1].id,
                                          transferred_by="nurse", reason="Access"))
+    note = _save(engine, InpatientNote(admission_id=admission.id, author="nurse", note="Access", pulse=70))
     with transaction(engine) as db:
         db.execute(update(Bed).where(Bed.id == beds[1].id).values(status=BedStatus.occupied))
     w.sample = {k: str(v) for k, v in rows["own"].items()}
     w.sample.update({"ward": str(ward.id), "room": str(beds[0].room_id), "bed": str(beds[0].id),
-                     "admission": str(admission.id), "bed_transfer": str(transfer.id)})
+                     "admission": str(admission.id), "bed_transfer": str(transfer.id),
+                     "inpatient_note": str(note.id)})
     w.foreign = {k: str(v) for k, v in rows["other"].items()}
     w.sample.update({
         "doctor": str(doctor.id), "department": str(department.id), "medicine": str(medicine.id),
