@@ -176,7 +176,7 @@ def build_hospital(engine) -> SimpleNamespace:
     h.drwong = make_staff(engine, username="drwong", full_name="Alice Wong", role=Role.doctor, doctor_id=h.wong.id)
 
     # Inpatients: Zhang Wei admitted to 3A-301-1 after a move from 3A-301-2 (the male ward is empty).
-    from models import Admission, AdmissionStatus, Bed, BedStatus, BedTransfer, Room, SexPolicy, Ward
+    from models import Admission, AdmissionStatus, Bed, BedStatus, BedTransfer, InpatientNote, Room, SexPolicy, Ward
     from tests.factories import _save
 
     h.w3a = _save(engine, Ward(department_id=h.card.id, name="Ward 3A", sex_policy=SexPolicy.mixed, floor="3"))
@@ -192,6 +192,8 @@ def build_hospital(engine) -> SimpleNamespace:
     h.move = _save(engine, BedTransfer(admission_id=h.adm.id, from_bed_id=h.bed2.id, to_bed_id=h.bed1.id,
                                        transferred_by="joy", reason="Needs telemetry",
                                        transferred_at=_local(date(2026, 3, 5), time(12, 0))))
+    h.note = _save(engine, InpatientNote(admission_id=h.adm.id, author="joy", note="Chest pain eased", pulse=88,
+                                         written_at=_local(date(2026, 3, 5), time(14, 0))))
 
     with transaction(engine) as db:
         db.execute(insert(AuditEvent), [
@@ -562,6 +564,17 @@ CASES += [
         searches=[("telemetry", {"move"}), ("nobody-at-all", set())],
         detail=("move", lambda h: h.move.id),
         detail_texts=["Needs telemetry"],
+        read_only=True,
+    ),
+    Case(
+        "inpatient_note",
+        keys=lambda h: {"note": "Chest pain eased"},
+        row={"note": ["joy", "Chest pain eased", "88"]},
+        searches=[("eased", {"note"}), ("nobody-at-all", set())],
+        filters=[(lambda h: {"written_at_from": "2026-03-05", "written_at_to": "2026-03-05"}, {"note"}),
+                 (lambda h: {"written_at_from": "2026-03-06"}, set())],
+        detail=("note", lambda h: h.note.id),
+        detail_texts=["Chest pain eased"],
         read_only=True,
     ),
 ]
