@@ -15,7 +15,7 @@ from sqladmin import Admin, ModelView
 from sqlalchemy import create_engine, func, select, update
 from starlette.routing import Mount
 
-from models import Appointment, ClinicSession
+from models import Appointment, ClinicSession, Role
 from portal.core import clock
 from portal.core.db import transaction
 from tests.access_world import World, build_world, session_cookie
@@ -23,6 +23,7 @@ from tests.admin_html import csrf_token_of
 from tests.factories import CSRF_HEADER
 from tests.fuzzing import forms_on
 from views._actions import ActionsMixin
+from views.permissions import may
 
 # -- what the admin offers ----------------------------------------------------------------
 
@@ -77,6 +78,30 @@ def world(engine) -> World:
     return world
 
 
+def writer(identity: str, right: str) -> str:
+    """The role the fuzz writes ``identity`` as: the administrator when the permission table
+    lets them (``right``: ``c`` create, ``e`` edit), else the first role that may (a ward's
+    inpatient notes are written by doctors and nurses only)."""
+    if may("admin", identity, right):
+        return "admin"
+    return next(role.value for role in Role if may(role, identity, right))
+
+
+def log_in_as(client, world: World, role: str) -> None:
+    """Log ``client`` in as the world's ``role`` user: a signed session cookie (no argon2 per
+    test) and the login's CSRF token in the X-CSRF-Token header, as sqladmin's JavaScript
+    sends it (read from the page's meta tag); a form's own csrf_token field is fuzzed like
+    any other."""
+    now = clock.epoch_seconds()
+    # "csrf": the session's CSRF value (views._csrf), there from the start so that no page
+    # replaces the forged cookie with one of its own.
+    client.cookies.set("portal_staff", session_cookie({"uid": world.staff[role], "epoch": 0, "iat": now,
+                                                       "seen": now, "csrf": "fuzz-session-value"}))
+    page = client.get("/admin/")
+    assert page.status_code == 200
+    client.headers[CSRF_HEADER] = csrf_token_of(page.text)
+
+
 @pytest.fixture
 def admin(client, world):
     """The client, logged in as the administrator (a signed session cookie: no argon2 per test).
@@ -84,16 +109,7 @@ def admin(client, world):
     The test fails at the end if the fuzz logged the session out, since the examples
     after that would have tested only the login redirect.
     """
-    now = clock.epoch_seconds()
-    # "csrf": the session's CSRF value (views._csrf), there from the start so that no page
-    # replaces the forged cookie with one of its own.
-    client.cookies.set("portal_staff", session_cookie({"uid": world.staff["admin"], "epoch": 0, "iat": now,
-                                                       "seen": now, "csrf": "fuzz-session-value"}))
-    page = client.get("/admin/")
-    assert page.status_code == 200
-    # The login's token in the X-CSRF-Token header, as sqladmin's JavaScript sends it (read
-    # from the page's meta tag); a form's own csrf_token field is fuzzed like any other.
-    client.headers[CSRF_HEADER] = csrf_token_of(page.text)
+    log_in_as(client, world, "admin")
     yield client
     assert client.get("/admin/").status_code == 200, "the fuzz ended the admin session"
 

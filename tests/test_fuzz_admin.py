@@ -51,8 +51,10 @@ from tests.fuzz_targets import (  # noqa: F401 - admin and world are fixtures
     admin,
     all_ids,
     edit_target,
+    log_in_as,
     the_form,
     world,
+    writer,
 )
 from tests.fuzzing import (
     EXPORT_WRITES,
@@ -64,6 +66,7 @@ from tests.fuzzing import (
     query_values,
     url_junk,
 )
+from views.permissions import may
 
 
 def test_the_catalogue_holds_every_kind_of_target():
@@ -94,9 +97,14 @@ CREATE_BASELINES = {
 @pytest.mark.parametrize("identity", CREATABLE)
 def test_create_form_never_fails_on_bad_input(admin, engine, world, identity):
     url = f"/admin/{identity}/create"
+    role = writer(identity, "c")
+    if role != "admin":
+        log_in_as(admin, world, role)
     form = the_form(admin, url)
-    # a believable new row: the values of an existing one (unique ones then collide: also a refusal)
-    baseline = the_form(admin, f"/admin/{identity}/edit/{edit_target(world, identity)}").defaults()
+    # a believable new row: the values of an existing one (unique ones then collide: also a
+    # refusal), or the create form's own defaults for rows nobody edits
+    baseline = (the_form(admin, f"/admin/{identity}/edit/{edit_target(world, identity)}").defaults()
+                if may(role, identity, "e") else form.defaults())
     baseline.update(CREATE_BASELINES.get(identity, {}))
 
     send = Exchanger(admin, engine)
