@@ -19,6 +19,7 @@ from starlette.routing import Route
 from portal.web.headers import NONCE_KEY
 from views._csrf import csrf_token
 from views._forms import posted_form
+from views.i18n import gettext, ngettext
 
 INVALID_LOGIN = "Invalid credentials."  # sqladmin's own words
 
@@ -71,14 +72,15 @@ class SecureAdmin(Admin):
     create/edit forms that refuse file parts (``views._forms.posted_form``), and logout
     as a POST (GET /admin/logout only asks).
 
-    Templates get ``csrf_token_for(request)`` (``views._csrf.csrf_token``) and ``csp_nonce(request)``;
+    Templates get ``csrf_token_for(request)`` (``views._csrf.csrf_token``), ``csp_nonce(request)`` and
+    the admin's words ``_`` and ``ngettext`` (``views.i18n``);
     their compiled code is kept in :data:`COMPILED_TEMPLATES`, shared by every admin the
     process builds (a test run builds one per test; a server builds one).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.templates.env.globals.update(csrf_token_for=csrf_token, csp_nonce=csp_nonce)
+        self.templates.env.globals.update(csrf_token_for=csrf_token, csp_nonce=csp_nonce, _=gettext, ngettext=ngettext)
         self.templates.env.bytecode_cache = COMPILED_TEMPLATES
         routes = self.admin.router.routes
         for i, route in enumerate(routes):
